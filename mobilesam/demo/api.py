@@ -1,0 +1,102 @@
+"""Parsing and answering the app's API requests (`segment`, `segment_everything`).
+
+Every malformed request raises `RequestError` with a message meant for the user.
+"""
+import json
+import math
+from typing import Any, Dict, Optional
+
+import numpy as np
+from PIL import Image
+
+from ..utils import prompts as checks
+
+MAX_POINTS = 64
+MAX_PROMPT_JSON_CHARS = 20_000
+
+
+class RequestError(ValueError):
+    """A request that cannot be answered; the message says why."""
+
+
+def parse_prompts(text: Any, image_size) -> Dict[str, Any]:
+    """Parse `{"points": [[x, y, label], ...], "box": [x0, y0, x1, y1] | null, "multimask": bool}`.
+
+    Coordinates are original-image pixels; `image_size` is (height, width). Returns keyword
+    arguments for SamPredictor.predict.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise RequestError("prompts must be a JSON string such as "
+                           '{"points": [[x, y, 1]], "box": null, "multimask": true}')
+    if len(text) > MAX_PROMPT_JSON_CHARS:
+        raise RequestError(f"prompts JSON is longer than {MAX_PROMPT_JSON_CHARS} characters")
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise RequestError(f"prompts are not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RequestError("prompts JSON must be an object with keys points, box, multimask")
+    unknown = set(data) - {"points", "box", "multimask"}
+    if unknown:
+        raise RequestError(f"unknown key(s) in prompts: {sorted(unknown)}")
+
+    kwargs: Dict[str, Any] = {"multimask_output": _parse_multimask(data.get("multimask", True))}
+    points = data.get("points") or []
+    if not isinstance(points, list):
+        raise RequestError("points must be a list of [x, y, label]")
+    if len(points) > MAX_POINTS:
+        raise RequestError(f"at most {MAX_POINTS} points are allowed, got {len(points)}")
+    if points:
+        for p in points:
+            if not (isinstance(p, list) and len(p) == 3 and all(_is_number(v) for v in p)):
+                raise RequestError(f"each point must be [x, y, label] with numbers, got {p!r}")
+            if p[2] not in (0, 1):
+                raise RequestError(f"point label must be 1 (foreground) or 0 (background), got {p[2]!r}")
+        arr = np.array(points, dtype=np.float64)
+        kwargs["point_coords"], kwargs["point_labels"] = arr[:, :2], arr[:, 2].astype(np.int64)
+    box = data.get("box")
+    if box is not None:
+        if not (isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box)):
+            raise RequestError(f"box must be [x0, y0, x1, y1] with numbers or null, got {box!r}")
+        kwargs["box"] = np.array(box, dtype=np.float64)
+    if "point_coords" not in kwargs and "box" not in kwargs:
+        raise RequestError("empty prompt: give at least one point or a box")
+    try:
+        if "point_coords" in kwargs:
+            checks.check_points(kwargs["point_coords"], kwargs["point_labels"], image_size)
+        if "box" in kwargs:
+            checks.check_box(kwargs["box"], image_size)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from exc
+    return kwargs
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not allowed in prompts")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _parse_multimask(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise RequestError(f"multimask must be true or false, got {value!r}")
+    return value
+
+
+def best_mask(masks: np.ndarray, scores: np.ndarray):
+    """The highest-scoring of C masks (C×H×W bool, C scores): (mask H×W, index)."""
+    index = int(np.argmax(scores))
+    return masks[index], index
+
+
+def save_mask_png(mask: np.ndarray, path) -> None:
+    """Write an H×W bool mask as an 8-bit grayscale PNG, 255 inside, 0 outside."""
+    Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L").save(path, format="PNG")
+
+
+def scores_json(scores: np.ndarray, index: int, extra: Optional[dict] = None) -> str:
+    out = {"score": float(scores[index]), "scores": [float(s) for s in scores]}
+    out.update(extra or {})
+    return json.dumps(out)

@@ -1,0 +1,104 @@
+"""The server's model work: encode images (cached by content), predict masks, segment everything."""
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional, Tuple
+
+import numpy as np
+import torch
+
+from ..modeling import Sam
+from ..predictor import SamPredictor
+from ..utils.transforms import ResizeLongestSide
+from .store import ImageStore, LRUCache, image_id_of
+
+EMBEDDING_SHAPE = (1, 256, 64, 64)
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """An image's embedding (float32 1×256×64×64) with the sizes a client needs to map coordinates."""
+
+    image_id: str
+    height: int
+    width: int
+    input_height: int
+    input_width: int
+    embedding: np.ndarray
+    encode_ms: float
+
+    @property
+    def original_size(self) -> Tuple[int, int]:
+        return self.height, self.width
+
+    def embedding_f16_bytes(self) -> bytes:
+        """Little-endian float16 bytes of the embedding: 2,097,152 bytes."""
+        return self.embedding.astype("<f2").tobytes()
+
+    def client_info(self, model_type: str) -> dict:
+        """What the browser needs: ids, sizes and where to fetch the embedding and the image."""
+        return {
+            "image_id": self.image_id, "width": self.width, "height": self.height,
+            "input_width": self.input_width, "input_height": self.input_height,
+            "image_url": f"/msam/image/{self.image_id}.png",
+            "embedding_url": f"/msam/embedding/{model_type}/{self.image_id}.f16",
+            "model": model_type, "encode_ms": round(self.encode_ms, 1),
+        }
+
+
+class Engine:
+    """One model on one device. Encoding is serialised (CPU-bound); decoding is per call.
+
+    Embeddings are cached by image content in a bounded LRU, so choosing the same image
+    again is instant; images are kept in `store` for shared links.
+    """
+
+    def __init__(self, model: Sam, model_type: str, store: ImageStore, cache_bytes: int = 256 * 2**20) -> None:
+        self.model = model.eval()
+        self.model_type = model_type
+        self.store = store
+        self.transform = ResizeLongestSide(model.image_encoder.img_size)
+        self.cache: LRUCache[str, EncodedImage] = LRUCache(cache_bytes, lambda e: e.embedding.nbytes)
+        self._encode_lock = threading.Lock()
+        self.parameter_count = sum(p.numel() for p in model.image_encoder.parameters())
+
+    def encode(self, image: np.ndarray, image_id: Optional[str] = None) -> EncodedImage:
+        """Embedding of a uint8 H×W×3 RGB image, from the cache when the same picture was seen."""
+        image_id = image_id or image_id_of(image)
+        cached = self.cache.get(image_id)
+        if cached is not None:
+            return cached
+        with self._encode_lock:
+            cached = self.cache.get(image_id)  # encoded by a concurrent request meanwhile
+            if cached is not None:
+                return cached
+            start = time.perf_counter()
+            predictor = SamPredictor(self.model)
+            predictor.set_image(image)
+            embedding = predictor.get_image_embedding().float().cpu().numpy()
+            elapsed_ms = (time.perf_counter() - start) * 1000
+        encoded = EncodedImage(image_id, image.shape[0], image.shape[1], predictor.input_size[0],
+                               predictor.input_size[1], embedding, elapsed_ms)
+        self.cache.put(image_id, encoded)
+        self.store.put(image_id, image)
+        return encoded
+
+    def predictor_for(self, encoded: EncodedImage) -> SamPredictor:
+        """A predictor primed with a cached embedding (no encoder run); one per call, so thread-safe."""
+        predictor = SamPredictor(self.model)
+        predictor.set_image_embedding(torch.from_numpy(encoded.embedding), encoded.original_size)
+        return predictor
+
+    def predict(self, encoded: EncodedImage, **prompt) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """SamPredictor.predict on the cached embedding; `prompt` as its keyword arguments."""
+        return self.predictor_for(encoded).predict(**prompt)
+
+    def segment_everything(self, image: np.ndarray, points_per_side: int = 16, points_per_batch: int = 64,
+                           progress: Optional[Callable[[int, int], None]] = None, **options) -> list:
+        """SamAutomaticMaskGenerator records (binary masks) for the whole image."""
+        from ..automatic_mask_generator import SamAutomaticMaskGenerator
+
+        generator = SamAutomaticMaskGenerator(self.model, points_per_side=points_per_side,
+                                              points_per_batch=points_per_batch, **options)
+        with self._encode_lock:
+            return generator.generate(image, progress=progress)

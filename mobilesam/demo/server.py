@@ -1,0 +1,127 @@
+"""HTTP routes the browser needs beside Gradio's, and the cross-origin isolation headers.
+
+- `/web/<module>.js|.css`: the browser code (web/), no build step.
+- `/web/ort/<file>`: onnxruntime-web's dist/ from web/node_modules when npm installed it;
+  otherwise the page loads the same pinned version from the jsDelivr CDN.
+- `/msam/models/<name>.onnx`: the exported decoders.
+- `/msam/embedding/<model>/<image id>.f16`: an embedding as raw little-endian float16.
+- `/msam/image/<image id>.png`: an uploaded (content-addressed) image.
+"""
+import json
+import re
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+ROOT = Path(__file__).resolve().parents[2]
+WEB_DIR = ROOT / "web"
+ORT_DIST = WEB_DIR / "node_modules" / "onnxruntime-web" / "dist"
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+WEB_SUFFIXES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css"}
+ORT_SUFFIXES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm"}
+ISOLATION_HEADERS = [
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-embedder-policy", b"require-corp"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+]
+
+
+class IsolationHeadersMiddleware:
+    """Adds COOP/COEP/CORP to every HTTP response so onnxruntime-web may use threads."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                names = {k.lower() for k, _ in message.get("headers", [])}
+                message["headers"] = list(message.get("headers", [])) + [
+                    (k, v) for k, v in ISOLATION_HEADERS if k not in names]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def ort_version() -> str:
+    """The onnxruntime-web version pinned in web/package.json."""
+    with open(WEB_DIR / "package.json") as f:
+        return json.load(f)["dependencies"]["onnxruntime-web"].lstrip("^~=")
+
+
+def ort_base_url() -> str:
+    if ORT_DIST.is_dir():
+        return "/web/ort/"
+    return f"https://cdn.jsdelivr.net/npm/onnxruntime-web@{ort_version()}/dist/"
+
+
+def page_head(config: dict) -> str:
+    """<head> additions: the client config, the stylesheet and the entry module."""
+    payload = json.dumps(config).replace("</", "<\\/")
+    return (f"<script>window.MSAM_CONFIG = {payload};</script>\n"
+            f'<link rel="stylesheet" href="/web/style.css">\n'
+            f'<script type="module" src="/web/main.js"></script>\n')
+
+
+def _file_in(folder: Path, name: str, suffixes: Dict[str, str]) -> Optional[FileResponse]:
+    if not SAFE_NAME.match(name) or Path(name).suffix not in suffixes:
+        return None
+    path = folder / name
+    if not path.is_file():
+        return None
+    return FileResponse(path, media_type=suffixes[path.suffix], headers={"Cache-Control": "public, max-age=3600"})
+
+
+def make_routes(models: Callable[[], Dict[str, Path]], embedding_bytes: Callable[[str, str], Optional[bytes]],
+                image_path: Callable[[str], Optional[Path]]):
+    """Starlette routes; the callables look up decoder files, embeddings and stored images."""
+
+    async def web_file(request: Request):
+        return _file_in(WEB_DIR, request.path_params["name"], WEB_SUFFIXES) or _not_found()
+
+    async def ort_file(request: Request):
+        return _file_in(ORT_DIST, request.path_params["name"], ORT_SUFFIXES) or _not_found()
+
+    async def model_file(request: Request):
+        path = models().get(request.path_params["name"])
+        if path is None or not path.is_file():
+            return _not_found()
+        return FileResponse(path, media_type="application/octet-stream",
+                            headers={"Cache-Control": "public, max-age=86400, immutable"})
+
+    async def embedding(request: Request):
+        data = embedding_bytes(request.path_params["model"], request.path_params["image_id"])
+        if data is None:
+            return _not_found("embedding not found: encode the image first")
+        return Response(data, media_type="application/octet-stream",
+                        headers={"X-Embedding-Shape": "1,256,64,64", "X-Embedding-Dtype": "float16",
+                                 "Cache-Control": "private, max-age=3600"})
+
+    async def image(request: Request):
+        path = image_path(request.path_params["image_id"])
+        if path is None:
+            return _not_found()
+        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+    return [
+        Route("/web/ort/{name}", ort_file),
+        Route("/web/{name}", web_file),
+        Route("/msam/models/{name}", model_file),
+        Route("/msam/embedding/{model}/{image_id}.f16", embedding),
+        Route("/msam/image/{image_id}.png", image),
+    ]
+
+
+def _not_found(message: str = "not found") -> PlainTextResponse:
+    return PlainTextResponse(message, status_code=404)
+
+
+def middleware() -> list:
+    return [Middleware(IsolationHeadersMiddleware)]

@@ -1,0 +1,162 @@
+"""Content-addressed storage of the images people upload, and a bounded embedding cache.
+
+Image ids are the first 32 hex digits (128 bits) of the SHA-256 of the image's RGB pixels
+and size: the same picture always gets the same id, and ids cannot be enumerated to reach
+other people's uploads.
+"""
+import hashlib
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Callable, Generic, Optional, TypeVar
+
+import numpy as np
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+IMAGE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def image_id_of(image: np.ndarray) -> str:
+    """Content id of a uint8 H×W×3 image: 32 hex digits."""
+    digest = hashlib.sha256()
+    digest.update(f"{image.shape[0]}x{image.shape[1]}:".encode())
+    digest.update(np.ascontiguousarray(image).tobytes())
+    return digest.hexdigest()[:32]
+
+
+def is_image_id(value: object) -> bool:
+    return isinstance(value, str) and bool(IMAGE_ID_RE.match(value))
+
+
+class ImageStore:
+    """Uploaded images as PNG files named by content id, bounded in total bytes and age.
+
+    Writes are atomic. When the folder is not writable the store keeps working without
+    persistence (shared links then only work for the examples) and logs a warning once.
+    """
+
+    def __init__(self, root: Path, max_bytes: int = 512 * 2**20, max_age_s: float = 7 * 24 * 3600) -> None:
+        self.root = Path(root)
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self._lock = threading.Lock()
+        self._warned = False
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._warn(f"image store {self.root} is unavailable ({exc}); shared links to uploads are disabled")
+
+    def path_of(self, image_id: str) -> Optional[Path]:
+        if not is_image_id(image_id):
+            return None
+        path = self.root / f"{image_id}.png"
+        return path if path.is_file() else None
+
+    def put(self, image_id: str, image: np.ndarray) -> Optional[Path]:
+        """Store `image` under `image_id` (no-op if present). Returns the path, or None if not stored."""
+        if not is_image_id(image_id):
+            raise ValueError(f"not an image id: {image_id!r}")
+        existing = self.path_of(image_id)
+        if existing is not None:
+            os.utime(existing)  # refresh its age
+            return existing
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                Image.fromarray(image).save(f, format="PNG", compress_level=1)
+            path = self.root / f"{image_id}.png"
+            os.replace(tmp, path)
+        except OSError as exc:
+            self._warn(f"cannot write to image store {self.root} ({exc}); continuing without storing uploads")
+            try:
+                os.unlink(tmp)
+            except (OSError, UnboundLocalError):
+                pass
+            return None
+        self.prune()
+        return path
+
+    def get(self, image_id: str) -> Optional[np.ndarray]:
+        path = self.path_of(image_id)
+        if path is None:
+            return None
+        try:
+            with Image.open(path) as im:
+                image = np.asarray(im.convert("RGB"))
+        except OSError:
+            log.warning("stored image %s is unreadable; removing it", path.name)
+            path.unlink(missing_ok=True)
+            return None
+        if image_id_of(image) != image_id:  # corrupted on disk: never serve it
+            log.warning("stored image %s does not match its id; removing it", path.name)
+            path.unlink(missing_ok=True)
+            return None
+        return image
+
+    def prune(self) -> None:
+        """Drop files older than max_age_s, then the oldest until the total is within max_bytes."""
+        with self._lock:
+            try:
+                entries = [(p, p.stat()) for p in self.root.glob("*.png")]
+            except OSError:
+                return
+            now = time.time()
+            entries.sort(key=lambda e: e[1].st_mtime)
+            total = sum(st.st_size for _, st in entries)
+            for path, st in entries:
+                if now - st.st_mtime > self.max_age_s or total > self.max_bytes:
+                    path.unlink(missing_ok=True)
+                    total -= st.st_size
+
+    def _warn(self, message: str) -> None:
+        if not self._warned:
+            log.warning(message)
+            self._warned = True
+
+
+class LRUCache(Generic[K, V]):
+    """Thread-safe LRU bounded by the summed `size_of` its values (bytes)."""
+
+    def __init__(self, max_bytes: int, size_of: Callable[[V], int]) -> None:
+        self.max_bytes = max_bytes
+        self._size_of = size_of
+        self._items: "OrderedDict[K, V]" = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> Optional[V]:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: K, value: V) -> None:
+        size = self._size_of(value)
+        with self._lock:
+            if key in self._items:
+                self._bytes -= self._size_of(self._items.pop(key))
+            self._items[key] = value
+            self._bytes += size
+            while self._bytes > self.max_bytes and len(self._items) > 1:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= self._size_of(old)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: K) -> bool:
+        return key in self._items
