@@ -12,7 +12,7 @@ from pathlib import Path
 import gradio as gr
 
 from mobilesam.demo import server
-from mobilesam.demo.handlers import Handlers, ImageFile
+from mobilesam.demo.handlers import Handlers, raw_image_input
 from mobilesam.demo.startup import DEFAULT_CACHE_DIR, AppConfig, prepare
 from mobilesam.hub import CheckpointUnavailableError
 
@@ -33,8 +33,8 @@ def build_demo(handlers: Handlers) -> gr.Blocks:
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column(scale=1, min_width=280):
-                image_input = ImageFile(label="Image: upload, drop or paste", type="filepath",
-                                        sources=["upload", "clipboard"], height=280)
+                image_input = raw_image_input(label="Image: upload, drop or paste", sources=["upload", "clipboard"],
+                                              height=280, elem_id="msam-upload")
                 gr.Examples(EXAMPLES, inputs=[image_input], label="Examples (Apache-2.0, see examples/README.md)")
             with gr.Column(scale=3):
                 gr.HTML('<div id="msam-root"></div>', elem_id="msam-canvas", padding=False)

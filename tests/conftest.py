@@ -72,3 +72,70 @@ def load_golden_prompt(model_type: str, image_key: str, prompt_name: str) -> dic
     shape = tuple(out["mask_shape"])
     out["masks"] = np.unpackbits(out["masks"], axis=-1)[..., : shape[-1]].astype(bool).reshape(shape)
     return out
+
+
+# ---- the running app ---------------------------------------------------------------------
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_http(url: str, proc, timeout: float = 300.0) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the app exited with code {proc.returncode} before serving")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"the app did not serve {url} within {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def app_url(vit_t_checkpoint, tmp_path_factory):
+    """The app started on a free port with the vit_t stand-in checkpoint; yields its base URL."""
+    import os
+
+    port = free_port()
+    cache = tmp_path_factory.mktemp("app-cache")
+    log_path = cache / "app.log"
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py"), "--checkpoint", str(vit_t_checkpoint), "--host", "127.0.0.1",
+             "--port", str(port), "--cache-dir", str(cache)],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(url + "/", proc)
+        yield url
+    except Exception:
+        print(log_path.read_text()[-5000:])
+        raise
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def predictor_vit_t(vit_t_model):
+    from mobilesam import SamPredictor
+
+    return SamPredictor(vit_t_model)
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)

@@ -161,17 +161,22 @@ def _points_per_side(value) -> int:
     return n
 
 
-class ImageFile(gr.Image):
-    """An image input that hands the raw uploaded file to our own loader (clear errors for bad files).
+def raw_image_input(**kwargs) -> gr.Image:
+    """A gr.Image input that hands the uploaded file's path to our own loader, which gives clear
+    errors for bad files (Gradio's own decoding would fail first with a generic one).
 
-    `is_template` makes Gradio render it with the stock Image component.
+    The override is per instance: subclassing a Gradio component makes Gradio write a .pyi stub
+    next to this module at import time.
     """
+    component = gr.Image(type="filepath", **kwargs)
+    default_preprocess = component.preprocess
 
-    is_template = True
-
-    def preprocess(self, payload):
+    def preprocess(payload):
         if payload is None:
             return None
         if payload.path is None:  # pasted data: URL
-            return super().preprocess(payload)
+            return default_preprocess(payload)
         return payload.path
+
+    component.preprocess = preprocess
+    return component

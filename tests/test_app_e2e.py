@@ -1,0 +1,183 @@
+"""End to end in real Chromium: upload, click, box, undo, download, bad upload; masks equal PyTorch's.
+
+Screenshots of each step are saved under test-output/e2e/ for a reviewer.
+"""
+import base64
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT, SAMPLES, load_sample, mask_iou
+
+SHOTS = ROOT / "test-output" / "e2e"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync", "--disable-quic"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class Page:
+    """A page of the app with helpers that speak in image pixel coordinates."""
+
+    def __init__(self, browser, url):
+        self.page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        self.origin = "{0.scheme}://{0.netloc}".format(urlparse(url))
+        self.requests = []
+        self.errors = []
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.goto(url)
+        self.page.wait_for_function("() => window.msam !== undefined", timeout=60_000)
+
+    def shot(self, name):
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+    def upload(self, path):
+        self.page.locator("#msam-upload input[type=file], input[type=file]").first.set_input_files(str(path))
+
+    def wait_image(self, image, timeout=120_000):
+        """Wait until the browser holds the embedding of `image` (ids are content hashes)."""
+        from mobilesam.demo.store import image_id_of
+
+        self.page.wait_for_function(
+            "(id) => { const s = window.msam.getState(); return s.ready && s.imageId === id; }",
+            arg=image_id_of(image), timeout=timeout)
+
+    def state(self):
+        return self.page.evaluate("() => window.msam.getState()")
+
+    def idle(self):
+        self.page.evaluate("() => window.msam.whenIdle()")
+
+    def canvas_point(self, x, y, size):
+        box = self.page.locator("#msam-root canvas").first.bounding_box()
+        h, w = size
+        return box["x"] + (x + 0.5) * box["width"] / w, box["y"] + (y + 0.5) * box["height"] / h
+
+    def click(self, x, y, size, modifier=None, **kwargs):
+        cx, cy = self.canvas_point(x, y, size)
+        self.page.mouse.move(cx, cy)
+        if modifier:
+            self.page.keyboard.down(modifier)
+        self.page.mouse.click(cx, cy, **kwargs)
+        if modifier:
+            self.page.keyboard.up(modifier)
+        self.idle()
+
+    def drag(self, x0, y0, x1, y1, size):
+        a, b = self.canvas_point(x0, y0, size), self.canvas_point(x1, y1, size)
+        self.page.mouse.move(*a)
+        self.page.mouse.down()
+        self.page.mouse.move((a[0] + b[0]) / 2, (a[1] + b[1]) / 2, steps=4)
+        self.page.mouse.move(*b, steps=4)
+        self.page.mouse.up()
+        self.idle()
+
+    def mask(self):
+        bits = self.page.evaluate("() => window.msam.getMaskBitsBase64()")
+        assert bits is not None, "no mask in the browser"
+        data = np.frombuffer(base64.b64decode(bits["data"]), dtype=np.uint8)
+        return data.reshape(bits["height"], bits["width"]).astype(bool)
+
+    def server_requests_since(self, start):
+        return [u for u in self.requests[start:] if u.startswith(self.origin)]
+
+
+def torch_mask(predictor, state):
+    """The PyTorch predictor's mask for the browser's prompts, chosen as the browser's auto mode does."""
+    kwargs = {}
+    if state["points"]:
+        kwargs["point_coords"] = np.array([[p["x"], p["y"]] for p in state["points"]], dtype=np.float64)
+        kwargs["point_labels"] = np.array([p["label"] for p in state["points"]])
+    if state["box"]:
+        b = state["box"]
+        kwargs["box"] = np.array([b["x0"], b["y0"], b["x1"], b["y1"]], dtype=np.float64)
+    multimask = len(state["points"]) == 1 and not state["box"]
+    masks, scores, _ = predictor.predict(multimask_output=multimask, **kwargs)
+    return masks[int(np.argmax(scores))]
+
+
+def test_click_box_undo_download_and_bad_upload(browser, app_url, predictor_vit_t, tmp_path):
+    page = Page(browser, app_url)
+    assert page.page.evaluate("() => window.crossOriginIsolated") is True
+    page.shot("01-opened")
+
+    image = load_sample("truck.jpg")
+    size = image.shape[:2]
+    predictor_vit_t.set_image(image)
+    page.upload(SAMPLES / "truck.jpg")
+    page.wait_image(image)
+    page.shot("02-uploaded")
+
+    start = len(page.requests)
+    page.click(810, 624, size)
+    state = page.state()
+    assert len(state["points"]) == 1 and state["points"][0]["label"] == 1
+    assert mask_iou(page.mask(), torch_mask(predictor_vit_t, state)) >= 0.99
+    page.shot("03-click")
+
+    page.click(1260, 780, size, modifier="Shift")
+    state = page.state()
+    assert [p["label"] for p in state["points"]] == [1, 0]
+    assert mask_iou(page.mask(), torch_mask(predictor_vit_t, state)) >= 0.99
+    page.shot("04-negative-point")
+
+    page.click(400, 300, size, button="right")
+    assert [p["label"] for p in page.state()["points"]] == [1, 0, 0]
+
+    page.page.keyboard.press("Control+z")
+    page.idle()
+    assert [p["label"] for p in page.state()["points"]] == [1, 0]
+
+    page.page.keyboard.press("Escape")
+    page.idle()
+    assert page.state()["points"] == []
+    page.drag(180, 240, 1170, 1020, size)
+    state = page.state()
+    assert state["box"] is not None and abs(state["box"]["x0"] - 180) < 4 and abs(state["box"]["y1"] - 1020) < 4
+    assert mask_iou(page.mask(), torch_mask(predictor_vit_t, state)) >= 0.99
+    page.shot("05-box")
+
+    for x in range(300, 1500, 150):  # hover previews
+        page.page.mouse.move(*page.canvas_point(x, 500, size))
+    page.idle()
+    assert page.state()["decodeCount"] > 3
+    assert page.server_requests_since(start) == [], "prompts must be decoded in the browser"
+
+    with page.page.expect_download() as download:
+        page.page.get_by_role("button", name="Download mask PNG").click()
+    path = tmp_path / "mask.png"
+    download.value.save_as(path)
+    png = np.array(Image.open(path).convert("L"))
+    assert png.shape == size
+    assert mask_iou(png > 127, torch_mask(predictor_vit_t, page.state())) >= 0.99
+    page.shot("06-downloaded")
+
+    bad = tmp_path / "holiday.jpg"
+    bad.write_text("not really a photo")
+    page.upload(bad)
+    page.page.get_by_text("Cannot use this file").first.wait_for(timeout=30_000)
+    page.shot("07-bad-upload")
+
+    groceries = load_sample("groceries.jpg")
+    page.upload(SAMPLES / "groceries.jpg")
+    page.wait_image(groceries)
+    page.click(360, 277, groceries.shape[:2])
+    predictor_vit_t.set_image(groceries)
+    assert mask_iou(page.mask(), torch_mask(predictor_vit_t, page.state())) >= 0.99
+    page.shot("08-next-upload-works")
+    assert page.errors == []
