@@ -102,21 +102,24 @@ def test_set_image_embedding_reuses_an_embedding(vit_t_model, predictor):
 
 # ---- checkpoints ----------------------------------------------------------------------------
 
-def test_strict_loading_refuses_a_missing_key(vit_t_checkpoint, tmp_path):
-    state = torch.load(vit_t_checkpoint, weights_only=True)
+def _drop_iou_token(state):
     del state["mask_decoder.iou_token.weight"]
-    path = tmp_path / "missing.pt"
-    torch.save(state, path)
-    with pytest.raises(CheckpointError, match=r"1 missing key.*mask_decoder\.iou_token\.weight"):
-        sam_model_registry["vit_t"](checkpoint=path)
 
 
-def test_strict_loading_refuses_an_extra_key(vit_t_checkpoint, tmp_path):
-    state = torch.load(vit_t_checkpoint, weights_only=True)
+def _add_extra_key(state):
     state["image_encoder.extra.weight"] = torch.zeros(3)
-    path = tmp_path / "extra.pt"
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_drop_iou_token, r"1 missing key.*mask_decoder\.iou_token\.weight"),
+    (_add_extra_key, r"1 unexpected key.*image_encoder\.extra\.weight"),
+])
+def test_strict_loading_refuses_missing_and_extra_keys(vit_t_checkpoint, tmp_path, edit, message):
+    state = torch.load(vit_t_checkpoint, weights_only=True)
+    edit(state)
+    path = tmp_path / "edited.pt"
     torch.save(state, path)
-    with pytest.raises(CheckpointError, match=r"1 unexpected key.*image_encoder\.extra\.weight"):
+    with pytest.raises(CheckpointError, match=message):
         sam_model_registry["vit_t"](checkpoint=path)
 
 
