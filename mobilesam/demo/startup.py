@@ -34,7 +34,7 @@ def prepare(config: AppConfig) -> Handlers:
     log.info("loading %s from %s on %s", config.model_type, checkpoint, device)
     model = sam_model_registry[config.model_type](checkpoint=str(checkpoint)).to(device)
     cache_dir = Path(config.cache_dir)
-    decoder = cached_decoder(checkpoint, config.model_type, cache_dir / "onnx", variant="browser")
+    decoder = cached_decoder(checkpoint, config.model_type, cache_dir / "onnx", variant="browser", sam=model)
     store = ImageStore(cache_dir / "images", max_bytes=config.image_store_mb * 2**20)
     engine = Engine(model, config.model_type, store, cache_bytes=config.embedding_cache_mb * 2**20)
     return Handlers(engine, {decoder.name: decoder}, output_dir=cache_dir / "outputs")

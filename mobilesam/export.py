@@ -1,0 +1,517 @@
+"""Export SAM's mask decoder (with the prompt encoder) and the image encoder to ONNX.
+
+Exporter choice
+---------------
+torch 2.13 defaults to the dynamo (``torch.export``) exporter. On this model it fails or misbehaves:
+it cannot export the official decoder (the best-mask pick multiplies by the symbolic point count
+``point_coords.shape[1]``, and ``orig_im_size`` drives the size of a resize, which is data-dependent),
+it emits opset 18 whatever ``opset_version`` asks for, it writes external data unless told not to,
+and its output carries ``value_info`` that makes ``onnxruntime.quantization.quantize_dynamic``'s shape
+inference fail. The TorchScript exporter (``torch.onnx.export(..., dynamo=False)``), which the
+official ``scripts/export_onnx_model.py`` uses, is still shipped in torch 2.13 (deprecated, not
+removed): it exports every variant at the requested opset, keeps the point count dynamic, writes one
+self-contained file below 2 GB and quantizes cleanly. So ``exporter="auto"`` uses it; if it is gone
+(a future torch) or fails, the browser decoder and the image encoder, which need neither a symbolic
+point count nor a data-dependent size, fall back to the dynamo exporter (``external_data=False``,
+``value_info`` stripped before quantization). Every export is verified to be a single file.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .utils.onnx import (BROWSER_INPUT_NAMES, BROWSER_OUTPUT_NAMES, DECODER_EXTRA_OUTPUT_NAMES,
+                         DECODER_INPUT_NAMES, DECODER_OUTPUT_NAMES, SamOnnxLowResModel, SamOnnxModel)
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+# Bump when the exported graphs change (names, semantics, exporter settings): it is part of the
+# cache file names of `cached_decoder`, so stale cached exports are never served.
+EXPORT_FORMAT_VERSION = 1
+VARIANTS = ("official", "browser")
+EXPORTERS = ("auto", "torchscript", "dynamo")
+DEFAULT_OPSET = 17
+MIN_OPSET = 11
+# protobuf cannot hold a model of 2 GiB or more in one file (ViT-H's encoder is about 2.5 GB).
+MAX_SINGLE_FILE_BYTES = 2 ** 31 - 64 * 2 ** 20
+
+
+class ExportError(RuntimeError):
+    """An export failed, or its result is not a valid self-contained ONNX model."""
+
+
+# --------------------------------------------------------------------------- #
+# Helpers
+# --------------------------------------------------------------------------- #
+
+
+def sha256_of_file(path: PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file as 64 lowercase hex digits."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_self_contained(path: PathLike) -> None:
+    """Raise ExportError unless `path` is a loadable ONNX model whose tensors are all stored inside it."""
+    import onnx
+
+    try:
+        model = onnx.load(os.fspath(path), load_external_data=False)
+    except Exception as exc:
+        raise ExportError(f"{path} is not a readable ONNX model: {exc}") from exc
+
+    def external(tensors) -> bool:
+        return any(t.data_location == onnx.TensorProto.EXTERNAL for t in tensors)
+
+    graphs = [model.graph]
+    while graphs:
+        graph = graphs.pop()
+        if external(graph.initializer) or external(s.values for s in graph.sparse_initializer):
+            raise ExportError(f"{path} stores weights in external data files; expected one self-contained file")
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.HasField("t") and external([attr.t]):
+                    raise ExportError(f"{path} has a constant stored in an external data file")
+                external_list = [t for t in attr.tensors]
+                if external(external_list):
+                    raise ExportError(f"{path} has a constant stored in an external data file")
+                if attr.HasField("g"):
+                    graphs.append(attr.g)
+                graphs.extend(attr.graphs)
+
+
+def _decoder_copy(sam: nn.Module, gelu_approximate: bool) -> nn.Module:
+    """A CPU float32 copy of the prompt encoder and mask decoder (a few MB), so an export never
+    touches the caller's model (which may be serving requests, on any device)."""
+
+    class _ImageEncoderStub(nn.Module):
+        def __init__(self, img_size: int) -> None:
+            super().__init__()
+            self.img_size = img_size
+
+    class _DecoderOnlySam(nn.Module):
+        mask_threshold = float(getattr(sam, "mask_threshold", 0.0))
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.image_encoder = _ImageEncoderStub(int(sam.image_encoder.img_size))
+            self.prompt_encoder = copy.deepcopy(sam.prompt_encoder).cpu().float()
+            self.mask_decoder = copy.deepcopy(sam.mask_decoder).cpu().float()
+
+    model = _DecoderOnlySam().eval()
+    if gelu_approximate:
+        for module in model.modules():
+            if isinstance(module, nn.GELU):
+                module.approximate = "tanh"
+    return model
+
+
+def decoder_module(sam: nn.Module, variant: str = "official", *, return_single_mask: bool = False,
+                   use_stability_score: bool = False, return_extra_metrics: bool = False,
+                   gelu_approximate: bool = False) -> nn.Module:
+    """The eager PyTorch module that `export_decoder` exports (useful to compare against)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown decoder variant {variant!r}; expected one of {VARIANTS}")
+    model = _decoder_copy(sam, gelu_approximate)
+    if variant == "browser":
+        if return_single_mask or return_extra_metrics:
+            raise ValueError("the browser variant always returns the four low-res masks and their scores; "
+                             "return_single_mask and return_extra_metrics apply to the official variant only")
+        return SamOnnxLowResModel(model, use_stability_score=use_stability_score).eval()
+    return SamOnnxModel(model, return_single_mask=return_single_mask, use_stability_score=use_stability_score,
+                        return_extra_metrics=return_extra_metrics).eval()
+
+
+def decoder_dummy_inputs(sam: nn.Module, variant: str = "official", num_points: int = 5,
+                         seed: int = 0) -> Dict[str, torch.Tensor]:
+    """Example inputs of the exported decoder (as the official export script makes them)."""
+    gen = torch.Generator().manual_seed(seed)
+    embed_dim = sam.prompt_encoder.embed_dim
+    embed_size = tuple(sam.prompt_encoder.image_embedding_size)
+    mask_input_size = [4 * x for x in embed_size]
+    inputs = {
+        "image_embeddings": torch.randn(1, embed_dim, *embed_size, generator=gen),
+        "point_coords": torch.randint(0, 1024, (1, num_points, 2), generator=gen).to(torch.float32),
+        "point_labels": torch.randint(0, 4, (1, num_points), generator=gen).to(torch.float32),
+        "mask_input": torch.randn(1, 1, *mask_input_size, generator=gen),
+        "has_mask_input": torch.tensor([1.0]),
+        "orig_im_size": torch.tensor([1500.0, 2250.0]),
+    }
+    if variant == "browser":
+        del inputs["orig_im_size"]
+    return inputs
+
+
+def _torchscript_export(module: nn.Module, args: tuple, path: Path, opset: int, input_names: Sequence[str],
+                        output_names: Sequence[str], dynamic_axes: Optional[dict]) -> None:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=UserWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        torch.onnx.export(module, args, os.fspath(path), dynamo=False, export_params=True, verbose=False,
+                          opset_version=opset, do_constant_folding=True, input_names=list(input_names),
+                          output_names=list(output_names), dynamic_axes=dynamic_axes)
+
+
+def _dynamo_export(module: nn.Module, args: tuple, path: Path, opset: int, input_names: Sequence[str],
+                   output_names: Sequence[str], dynamic_axes: Optional[dict]) -> None:
+    dynamic_shapes = None
+    if dynamic_axes:
+        dims = {}
+        dynamic_shapes = {}
+        for name in input_names:
+            axes = dynamic_axes.get(name)
+            if axes:
+                dynamic_shapes[name] = {axis: dims.setdefault(label, torch.export.Dim(label, min=1))
+                                        for axis, label in axes.items()}
+            else:
+                dynamic_shapes[name] = None
+    if opset < 18:  # the dynamo exporter emits opset 18 at least; its down-conversion fails on this model
+        logger.info("the dynamo exporter writes opset 18, not the requested %d", opset)
+        opset = 18
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        program = torch.onnx.export(module, args, dynamo=True, external_data=False, opset_version=opset,
+                                    input_names=list(input_names), output_names=list(output_names),
+                                    dynamic_shapes=dynamic_shapes, verbose=False)
+    program.save(os.fspath(path), external_data=False)
+
+
+def _run_exporter(exporter: str, fallback_ok: bool, module: nn.Module, args: tuple, path: Path, opset: int,
+                  input_names: Sequence[str], output_names: Sequence[str], dynamic_axes: Optional[dict]) -> str:
+    """Export with the chosen exporter into `path`; returns the exporter that was used."""
+    if exporter not in EXPORTERS:
+        raise ValueError(f"unknown exporter {exporter!r}; expected one of {EXPORTERS}")
+    if exporter == "dynamo":
+        if not fallback_ok:
+            raise ValueError("the official decoder cannot be exported with the dynamo exporter (symbolic point "
+                             "count, data-dependent output size); use exporter='torchscript'")
+        _dynamo_export(module, args, path, opset, input_names, output_names, dynamic_axes)
+        return "dynamo"
+    try:
+        _torchscript_export(module, args, path, opset, input_names, output_names, dynamic_axes)
+        return "torchscript"
+    except Exception as exc:
+        if exporter == "torchscript" or not fallback_ok:
+            raise
+        logger.warning("TorchScript ONNX export failed (%s: %s); retrying with the dynamo exporter",
+                       type(exc).__name__, exc)
+        for leftover in path.parent.iterdir():
+            leftover.unlink()
+        _dynamo_export(module, args, path, opset, input_names, output_names, dynamic_axes)
+        return "dynamo"
+
+
+def _finish(tmp_dir: Path, tmp_file: Path, output: Path, output_dims: Dict[str, list],
+            metadata: Dict[str, str]) -> None:
+    """Check the export is one file, name its output dims, add metadata, then move it into place."""
+    import onnx
+
+    extra = sorted(p.name for p in tmp_dir.iterdir() if p != tmp_file)
+    if extra:
+        raise ExportError(f"the exporter wrote external data files {extra}; the model is too large for one "
+                          f"self-contained ONNX file")
+    check_self_contained(tmp_file)
+    model = onnx.load(os.fspath(tmp_file))
+    for out in model.graph.output:
+        dims = output_dims.get(out.name)
+        if dims is None or not out.type.HasField("tensor_type"):
+            continue
+        shape = out.type.tensor_type.shape
+        del shape.dim[:]
+        for d in dims:
+            dim = shape.dim.add()
+            if isinstance(d, int):
+                dim.dim_value = d
+            else:
+                dim.dim_param = d
+    del model.metadata_props[:]
+    for key, value in metadata.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, str(value)
+    onnx.checker.check_model(model)
+    final = tmp_dir / "final.onnx"
+    onnx.save(model, os.fspath(final))
+    check_self_contained(final)
+    os.replace(final, output)
+
+
+def _temp_dir_next_to(output: Path):
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent)
+
+
+# --------------------------------------------------------------------------- #
+# Decoder
+# --------------------------------------------------------------------------- #
+
+
+def export_decoder(sam: nn.Module, output_path: PathLike, *, variant: str = "official",
+                   return_single_mask: bool = False, opset: int = DEFAULT_OPSET, gelu_approximate: bool = False,
+                   use_stability_score: bool = False, return_extra_metrics: bool = False,
+                   exporter: str = "auto", verify: bool = True) -> Path:
+    """Export the prompt encoder + mask decoder of `sam` to one self-contained ONNX file.
+
+    variant="official": the interface of segment-anything's export script (inputs `image_embeddings`,
+    `point_coords`, `point_labels`, `mask_input`, `has_mask_input`, `orig_im_size`; outputs `masks`,
+    `iou_predictions`, `low_res_masks`; with `return_extra_metrics` also `stability_scores` and
+    `areas`, in the order masks, iou_predictions, stability_scores, areas, low_res_masks).
+    variant="browser": no `orig_im_size`; outputs `iou_predictions` [1,4] and `low_res_masks` [1,4,256,256].
+    The point count N is dynamic. The file is written atomically; with `verify` it is run in
+    onnxruntime on example inputs (N=5 and N=1) and compared with PyTorch. Returns the path.
+    """
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset {opset} is too old; the decoder needs opset >= {MIN_OPSET}")
+    output = Path(output_path)
+    module = decoder_module(sam, variant, return_single_mask=return_single_mask,
+                            use_stability_score=use_stability_score, return_extra_metrics=return_extra_metrics,
+                            gelu_approximate=gelu_approximate)
+    dummy = decoder_dummy_inputs(sam, variant)
+    if variant == "browser":
+        input_names, output_names = BROWSER_INPUT_NAMES, BROWSER_OUTPUT_NAMES
+        output_dims = {"iou_predictions": [1, 4], "low_res_masks": [1, 4, 256, 256]}
+    else:
+        input_names = DECODER_INPUT_NAMES
+        output_names = DECODER_EXTRA_OUTPUT_NAMES if return_extra_metrics else DECODER_OUTPUT_NAMES
+        c = 1 if return_single_mask else 4
+        output_dims = {"masks": [1, c, "height", "width"], "iou_predictions": [1, c],
+                       "low_res_masks": [1, c, 256, 256], "stability_scores": [1, c], "areas": [1, c]}
+    dynamic_axes = {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}}
+    with _temp_dir_next_to(output) as tmp:
+        tmp_dir = Path(tmp)
+        tmp_file = tmp_dir / "model.onnx"
+        used = _run_exporter(exporter, variant == "browser", module, tuple(dummy.values()), tmp_file, opset,
+                             input_names, output_names, dynamic_axes)
+        metadata = {"mobilesam.kind": "decoder", "mobilesam.variant": variant,
+                    "mobilesam.export_format_version": EXPORT_FORMAT_VERSION,
+                    "mobilesam.return_single_mask": int(return_single_mask),
+                    "mobilesam.use_stability_score": int(use_stability_score),
+                    "mobilesam.return_extra_metrics": int(return_extra_metrics),
+                    "mobilesam.gelu_approximate": int(gelu_approximate), "mobilesam.exporter": used}
+        if verify:
+            _verify_decoder(tmp_file, module, sam, variant)
+        _finish(tmp_dir, tmp_file, output, output_dims, metadata)
+    logger.info("exported the %s decoder to %s (%s exporter)", variant, output, used)
+    return output
+
+
+def _verify_decoder(path: Path, module: nn.Module, sam: nn.Module, variant: str) -> None:
+    """Run the exported decoder in onnxruntime and compare its low-res logits with PyTorch's."""
+    try:
+        import onnxruntime
+    except ImportError:  # pragma: no cover - onnxruntime is a runtime requirement
+        logger.warning("onnxruntime is not installed; the exported decoder was not verified")
+        return
+    session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    for num_points in (5, 1):
+        inputs = decoder_dummy_inputs(sam, variant, num_points=num_points, seed=num_points)
+        got = dict(zip(names, session.run(None, {k: v.numpy() for k, v in inputs.items()})))
+        with torch.no_grad():
+            want = dict(zip(names, (t.numpy() for t in module(**inputs))))
+        err = float(np.abs(got["low_res_masks"] - want["low_res_masks"]).max())
+        if err > 1e-2:
+            raise ExportError(f"the exported decoder differs from PyTorch by {err:.3g} in low_res_masks "
+                              f"(N={num_points})")
+
+
+def _drop_quantizer_advice(record: logging.LogRecord) -> bool:
+    """Drop onnxruntime.quantization's root-logger advice to run its pre-processing (not needed here)."""
+    return "consider to run pre-processing" not in record.getMessage()
+
+
+def quantize_decoder(in_path: PathLike, out_path: PathLike) -> Path:
+    """Dynamic uint8 weight quantization, the official recipe (`quantize_dynamic`, QuantType.QUInt8,
+    per_channel=False, reduce_range=False). Written atomically; returns `out_path`."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out = Path(out_path)
+    with _temp_dir_next_to(out) as tmp:
+        tmp_dir = Path(tmp)
+        src = tmp_dir / "input.onnx"
+        model = onnx.load(os.fspath(in_path))
+        # Stale or exporter-specific value_info (dynamo) breaks the quantizer's shape inference.
+        del model.graph.value_info[:]
+        onnx.save(model, os.fspath(src))
+        quantized = tmp_dir / "quantized.onnx"
+        root = logging.getLogger()
+        root.addFilter(_drop_quantizer_advice)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                quantize_dynamic(model_input=os.fspath(src), model_output=os.fspath(quantized), per_channel=False,
+                                 reduce_range=False, weight_type=QuantType.QUInt8)
+        finally:
+            root.removeFilter(_drop_quantizer_advice)
+        src.unlink()
+        qmodel = onnx.load(os.fspath(quantized))
+        prop = qmodel.metadata_props.add()
+        prop.key, prop.value = "mobilesam.quantized", "QUInt8 dynamic"
+        quantized.unlink()
+        tmp_file = tmp_dir / "model.onnx"
+        onnx.save(qmodel, os.fspath(tmp_file))
+        leftovers = [p for p in tmp_dir.iterdir() if p != tmp_file]
+        for p in leftovers:  # the quantizer's own temporaries, if any
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+        _finish(tmp_dir, tmp_file, out, {}, {p.key: p.value for p in qmodel.metadata_props})
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# Image encoder
+# --------------------------------------------------------------------------- #
+
+
+def export_encoder(sam: nn.Module, output_path: PathLike, opset: int = DEFAULT_OPSET, *, exporter: str = "auto",
+                   verify: bool = False) -> Path:
+    """Export `sam.image_encoder`: input `image` [1,3,1024,1024] f32 (normalised and padded, as
+    `Sam.preprocess` returns it) -> output `image_embeddings` [1,256,64,64]. One self-contained file,
+    so ViT-H (about 2.5 GB of weights, over protobuf's 2 GB limit) cannot be exported.
+    With `verify`, onnxruntime's output on a random image is compared with PyTorch's (1e-3)."""
+    encoder = sam.image_encoder
+    param_bytes = sum(p.numel() * 4 for p in encoder.parameters()) + sum(b.numel() * 4 for b in encoder.buffers())
+    if param_bytes > MAX_SINGLE_FILE_BYTES:
+        raise ExportError(f"the image encoder has {param_bytes / 2 ** 30:.2f} GiB of float32 weights, more than "
+                          f"one self-contained ONNX file can hold (2 GiB protobuf limit)")
+    output = Path(output_path)
+    size = int(encoder.img_size)
+    param = next(encoder.parameters())
+    image = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(param.device, param.dtype)
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        with _temp_dir_next_to(output) as tmp, torch.no_grad():
+            tmp_dir = Path(tmp)
+            tmp_file = tmp_dir / "model.onnx"
+            used = _run_exporter(exporter, True, encoder, (image,), tmp_file, opset, ["image"],
+                                 ["image_embeddings"], None)
+            if verify:
+                import onnxruntime
+
+                session = onnxruntime.InferenceSession(os.fspath(tmp_file), providers=["CPUExecutionProvider"])
+                got = session.run(None, {"image": image.float().cpu().numpy()})[0]
+                want = encoder(image).float().cpu().numpy()
+                err = float(np.abs(got - want).max())
+                if err > 1e-3:
+                    raise ExportError(f"the exported image encoder differs from PyTorch by {err:.3g}")
+            metadata = {"mobilesam.kind": "image_encoder", "mobilesam.exporter": used,
+                        "mobilesam.export_format_version": EXPORT_FORMAT_VERSION}
+            _finish(tmp_dir, tmp_file, output, {"image_embeddings": [1, 256, 64, 64]}, metadata)
+    finally:
+        encoder.train(was_training)
+    logger.info("exported the image encoder to %s (%s exporter)", output, used)
+    return output
+
+
+# --------------------------------------------------------------------------- #
+# Cache for the app
+# --------------------------------------------------------------------------- #
+
+
+def cached_decoder_name(checkpoint_sha256: str, model_type: str, variant: str = "browser",
+                        quantized: bool = False) -> str:
+    """File name of a cached decoder export: checkpoint digest prefix, model type, variant, format version."""
+    quant = "-quant" if quantized else ""
+    return f"mobilesam-{model_type}-{checkpoint_sha256[:16]}-{variant}-decoder{quant}-v{EXPORT_FORMAT_VERSION}.onnx"
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _is_valid_cached(path: Path) -> bool:
+    sidecar = _sidecar(path)
+    if not path.is_file() or not sidecar.is_file():
+        return False
+    try:
+        recorded = sidecar.read_text().split()[0].strip().lower()
+        return recorded == sha256_of_file(path)
+    except (OSError, IndexError):
+        return False
+
+
+def _write_with_sidecar(build, path: Path) -> None:
+    """`build(tmp_path)` writes the file; move it into place atomically, then its digest sidecar."""
+    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as tmp:
+        tmp_file = Path(tmp) / path.name
+        build(tmp_file)
+        check_self_contained(tmp_file)
+        digest = sha256_of_file(tmp_file)
+        tmp_sidecar = Path(tmp) / (path.name + ".sha256")
+        tmp_sidecar.write_text(f"{digest}  {path.name}\n")
+        os.replace(tmp_file, path)
+        os.replace(tmp_sidecar, _sidecar(path))
+
+
+def _writable_dir(directory: Path) -> bool:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test."):
+            pass
+        return True
+    except OSError:
+        return False
+
+
+def cached_decoder(checkpoint_path: PathLike, model_type: str, cache_dir: PathLike, variant: str = "browser",
+                   quantized: bool = False, *, sam: Optional[nn.Module] = None,
+                   checkpoint_sha256: Optional[str] = None) -> Path:
+    """Path of the decoder export of this checkpoint, exporting it only when no valid cached copy exists.
+
+    The file name holds the checkpoint's sha256 prefix, `model_type`, `variant`, whether it is quantized
+    and EXPORT_FORMAT_VERSION; a `<name>.sha256` sidecar holds the export's own digest, checked on every
+    call, so a truncated or corrupted cached file is rebuilt, never served. Writes are atomic (temp
+    file + os.replace). If `cache_dir` cannot be written, the export goes to a fresh temporary folder
+    with a logged warning. The official variant is exported with all four masks (no single-mask pick).
+    `sam` (the loaded model of this checkpoint) and `checkpoint_sha256` (its digest, if known) only
+    save work; without `sam` the model is built from the checkpoint when an export is needed.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown decoder variant {variant!r}; expected one of {VARIANTS}")
+    checkpoint_path = Path(checkpoint_path)
+    digest = (checkpoint_sha256 or sha256_of_file(checkpoint_path)).lower()
+    directory = Path(cache_dir).expanduser()
+    if not _writable_dir(directory):
+        fallback = Path(tempfile.mkdtemp(prefix="mobilesam-onnx-"))
+        logger.warning("ONNX cache folder %s is not writable; exporting to the temporary folder %s instead "
+                       "(the export will be redone on the next start)", directory, fallback)
+        directory = fallback
+    path = directory / cached_decoder_name(digest, model_type, variant, quantized)
+    if _is_valid_cached(path):
+        logger.info("using the cached ONNX decoder %s", path)
+        return path
+    if path.exists() or _sidecar(path).exists():
+        logger.warning("cached ONNX decoder %s is missing its digest or does not match it (truncated or "
+                       "corrupted); exporting it again", path)
+
+    if quantized:
+        fp32 = cached_decoder(checkpoint_path, model_type, directory, variant, False, sam=sam,
+                              checkpoint_sha256=digest)
+        _write_with_sidecar(lambda tmp: quantize_decoder(fp32, tmp), path)
+    else:
+        if sam is None:
+            from .build_sam import sam_model_registry
+
+            sam = sam_model_registry[model_type](checkpoint=str(checkpoint_path))
+        _write_with_sidecar(lambda tmp: export_decoder(sam, tmp, variant=variant), path)
+    logger.info("exported the ONNX decoder to %s", path)
+    return path

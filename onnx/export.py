@@ -1,0 +1,110 @@
+"""Export MobileSAM / SAM to ONNX, like segment-anything's scripts/export_onnx_model.py.
+
+    python onnx/export.py --model-type vit_t --checkpoint mobile_sam.pt --output sam_decoder.onnx \
+        [--return-single-mask] [--quantize-out sam_decoder_quant.onnx] [--opset 17] \
+        [--use-stability-score] [--gelu-approximate] [--return-extra-metrics] [--variant official|browser]
+    python onnx/export.py --model-type vit_t --checkpoint mobile_sam.pt --output image_encoder.onnx --encoder
+
+Without --checkpoint the official weights are resolved (and downloaded, verified) by
+mobilesam.hub.resolve_checkpoint. The work is done by mobilesam.export.
+"""
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+# Run as `python onnx/export.py` from anywhere: make the repository's `mobilesam` importable. (This
+# folder has no __init__.py on purpose: an `onnx` package here would shadow the onnx library.)
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+MODEL_TYPES = ("vit_t", "vit_b", "vit_l", "vit_h")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Export the SAM prompt encoder + mask decoder (or, with --encoder, the image encoder) "
+                    "to one self-contained ONNX file.")
+    parser.add_argument("--model-type", default="vit_t", choices=MODEL_TYPES + ("default",),
+                        help="model of the checkpoint (default: vit_t, MobileSAM)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="checkpoint path; default: the official weights via mobilesam.hub")
+    parser.add_argument("--output", required=True, help="the ONNX file to write")
+    parser.add_argument("--variant", default="official", choices=("official", "browser"),
+                        help="official: segment-anything's interface (masks at orig_im_size); browser: no "
+                             "orig_im_size, outputs iou_predictions [1,4] and low_res_masks [1,4,256,256]")
+    parser.add_argument("--return-single-mask", action="store_true",
+                        help="official variant: return only the best mask (the official selection rule)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17, minimum 11)")
+    parser.add_argument("--quantize-out", default=None,
+                        help="also write a dynamically uint8-quantized copy of the decoder here")
+    parser.add_argument("--gelu-approximate", action="store_true",
+                        help="use the tanh approximation of GELU (for runtimes without a fast erf)")
+    parser.add_argument("--use-stability-score", action="store_true",
+                        help="replace the predicted IoUs by the masks' stability scores")
+    parser.add_argument("--return-extra-metrics", action="store_true",
+                        help="official variant: also output stability_scores and areas of the upscaled masks")
+    parser.add_argument("--encoder", action="store_true",
+                        help="export the image encoder instead: input image [1,3,1024,1024] (normalised, "
+                             "padded) -> image_embeddings [1,256,64,64]")
+    parser.add_argument("--exporter", default="auto", choices=("auto", "torchscript", "dynamo"),
+                        help="torch.onnx exporter (default auto: TorchScript, see mobilesam/export.py)")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("mobilesam").setLevel(logging.INFO)
+    model_type = "vit_t" if args.model_type == "default" else args.model_type
+    if args.encoder:
+        bad = [flag for flag, on in [("--return-single-mask", args.return_single_mask),
+                                     ("--quantize-out", args.quantize_out is not None),
+                                     ("--gelu-approximate", args.gelu_approximate),
+                                     ("--use-stability-score", args.use_stability_score),
+                                     ("--return-extra-metrics", args.return_extra_metrics),
+                                     ("--variant browser", args.variant != "official")] if on]
+        if bad:
+            build_parser().error(f"{', '.join(bad)} apply to the decoder, not to --encoder")
+    if args.variant == "browser" and (args.return_single_mask or args.return_extra_metrics):
+        build_parser().error("--variant browser always returns all four low-res masks; "
+                             "--return-single-mask and --return-extra-metrics need --variant official")
+
+    from mobilesam import sam_model_registry
+    from mobilesam.export import export_decoder, export_encoder, quantize_decoder
+
+    if args.checkpoint is None:
+        from mobilesam.hub import resolve_checkpoint  # lazy: needs huggingface_hub, may download
+
+        try:
+            checkpoint = resolve_checkpoint(model_type)
+        except Exception as exc:  # offline, checksum mismatch, ...: a message, not a traceback
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    else:
+        checkpoint = Path(args.checkpoint)
+    print(f"Loading {model_type} from {checkpoint}...")
+    sam = sam_model_registry[model_type](checkpoint=str(checkpoint))
+
+    start = time.perf_counter()
+    if args.encoder:
+        print(f"Exporting the image encoder to {args.output}...")
+        export_encoder(sam, args.output, opset=args.opset, exporter=args.exporter)
+    else:
+        print(f"Exporting the {args.variant} decoder to {args.output}...")
+        export_decoder(sam, args.output, variant=args.variant, return_single_mask=args.return_single_mask,
+                       opset=args.opset, gelu_approximate=args.gelu_approximate,
+                       use_stability_score=args.use_stability_score,
+                       return_extra_metrics=args.return_extra_metrics, exporter=args.exporter)
+        if args.quantize_out is not None:
+            print(f"Quantizing the decoder to {args.quantize_out}...")
+            quantize_decoder(args.output, args.quantize_out)
+    print(f"Done in {time.perf_counter() - start:.1f} s.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
