@@ -15,6 +15,7 @@ fi
 
 if [ -f web/package-lock.json ]; then
   npm ci --prefix web
+  npm test --prefix web   # unit tests of the browser modules (node's test runner)
 fi
 
 status=0

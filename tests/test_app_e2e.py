@@ -40,7 +40,7 @@ class Page:
         self.page.on("request", lambda r: self.requests.append(r.url))
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.goto(url)
-        self.page.wait_for_function("() => window.msam !== undefined", timeout=60_000)
+        self.page.wait_for_function("() => window.msam && typeof window.msam.getState === 'function'", timeout=60_000)
 
     def shot(self, name):
         SHOTS.mkdir(parents=True, exist_ok=True)

@@ -3,20 +3,25 @@
 - `/web/<module>.js|.css`: the browser code (web/), no build step.
 - `/web/ort/<file>`: onnxruntime-web's dist/ from web/node_modules when npm installed it;
   otherwise the page loads the same pinned version from the jsDelivr CDN.
-- `/msam/models/<name>.onnx`: the exported decoders.
+- `/msam/models/<name>.onnx`: the exported decoders, checked against their digest sidecar.
 - `/msam/embedding/<model>/<image id>.f16`: an embedding as raw little-endian float16.
-- `/msam/image/<image id>.png`: an uploaded (content-addressed) image.
+- `/msam/image/<image id>.png`: an uploaded (content-addressed) image, checked against its id.
 """
+import hashlib
 import json
+import logging
 import re
+import threading
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 WEB_DIR = ROOT / "web"
 ORT_DIST = WEB_DIR / "node_modules" / "onnxruntime-web" / "dist"
@@ -65,7 +70,10 @@ def ort_base_url() -> str:
 def page_head(config: dict) -> str:
     """<head> additions: the client config, the stylesheet and the entry module."""
     payload = json.dumps(config).replace("</", "<\\/")
-    return (f"<script>window.MSAM_CONFIG = {payload};</script>\n"
+    # Until main.js (a deferred module) has run, calls to window.msam.setImage are queued and replayed.
+    stub = ("window.msam = window.msam || {_queue: [], "
+            "setImage(...a) { this._queue.push(['setImage', a]); return Promise.resolve(false); }};")
+    return (f"<script>window.MSAM_CONFIG = {payload};\n{stub}</script>\n"
             f'<link rel="stylesheet" href="/web/style.css">\n'
             f'<script type="module" src="/web/main.js"></script>\n')
 
@@ -79,6 +87,37 @@ def _file_in(folder: Path, name: str, suffixes: Dict[str, str]) -> Optional[File
     return FileResponse(path, media_type=suffixes[path.suffix], headers={"Cache-Control": "public, max-age=3600"})
 
 
+class VerifiedFiles:
+    """Files with a `<name>.sha256` sidecar (the cached decoder exports), read and checked against it
+    once, then served from memory: a file corrupted on disk is never served."""
+
+    def __init__(self) -> None:
+        self._data: Dict[Path, bytes] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def sidecar(path: Path) -> Path:
+        return path.with_name(path.name + ".sha256")
+
+    def has_digest(self, path: Path) -> bool:
+        return path in self._data or self.sidecar(path).is_file()
+
+    def read(self, path: Path) -> Optional[bytes]:
+        with self._lock:
+            if path in self._data:
+                return self._data[path]
+            try:
+                expected = self.sidecar(path).read_text().split()[0].strip().lower()
+                data = path.read_bytes()
+            except (OSError, IndexError):
+                expected, data = None, b""
+            if expected is None or hashlib.sha256(data).hexdigest() != expected:
+                log.warning("%s does not match its digest %s; not serving it", path, self.sidecar(path).name)
+                return None
+            self._data[path] = data
+            return data
+
+
 def make_routes(models: Callable[[], Dict[str, Path]], embedding_bytes: Callable[[str, str], Optional[bytes]],
                 image_path: Callable[[str], Optional[Path]]):
     """Starlette routes; the callables look up decoder files, embeddings and stored images."""
@@ -89,12 +128,20 @@ def make_routes(models: Callable[[], Dict[str, Path]], embedding_bytes: Callable
     async def ort_file(request: Request):
         return _file_in(ORT_DIST, request.path_params["name"], ORT_SUFFIXES) or _not_found()
 
+    verified = VerifiedFiles()
+
     async def model_file(request: Request):
         path = models().get(request.path_params["name"])
         if path is None or not path.is_file():
             return _not_found()
-        return FileResponse(path, media_type="application/octet-stream",
-                            headers={"Cache-Control": "public, max-age=86400, immutable"})
+        headers = {"Cache-Control": "public, max-age=86400, immutable"}
+        if not verified.has_digest(path):
+            return FileResponse(path, media_type="application/octet-stream", headers=headers)
+        data = await run_in_threadpool(verified.read, path)
+        if data is None:
+            return PlainTextResponse("the decoder file on the server is corrupted; restarting the app rebuilds it",
+                                     status_code=503)
+        return Response(data, media_type="application/octet-stream", headers=headers)
 
     async def embedding(request: Request):
         data = embedding_bytes(request.path_params["model"], request.path_params["image_id"])
@@ -104,11 +151,18 @@ def make_routes(models: Callable[[], Dict[str, Path]], embedding_bytes: Callable
                         headers={"X-Embedding-Shape": "1,256,64,64", "X-Embedding-Dtype": "float16",
                                  "Cache-Control": "private, max-age=3600"})
 
+    def image_bytes(image_id: str) -> Optional[bytes]:
+        path = image_path(image_id)  # the store checks the file against its content id
+        try:
+            return None if path is None else path.read_bytes()
+        except OSError:  # pruned meanwhile
+            return None
+
     async def image(request: Request):
-        path = image_path(request.path_params["image_id"])
-        if path is None:
+        data = await run_in_threadpool(image_bytes, request.path_params["image_id"])
+        if data is None:
             return _not_found()
-        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+        return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
     return [
         Route("/web/ort/{name}", ort_file),
