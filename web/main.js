@@ -7,13 +7,13 @@
 
 import { MaskModel, getOrtInfo } from "./decoder.js";
 import {
-  float16ToFloat32, upscaleLowRes, postprocessMask, overlayRGBA, maskToGrayRGBA,
+  upscaleLowRes, postprocessMask, overlayRGBA, maskToGrayRGBA,
   applyCutout, sa1bRecord, LOW_RES,
 } from "./masks.js";
 import { selectIndex, parsePrompts, formatPrompts, clampPrompts, isMultimask } from "./prompts.js";
 import { SegCanvas } from "./canvas.js";
+import { fetchEmbedding } from "./embedding.js";
 
-const EMBED_BYTES = 256 * 64 * 64 * 2;
 const FILL = [30, 144, 255, 110];
 const EDGE = [255, 255, 255, 235];
 const PREVIEW_FILL = [30, 144, 255, 80];
@@ -72,21 +72,6 @@ function loadImage(url) {
     img.onerror = () => reject(new Error(`image failed to load (${url})`));
     img.src = url;
   });
-}
-
-async function fetchEmbedding(url) {
-  let r;
-  try {
-    r = await fetch(url, { credentials: "same-origin" });
-  } catch (e) {
-    throw new Error(`embedding fetch failed: ${errText(e)}`);
-  }
-  if (!r.ok) throw new Error(`embedding fetch failed: HTTP ${r.status}`);
-  const buf = await r.arrayBuffer();
-  if (buf.byteLength !== EMBED_BYTES) {
-    throw new Error(`embedding has ${buf.byteLength} bytes, expected ${EMBED_BYTES} (float16 1x256x64x64)`);
-  }
-  return float16ToFloat32(buf);
 }
 
 function el(tag, attrs = {}, ...children) {
