@@ -181,3 +181,41 @@ def test_click_box_undo_download_and_bad_upload(browser, app_url, predictor_vit_
     assert mask_iou(page.mask(), torch_mask(predictor_vit_t, page.state())) >= 0.99
     page.shot("08-next-upload-works")
     assert page.errors == []
+
+
+def test_share_link_reproduces_the_masks_and_segment_everything_draws_them(browser, app_url, predictor_vit_t):
+    groceries = load_sample("groceries.jpg")
+    size = groceries.shape[:2]
+    page = Page(browser, app_url)
+    page.upload(SAMPLES / "groceries.jpg")
+    page.wait_image(groceries)
+    page.click(360, 277, size)
+    page.click(560, 347, size, modifier="Shift")
+    original = page.mask()
+    link = page.page.evaluate("() => window.msam.getShareLink()")
+    assert "image=" in link and "points=" in link
+    page.shot("09-before-share")
+
+    shared = Page(browser, link)
+    shared.wait_image(groceries)
+    shared.page.wait_for_function("() => window.msam.getState().points.length === 2", timeout=60_000)
+    shared.idle()
+    state = shared.state()
+    assert [p["label"] for p in state["points"]] == [1, 0]
+    assert mask_iou(shared.mask(), original) >= 0.999
+    predictor_vit_t.set_image(groceries)
+    assert mask_iou(shared.mask(), torch_mask(predictor_vit_t, state)) >= 0.99
+    shared.shot("10-opened-share-link")
+
+    unknown = Page(browser, app_url + "/?image=" + "0" * 32)
+    unknown.page.get_by_text("no longer available").first.wait_for(timeout=30_000)
+    assert unknown.state()["imageId"] in (None, "")
+
+    page.page.get_by_text("Segment everything (server").click()
+    slider = page.page.locator("input[type=number]").last
+    slider.fill("4")
+    slider.press("Enter")
+    page.page.get_by_role("button", name="Segment everything", exact=True).click()
+    page.page.get_by_text("masks in").first.wait_for(timeout=120_000)
+    page.page.locator("[data-testid=accordion-content] img").first.wait_for(timeout=30_000)
+    page.shot("11-segment-everything")
