@@ -1,7 +1,9 @@
 """MobileSAM demo: the server encodes each image once; the browser decodes every prompt.
 
     python app.py [--checkpoint PATH] [--model-type vit_t] [--device auto|cpu|cuda]
-                  [--host 0.0.0.0] [--port 7860] [--share]
+                  [--host 0.0.0.0] [--port 7860] [--share] [--cache-dir DIR]
+                  [--embedding-cache-mb 256] [--image-store-mb 512]
+                  [--sam-checkpoint PATH] [--sam-model-type vit_b|vit_l|vit_h]
 """
 import argparse
 import json
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from mobilesam.demo import server
+from mobilesam.demo import compare, server
 from mobilesam.demo.handlers import Handlers, raw_image_input
 from mobilesam.demo.startup import DEFAULT_CACHE_DIR, AppConfig, prepare
 from mobilesam.hub import CheckpointUnavailableError
@@ -19,6 +21,10 @@ from mobilesam.hub import CheckpointUnavailableError
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 EXAMPLES = sorted(str(p) for p in EXAMPLES_DIR.glob("*.jpg"))
 SET_IMAGE_JS = "(info) => { window.msam && window.msam.setImage(info); return []; }"
+COMPARE_FAILED_JS = """(model, status) => {
+  const c = window.msam && window.msam.getState && window.msam.getState().compare;
+  return c ? [true, c.model, status] : [false, model, %s];
+}""" % json.dumps(compare.HELP)
 INTRO = """# MobileSAM: Segment Anything in your browser
 Choose a photo. The server computes its embedding once with MobileSAM's 5M-parameter TinyViT encoder;
 after that every click, box and hover is decoded **in your browser** with no server round trip.
@@ -35,6 +41,7 @@ def build_demo(handlers: Handlers) -> gr.Blocks:
             with gr.Column(scale=1, min_width=280):
                 image_input = raw_image_input(label="Image: upload, drop or paste", sources=["upload", "clipboard"],
                                               height=280, elem_id="msam-upload")
+                compare_on, compare_model, compare_status = compare_controls(handlers)
                 gr.Examples(EXAMPLES, inputs=[image_input], label="Examples (Apache-2.0, see examples/README.md)")
             with gr.Column(scale=3):
                 gr.HTML('<div id="msam-root"></div>', elem_id="msam-canvas", padding=False)
@@ -47,11 +54,23 @@ def build_demo(handlers: Handlers) -> gr.Blocks:
                 everything_image = gr.Image(label="All masks", type="numpy", interactive=False)
                 everything_file = gr.File(label="SA-1B annotations (JSON)")
 
-        image_input.change(handlers.encode_upload, [image_input], [client_info, session_image],
-                           concurrency_limit=4, show_progress="full", api_name=False
-                           ).then(None, [client_info], None, js=SET_IMAGE_JS)
-        demo.load(handlers.restore_from_link, None, [client_info, session_image], api_name=False
+        image_input.change(handlers.encode_upload, [image_input, compare_on, compare_model],
+                           [client_info, session_image, compare_on, compare_status],
+                           concurrency_limit=4, show_progress="full", show_progress_on=[compare_status],
+                           api_name=False).then(None, [client_info], None, js=SET_IMAGE_JS)
+        demo.load(handlers.restore_from_link, None, [client_info, session_image, compare_on, compare_model,
+                                                     compare_status],
+                  show_progress_on=[compare_status], api_name=False
                   ).then(None, [client_info], None, js=SET_IMAGE_JS)
+        # the user's changes only (.input / .select), not the handlers' updates of these components
+        for listener in (compare_on.input, compare_model.select):
+            switched = listener(handlers.set_compare, [compare_on, compare_model, session_image],
+                                [client_info, compare_on, compare_status], concurrency_limit=2,
+                                show_progress="full", show_progress_on=[compare_status], api_name=False)
+            switched.success(None, [client_info], None, js=SET_IMAGE_JS)
+            # (the error is shown; the controls go back to what the page still compares with, if anything)
+            switched.failure(None, [compare_model, compare_status], [compare_on, compare_model, compare_status],
+                             js=COMPARE_FAILED_JS)
         everything_button.click(handlers.segment_everything_ui, [session_image, grid],
                                 [everything_image, everything_file, everything_summary],
                                 concurrency_limit=1, api_name=False)
@@ -63,11 +82,38 @@ def build_demo(handlers: Handlers) -> gr.Blocks:
             api_mask = gr.File(label="mask")
             api_scores = gr.Textbox(label="scores")
             api_annotations = gr.File(label="annotations")
+            api_sam_mask = gr.File(label="sam_mask")
+            api_summary = gr.Textbox(label="summary")
             gr.Button(visible=False).click(handlers.segment_api, [api_image, api_prompts], [api_mask, api_scores],
                                            api_name="segment", concurrency_limit=4)
             gr.Button(visible=False).click(handlers.segment_everything_api, [api_image, api_points_per_side],
                                            [api_annotations], api_name="segment_everything", concurrency_limit=1)
+            gr.Button(visible=False).click(handlers.compare_api, [api_image, api_prompts],
+                                           [api_mask, api_sam_mask, api_summary], api_name="compare",
+                                           concurrency_limit=2)
     return demo
+
+
+def compare_controls(handlers: Handlers):
+    """Compare mode's switch, model choice and status line (where loading progress shows)."""
+    sam_models = handlers.sam_models
+    choices = sam_models.choices if sam_models is not None else compare.SAM_TYPES
+    default = sam_models.default_type if sam_models is not None else "vit_b"
+    with gr.Group(elem_id="msam-compare-controls"):
+        compare_on = gr.Checkbox(False, label="Compare with the original SAM",
+                                 interactive=sam_models is not None, elem_id="msam-compare-toggle")
+        compare_model = gr.Dropdown([(model_choice_label(t), t) for t in choices], value=default,
+                                    label="SAM model", interactive=sam_models is not None, filterable=False,
+                                    elem_id="msam-compare-model")
+    # what compare mode does, or what it compares now; loading progress shows over it
+    compare_status = gr.Markdown(compare.HELP, min_height=72, elem_id="msam-compare-status")
+    return compare_on, compare_model, compare_status
+
+
+def model_choice_label(model_type: str) -> str:
+    from mobilesam.hub import get_pin
+
+    return f"{compare.label(model_type)} ({get_pin(model_type).size / 1e9:.2f} GB of weights)"
 
 
 def parse_args(argv=None):
@@ -79,6 +125,15 @@ def parse_args(argv=None):
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--share", action="store_true", help="create a public Gradio share link")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
+    parser.add_argument("--embedding-cache-mb", type=int, default=AppConfig.embedding_cache_mb,
+                        help="memory for cached image embeddings (4 MiB each)")
+    parser.add_argument("--image-store-mb", type=int, default=AppConfig.image_store_mb,
+                        help="disk space for stored uploads (for shared links), under --cache-dir")
+    parser.add_argument("--sam-checkpoint", type=Path,
+                        help="compare mode: local checkpoint of the original SAM (default: download the official "
+                             "weights on first use)")
+    parser.add_argument("--sam-model-type", default=AppConfig.sam_model_type, choices=list(compare.SAM_TYPES),
+                        help="compare mode: the SAM model offered first, and the one --sam-checkpoint holds")
     return parser.parse_args(argv)
 
 
@@ -86,7 +141,11 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     config = AppConfig(model_type=args.model_type, checkpoint=args.checkpoint, device=args.device,
-                       cache_dir=args.cache_dir)
+                       cache_dir=args.cache_dir, embedding_cache_mb=args.embedding_cache_mb,
+                       image_store_mb=args.image_store_mb, sam_model_type=args.sam_model_type,
+                       sam_checkpoint=args.sam_checkpoint)
+    if args.sam_checkpoint is not None and not args.sam_checkpoint.is_file():
+        sys.exit(f"error: --sam-checkpoint {args.sam_checkpoint} is not a file")
     try:
         handlers = prepare(config)
     except CheckpointUnavailableError as exc:

@@ -89,6 +89,19 @@ export class SegCanvas {
     this.redraw();
   }
 
+  /**
+   * Show another view's pointer here (compare mode: the cursor and the box being dragged on one
+   * canvas are drawn on the other too). Calls no handler.
+   */
+  mirror(hover, dragBox) {
+    if (this._press) return; // this canvas is the one being used
+    const h = hover || null, d = dragBox || null;
+    if (h === this.hover && d === this.dragBox) return;
+    this.hover = h;
+    this.dragBox = d;
+    this.redraw();
+  }
+
   // ---- geometry ----
 
   _resize() {

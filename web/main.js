@@ -4,11 +4,16 @@
 // fetched once, and every click / box / hover runs the ONNX mask decoder here with
 // onnxruntime-web (no server round trip per prompt). See README "The app" for the
 // server contract. Nothing in here throws to the page: errors go to the status line.
+//
+// Compare mode: when the info has `compare` ({model, label, embedding_url, decoder_url,
+// encode_ms, params}), a second MaskModel runs the original SAM's decoder on its own
+// embedding for every prompt; both masks are drawn (side by side or overlaid) with their
+// IoU, scores, encoder times and encoder sizes.
 
 import { MaskModel, getOrtInfo } from "./decoder.js";
 import {
   upscaleLowRes, postprocessMask, overlayRGBA, maskToGrayRGBA,
-  applyCutout, sa1bRecord, LOW_RES,
+  applyCutout, sa1bRecord, maskArea, LOW_RES,
 } from "./masks.js";
 import { selectIndex, parsePrompts, formatPrompts, clampPrompts, isMultimask } from "./prompts.js";
 import { SegCanvas } from "./canvas.js";
@@ -18,6 +23,13 @@ const FILL = [30, 144, 255, 110];
 const EDGE = [255, 255, 255, 235];
 const PREVIEW_FILL = [30, 144, 255, 80];
 const PREVIEW_EDGE = [255, 255, 255, 170];
+// compare mode: the original SAM's mask in orange (MobileSAM's stays blue)
+const SAM_FILL = [255, 140, 0, 110];
+const SAM_PREVIEW_FILL = [255, 140, 0, 80];
+const SAM_OUTLINE_FILL = [255, 140, 0, 45]; // overlaid on MobileSAM's: mostly the outline
+const SAM_OUTLINE_EDGE = [255, 140, 0, 255];
+const MODEL_LABELS = { vit_t: "MobileSAM", vit_b: "SAM ViT-B", vit_l: "SAM ViT-L", vit_h: "SAM ViT-H" };
+const modelLabel = (m) => MODEL_LABELS[m] || String(m || "model");
 
 function getConfig() {
   const c = (typeof window !== "undefined" && window.MSAM_CONFIG) || {};
@@ -53,8 +65,14 @@ function normalizeInfo(info) {
   };
   const width = n("width"), height = n("height");
   const long = Math.max(width, height);
+  let compare = null;
+  const c = info.compare;
+  if (c && typeof c === "object" && c.embedding_url && c.decoder_url && c.model) {
+    compare = { ...c, model: String(c.model), label: c.label || modelLabel(c.model) };
+  }
   return {
     ...info,
+    compare,
     image_id: String(info.image_id),
     width, height,
     // default: SAM's ResizeLongestSide.get_preprocess_shape
@@ -109,9 +127,38 @@ function safeName(s) {
 // A prompt state. Each edit (point, box, clear) makes a new one linked to the previous
 // (undo goes back along `prev`); its decoder result is cached on it.
 let ENTRY_ID = 0;
+// In compare mode `cmp` holds the comparison model's decode: {key, result} or {key, error},
+// key = that model's embedding URL (a result for another model or image is stale).
 function makeEntry(prev, points, box, maskMode = "auto", refine = false) {
-  return { id: ++ENTRY_ID, prev, points, box, maskMode, refine, result: null, error: null, pending: false };
+  return { id: ++ENTRY_ID, prev, points, box, maskMode, refine, result: null, error: null, pending: false, cmp: null };
 }
+
+const fmtInt = (v) => Math.round(v).toLocaleString("en-US");
+const fmtMs = (ms) => (ms == null || !Number.isFinite(Number(ms)) ? "–" : `${fmtInt(Number(ms))} ms`);
+const fmtParams = (n) => (n > 0 ? `${(n / 1e6).toFixed(n < 1e7 ? 2 : 1)} M` : "–");
+
+/** "2 points (1 foreground, 1 background) + box": the prompts in words (as the server's summary). */
+function describePrompts(points, box) {
+  const parts = [];
+  if (points.length) {
+    const fg = points.filter((p) => p.label === 1).length;
+    parts.push(`${points.length} point${points.length !== 1 ? "s" : ""} (${fg} foreground, ${points.length - fg} background)`);
+  }
+  if (box) parts.push("box");
+  return parts.join(" + ") || "no prompts";
+}
+
+/** IoU of two 0/1 masks of the same size; two empty masks agree fully (1). */
+function maskIoU(a, b) {
+  let inter = 0, union = 0;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i], y = b[i];
+    inter += x & y;
+    union += x | y;
+  }
+  return union === 0 ? 1 : inter / union;
+}
+
 
 class MsamApp {
   constructor() {
@@ -125,6 +172,14 @@ class MsamApp {
     this.image = null;
     this.ready = false;
     this.loadToken = 0;
+    this.imageToken = 0; // changes with the image (decodes of another image are dropped)
+    // compare mode: the comparison model's decoder, and its state for this image
+    this.cmpModel = null;
+    this.cmp = null; // {model, label, key, decoderUrl, encodeMs, params, ready, error}
+    this.cmpView = "side"; // "side" (two canvases) or "overlay" (one canvas, two colours)
+    this.cmpDecodeCount = 0;
+    this.cmpLastDecodeMs = null;
+    this._cmpStats = { key: null, value: null };
     this.loading = Promise.resolve();
     this.entry = makeEntry(null, [], null);
     this.refine = false;
@@ -150,7 +205,9 @@ class MsamApp {
     } catch { /* no URL prompts */ }
 
     this._overlayCache = { key: null, canvas: null };
+    this._cmpOverlayCache = { key: null, canvas: null };
     this._fullCache = { key: null, value: null };
+    this._cmpFullCache = { key: null, value: null };
   }
 
   // ------------------------------------------------------------------ model
@@ -176,6 +233,17 @@ class MsamApp {
     return this.model;
   }
 
+  /** The comparison model's decoder session (one MaskModel, reloaded when the model changes). */
+  ensureCmpModel() {
+    if (!this.cmpModel) this.cmpModel = new MaskModel(this.config);
+    return this.cmpModel;
+  }
+
+  /** Compare mode with the comparison model's embedding and decoder in place. */
+  cmpActive() {
+    return !!(this.cmp && this.cmp.ready && this.cmpModel && this.cmpModel.ready);
+  }
+
   // ------------------------------------------------------------------ DOM
 
   /** (Re)build the UI inside #msam-root when it appears or is re-rendered. */
@@ -184,13 +252,16 @@ class MsamApp {
     if (!root) return;
     if (root === this.root && this.ui && root.contains(this.ui)) return;
     if (this.seg) this.seg.destroy();
+    if (this.seg2) this.seg2.destroy();
     this.root = root;
     this.buildUI(root);
     this.ensureModel();
-    if (this.image && this.info) {
-      this.seg.setImage(this.image, this.info.width, this.info.height);
-    } else {
-      this.seg.setPlaceholder(this.info ? "Loading image…" : "Upload or pick an image to start");
+    for (const seg of [this.seg, this.seg2]) {
+      if (this.image && this.info) {
+        seg.setImage(this.image, this.info.width, this.info.height);
+      } else {
+        seg.setPlaceholder(this.info ? "Loading image…" : "Upload or pick an image to start");
+      }
     }
     this.setStatus(this.status.text, this.status.kind);
     this.render();
@@ -216,7 +287,13 @@ class MsamApp {
         onclick: () => this.selectMask(k) }, c, s);
       return { button: b, canvas: c, score: s };
     });
-    u.view = el("div", { class: "msam-view" });
+    // the view: MobileSAM's canvas (pane A) and, in compare mode, SAM's beside it (pane B)
+    u.labelA = el("div", { class: "msam-pane-label" });
+    u.labelB = el("div", { class: "msam-pane-label" });
+    u.paneA = el("div", { class: "msam-pane msam-pane-a" }, u.labelA);
+    u.paneB = el("div", { class: "msam-pane msam-pane-b" }, u.labelB);
+    u.view = el("div", { class: "msam-view" }, u.paneA, u.paneB);
+    u.cmp = this.buildComparePanel(btn);
     u.info = el("div", { class: "msam-info" });
     u.status = el("div", { class: "msam-status", role: "status", "aria-live": "polite" });
     u.link = el("input", { type: "text", class: "msam-link", readonly: "", placeholder: "Share link" });
@@ -234,6 +311,7 @@ class MsamApp {
         el("label", { class: "msam-check", title: "Preview the mask under the cursor" },
           u.hover, document.createTextNode(" hover preview"))),
       u.view,
+      u.cmp.panel,
       el("div", { class: "msam-candidates" },
         el("span", { class: "msam-label", text: "Mask:" }), u.auto, ...u.thumbs.map((t) => t.button)),
       u.info,
@@ -245,13 +323,58 @@ class MsamApp {
     root.replaceChildren(ui);
     this.ui = ui;
     this.u = u;
-    this.seg = new SegCanvas(u.view, {
+    const handlers = (other) => ({
       onPoint: (p) => this.addPoint(p.x, p.y, p.label),
       onBox: (b) => this.setBox(b),
-      onHover: (p) => this.onHover(p),
-      onDrag: (b) => this.onDrag(b),
+      onHover: (p) => { this[other]?.mirror(p, null); this.onHover(p); },
+      onDrag: (b) => { this[other]?.mirror(null, b); this.onDrag(b); },
     });
+    this.seg = new SegCanvas(u.paneA, handlers("seg2"));
+    this.seg2 = new SegCanvas(u.paneB, handlers("seg"));
     this.seg.setHoverEnabled(this.hoverEnabled);
+    this.seg2.setHoverEnabled(this.hoverEnabled);
+  }
+
+  /** Compare mode's numbers: IoU, a table per model, the summary row to copy, the view switch. */
+  buildComparePanel(btn) {
+    const c = {};
+    c.iou = el("strong", { class: "msam-cmp-iou", text: "–" });
+    c.iouNote = el("span", { class: "msam-cmp-note" });
+    c.side = btn("Side by side", "MobileSAM's mask and SAM's on two copies of the image", () => this.setCompareView("side"));
+    c.overlay = btn("Overlay", "Both masks on one image: MobileSAM blue, SAM orange", () => this.setCompareView("overlay"));
+    c.state = el("span", { class: "msam-cmp-state" });
+    const cell = (cls = "") => el("td", { class: cls });
+    const rows = [
+      ["area", "Mask area", "Pixels inside the mask at the image's full size"],
+      ["score", "Score (predicted IoU)", "The decoder's own quality estimate of the mask it chose"],
+      ["encode", "Encoder time (this server)", "Time to compute the image embedding on this server (once per image)"],
+      ["params", "Image encoder parameters", "Size of the image encoder: the part that differs between MobileSAM and SAM"],
+      ["decode", "Decoder time (your browser)", "Time of the last mask decode in this browser"],
+    ];
+    c.headA = el("th", { scope: "col" });
+    c.headB = el("th", { scope: "col" });
+    c.cells = {};
+    const body = el("tbody");
+    for (const [key, label, title] of rows) {
+      const a = cell("msam-cmp-a"), b = cell("msam-cmp-b");
+      c.cells[key] = [a, b];
+      body.appendChild(el("tr", {}, el("th", { scope: "row", title, text: label }), a, b));
+    }
+    c.table = el("table", { class: "msam-cmp-table" },
+      el("thead", {}, el("tr", {}, el("th", { text: "" }), c.headA, c.headB)), body);
+    c.summary = el("textarea", { class: "msam-cmp-summary", readonly: "", rows: "2", spellcheck: "false",
+      "aria-label": "Comparison summary", placeholder: "Add a point or a box to compare the masks" });
+    c.summary.addEventListener("focus", () => c.summary.select());
+    c.copy = btn("Copy summary", "Copy this comparison as one line of text", () => this.copySummary());
+    c.panel = el("div", { class: "msam-compare", hidden: "" },
+      el("div", { class: "msam-cmp-head" },
+        el("span", { class: "msam-cmp-iou-label", title: "Intersection over union of the two masks at full size: "
+          + "1 = identical, 0 = disjoint", text: "Mask IoU, MobileSAM vs SAM:" }),
+        c.iou, c.iouNote, c.state,
+        el("span", { class: "msam-cmp-views" }, c.side, c.overlay)),
+      c.table,
+      el("div", { class: "msam-cmp-summary-row" }, c.summary, c.copy));
+    return c;
   }
 
   setStatus(text, kind = "info") {
@@ -286,8 +409,11 @@ class MsamApp {
 
     if (info && this.info && this.ready && info.image_id === this.info.image_id
         && info.embedding_url === this.info.embedding_url) {
-      // Same image again (Gradio may fire twice): keep the embedding.
-      this.info = { ...this.info, ...info };
+      // Same image again (Gradio may fire twice, or compare mode was switched): keep the
+      // embedding and the prompts; only the comparison model may change.
+      this.info = { ...this.info, ...info, compare: info.compare };
+      await this.setCompare(info.compare, token);
+      if (stale()) return;
       if (prompts) await this.applyPrompts(prompts);
       this.render();
       return;
@@ -295,32 +421,41 @@ class MsamApp {
 
     this.resetPrompts();
     this.ready = false;
+    this.imageToken++;
     this.info = info;
     this.image = null;
     this._overlayCache = { key: null, canvas: null };
     this._fullCache = { key: null, value: null };
+    this.dropCompare();
     const model = this.ensureModel();
     model.setEmbedding(null);
     if (!info) {
-      this.seg?.setImage(null);
-      this.seg?.setPlaceholder("Upload or pick an image to start");
+      for (const seg of [this.seg, this.seg2]) {
+        seg?.setImage(null);
+        seg?.setPlaceholder("Upload or pick an image to start");
+      }
       this.setStatus("");
       this.render();
       return;
     }
-    this.seg?.setImage(null);
-    this.seg?.setPlaceholder("Loading image…");
+    for (const seg of [this.seg, this.seg2]) {
+      seg?.setImage(null);
+      seg?.setPlaceholder("Loading image…");
+    }
     this.setStatus("Loading image embedding…", "busy");
 
     const imgP = info.image_url ? loadImage(info.image_url) : Promise.reject(new Error("image info has no image_url"));
     const embP = fetchEmbedding(info.embedding_url);
     imgP.catch(() => {});
     embP.catch(() => {});
+    // the comparison model's embedding and decoder load meanwhile
+    const cmpP = this.setCompare(info.compare, token);
     try {
       const img = await imgP;
       if (stale()) return;
       this.image = img;
       this.seg?.setImage(img, info.width, info.height);
+      this.seg2?.setImage(img, info.width, info.height);
     } catch (e) {
       if (stale()) return;
       this.setStatus(errText(e), "error");
@@ -347,6 +482,9 @@ class MsamApp {
     model.setEmbedding(f32, info);
     this.ready = true;
     if (this.status.kind !== "error") this.setStatus("");
+    this.render();
+    await cmpP; // prompts from a link are decoded by both models at once
+    if (stale()) return;
 
     let p = prompts || null;
     if (!p && this.urlPrompts && this.urlPrompts.imageId === info.image_id) {
@@ -354,6 +492,60 @@ class MsamApp {
       this.urlPrompts = null; // only the first matching setImage
     }
     if (p) await this.applyPrompts(p);
+    this.render();
+  }
+
+  /** Leave compare mode (the comparison model's embedding is dropped; its decoder stays loaded). */
+  dropCompare() {
+    this.cmp = null;
+    this.cmpModel?.setEmbedding(null);
+    this._cmpOverlayCache = { key: null, canvas: null };
+    this._cmpFullCache = { key: null, value: null };
+    this._cmpStats = { key: null, value: null };
+    if (this.preview) this.preview.cmp = null;
+  }
+
+  /**
+   * Enter, change or leave compare mode for the current image: `c` is info.compare or null.
+   * Fetches the comparison model's embedding and loads its decoder, then decodes the current
+   * prompts with it. Errors go to the status line; MobileSAM keeps working.
+   */
+  async setCompare(c, token) {
+    if (!c) {
+      if (this.cmp) {
+        this.dropCompare();
+        this.render();
+      }
+      return;
+    }
+    if (this.cmp && this.cmp.key === c.embedding_url && this.cmp.decoderUrl === c.decoder_url) {
+      Object.assign(this.cmp, { encodeMs: c.encode_ms, params: c.params, label: c.label });
+      this.render();
+      return;
+    }
+    this.dropCompare();
+    const cmp = {
+      model: c.model, label: c.label || modelLabel(c.model), key: c.embedding_url, decoderUrl: c.decoder_url,
+      encodeMs: c.encode_ms, params: c.params, ready: false, error: null,
+    };
+    this.cmp = cmp;
+    const stale = () => token !== this.loadToken || this.cmp !== cmp;
+    const cm = this.ensureCmpModel();
+    this.render();
+    try {
+      const [f32] = await Promise.all([fetchEmbedding(c.embedding_url), cm.load(c.decoder_url)]);
+      if (stale()) return;
+      cm.setEmbedding(f32, this.info);
+      cmp.ready = true;
+    } catch (e) {
+      if (stale()) return;
+      cmp.error = errText(e);
+      this.setStatus(`${cmp.label}: ${cmp.error}`, "error");
+      this.render();
+      return;
+    }
+    this.ensureDecoded(this.entry);
+    await this.decodesIdle();
     this.render();
   }
 
@@ -425,15 +617,37 @@ class MsamApp {
 
   afterEdit() {
     this.seg?.setPrompts(this.entry.points, this.entry.box);
+    this.seg2?.setPrompts(this.entry.points, this.entry.box);
+    this.ensureDecoded(this.entry); // e.g. after undo, in a compare mode entered since
     if (this.hoverPt) this.requestPreview();
     this.render();
+  }
+
+  /** Whether an entry lacks a decode: MobileSAM's, or (in compare mode) the comparison model's. */
+  needsDecode(entry) {
+    if (!(entry.points.length || entry.box)) return false;
+    return (!entry.result && !entry.error) || (this.cmpActive() && !(entry.cmp && entry.cmp.key === this.cmp.key));
+  }
+
+  /** Queue an entry's missing decodes (unless already queued or running). */
+  ensureDecoded(entry) {
+    if (!entry || entry.pending || entry.cancelled || !this.ready || !this.needsDecode(entry)) return;
+    entry.pending = true;
+    this.commits.push(entry);
+    this.pump();
   }
 
   setHoverEnabled(on) {
     this.hoverEnabled = !!on;
     if (this.u) this.u.hover.checked = this.hoverEnabled;
     this.seg?.setHoverEnabled(this.hoverEnabled);
+    this.seg2?.setHoverEnabled(this.hoverEnabled);
     if (!this.hoverEnabled) this.onHover(null);
+  }
+
+  setCompareView(view) {
+    this.cmpView = view === "overlay" ? "overlay" : "side";
+    this.render();
   }
 
   onHover(p) {
@@ -481,6 +695,38 @@ class MsamApp {
     return entry.result.lowRes.subarray(idx * LOW_RES * LOW_RES, (idx + 1) * LOW_RES * LOW_RES);
   }
 
+  /** The same for the comparison model's decode of `entry` (its own previous mask), or null. */
+  selectedCmpLowRes(entry) {
+    const r = this.cmpResultOf(entry);
+    if (!r) return null;
+    const idx = selectIndex(entry.maskMode, entry.points, entry.box, r.scores);
+    return r.lowRes.subarray(idx * LOW_RES * LOW_RES, (idx + 1) * LOW_RES * LOW_RES);
+  }
+
+  /** The comparison model's current result of an entry (null when none or stale). */
+  cmpResultOf(entry) {
+    if (!entry || !entry.cmp || !this.cmp || entry.cmp.key !== this.cmp.key) return null;
+    return entry.cmp.result || null;
+  }
+
+  /**
+   * Decode `prompts` with MobileSAM (when `needA`) and, in compare mode, with the comparison model
+   * (when `needB`), both at once. Returns {a: result|Error|null, b: {key, result}|{key, error}|null}.
+   */
+  async decodeBoth(prompts, needA, needB, maskA, maskB) {
+    const cmpKey = this.cmp ? this.cmp.key : null;
+    const [ra, rb] = await Promise.allSettled([
+      needA ? this.model.decode(prompts, maskA) : null,
+      needB ? this.cmpModel.decode(prompts, maskB) : null,
+    ]);
+    const a = !needA ? null : ra.status === "fulfilled" ? ra.value : new Error(errText(ra.reason));
+    let b = null;
+    if (needB) {
+      b = rb.status === "fulfilled" ? { key: cmpKey, result: rb.value } : { key: cmpKey, error: errText(rb.reason) };
+    }
+    return { a, b };
+  }
+
   // ------------------------------------------------------------------ scheduling
 
   /** Run queued decodes: commits first, in order; then the newest preview request. */
@@ -517,46 +763,65 @@ class MsamApp {
   }
 
   async decodeEntry(entry) {
-    const maskInput = entry.refine ? this.selectedLowRes(entry.prev) : null;
-    const token = this.loadToken;
+    const needA = !entry.result;
+    const needB = this.cmpActive() && !(entry.cmp && entry.cmp.key === this.cmp.key);
+    const token = this.imageToken;
     try {
-      const res = await this.model.decode({ points: entry.points, box: entry.box }, maskInput);
-      if (token !== this.loadToken) return;
-      entry.result = res;
-      this.noteDecode(res);
-    } catch (e) {
-      if (token !== this.loadToken) return;
-      entry.error = errText(e);
-      this.setStatus("Decoder failed: " + entry.error, "error");
+      const { a, b } = await this.decodeBoth({ points: entry.points, box: entry.box }, needA, needB,
+        needA && entry.refine ? this.selectedLowRes(entry.prev) : null,
+        needB && entry.refine ? this.selectedCmpLowRes(entry.prev) : null);
+      if (token !== this.imageToken) return;
+      if (a instanceof Error) {
+        entry.error = a.message;
+        this.setStatus("Decoder failed: " + entry.error, "error");
+      } else if (a) {
+        entry.result = a;
+        this.noteDecode(a);
+      }
+      if (b && this.cmp && b.key === this.cmp.key) {
+        entry.cmp = b;
+        if (b.error) this.setStatus(`${this.cmp.label} decoder failed: ${b.error}`, "error");
+        else this.noteCmpDecode(b.result);
+      }
     } finally {
       entry.pending = false;
     }
-    if (entry === this.entry) this.render();
+    if (entry === this.entry) {
+      this.ensureDecoded(entry); // compare mode began while this decode ran
+      this.render();
+    }
   }
 
   async decodePreview(req) {
     // what a click here would give: the committed prompts plus this one
-    const maskInput = this.refine ? this.selectedLowRes(req.entry) : null;
-    const token = this.loadToken;
-    try {
-      const res = await this.model.decode({ points: req.points, box: req.box }, maskInput);
-      if (token !== this.loadToken) return;
-      this.noteDecode(res);
-      if (req.entry === this.entry && (this.hoverPt || this.dragBox)) {
-        this.preview = { entry: req.entry, result: res, points: req.points, box: req.box };
-        this.render();
-      } else {
-        this.renderInfo();
-      }
-    } catch (e) {
-      if (token !== this.loadToken) return;
-      this.setStatus("Decoder failed: " + errText(e), "error");
+    const token = this.imageToken;
+    const needB = this.cmpActive();
+    const { a, b } = await this.decodeBoth({ points: req.points, box: req.box }, true, needB,
+      this.refine ? this.selectedLowRes(req.entry) : null,
+      needB && this.refine ? this.selectedCmpLowRes(req.entry) : null);
+    if (token !== this.imageToken) return;
+    if (a instanceof Error) {
+      this.setStatus("Decoder failed: " + a.message, "error");
+      return;
+    }
+    this.noteDecode(a);
+    if (b && b.result) this.noteCmpDecode(b.result);
+    if (req.entry === this.entry && (this.hoverPt || this.dragBox)) {
+      this.preview = { entry: req.entry, result: a, cmp: b, points: req.points, box: req.box };
+      this.render();
+    } else {
+      this.renderInfo();
     }
   }
 
   noteDecode(res) {
     this.decodeCount++;
     this.lastDecodeMs = res.ms;
+  }
+
+  noteCmpDecode(res) {
+    this.cmpDecodeCount++;
+    this.cmpLastDecodeMs = res.ms;
   }
 
   isIdle() {
@@ -586,9 +851,11 @@ class MsamApp {
     const e = this.entry;
     if (this.preview && this.preview.entry === e && (this.hoverPt || this.dragBox)) {
       const p = this.preview;
-      return { result: p.result, points: p.points, box: p.box, mode: "auto", preview: true };
+      const cmpResult = p.cmp && this.cmp && p.cmp.key === this.cmp.key ? p.cmp.result || null : null;
+      return { result: p.result, cmpResult, points: p.points, box: p.box, mode: "auto", preview: true };
     }
-    return { result: e.result, points: e.points, box: e.box, mode: e.maskMode, preview: false };
+    return { result: e.result, cmpResult: this.cmpResultOf(e), points: e.points, box: e.box, mode: e.maskMode,
+      preview: false };
   }
 
   render() {
@@ -605,21 +872,34 @@ class MsamApp {
     const s = this.shown();
     const hasPrompts = s.points.length || s.box;
     const u = this.u;
-    let idx = -1;
+    const comparing = !!this.cmp;
+    const side = comparing && this.cmpView === "side";
+    let idx = -1, cmpIdx = -1, ovA = null, ovB = null;
     if (info && s.result && hasPrompts) {
       idx = selectIndex(s.mode, s.points, s.box, s.result.scores);
-      const key = s.result;
-      if (this._overlayCache.key !== key || this._overlayCache.idx !== idx || this._overlayCache.preview !== s.preview) {
-        this._overlayCache = { key, idx, preview: s.preview, canvas: this.overlayCanvas(s.result, idx, s.preview) };
-      }
-      this.seg.setOverlays([{ source: this._overlayCache.canvas }]);
-    } else if (!(hasPrompts && this.entry.pending && !s.preview)) {
-      // (while a click's decode is running the previous mask stays up)
-      this.seg.setOverlays([]);
+      ovA = this.overlay("_overlayCache", s.result, idx, s.preview, "mobilesam");
     }
+    if (info && comparing && s.cmpResult && hasPrompts) {
+      cmpIdx = selectIndex(s.mode, s.points, s.box, s.cmpResult.scores);
+      ovB = this.overlay("_cmpOverlayCache", s.cmpResult, cmpIdx, s.preview, side ? "sam" : "sam-outline");
+    }
+    // (while a click's decode is running the previous masks stay up)
+    const keep = hasPrompts && this.entry.pending && !s.preview;
+    if (ovA || !keep) {
+      const layers = ovA ? [{ source: ovA.canvas }] : [];
+      if (comparing && !side && ovB) layers.push({ source: ovB.canvas });
+      this.seg.setOverlays(layers);
+    }
+    if (ovB || !keep || !side) this.seg2.setOverlays(side && ovB ? [{ source: ovB.canvas }] : []);
     this.seg.setPrompts(this.entry.points, this.entry.box);
+    this.seg2.setPrompts(this.entry.points, this.entry.box);
+    u.view.classList.toggle("msam-side", side);
+    u.paneB.hidden = !side;
+    u.labelA.hidden = !comparing;
+    if (comparing) this.renderPaneLabels(side);
     this.renderThumbs(s, idx);
     this.renderInfo(s, idx);
+    this.renderCompare(s, idx, cmpIdx, ovA, ovB);
     const committed = !!(this.entry.result && (this.entry.points.length || this.entry.box));
     u.dlMask.disabled = u.dlCut.disabled = u.dlRle.disabled = !committed || !info;
     u.dlCut.disabled = u.dlCut.disabled || !this.image;
@@ -628,19 +908,154 @@ class MsamApp {
     u.clear.disabled = !info || !(this.entry.points.length || this.entry.box);
   }
 
-  overlayCanvas(result, idx, preview) {
+  /** An overlay canvas (and its input-frame 0/1 mask) of one model's result, cached in this[cacheName]. */
+  overlay(cacheName, result, idx, preview, style) {
+    const c = this[cacheName];
+    if (c.key === result && c.idx === idx && c.preview === preview && c.style === style) return c;
+    const { canvas, mask } = this.overlayCanvas(result, idx, preview, style);
+    this[cacheName] = { key: result, idx, preview, style, canvas, mask };
+    return this[cacheName];
+  }
+
+  overlayCanvas(result, idx, preview, style = "mobilesam") {
     const { input_width: iw, input_height: ih } = this.info;
     const logits = upscaleLowRes(result.lowRes, idx, ih, iw);
     const mask = new Uint8Array(logits.length);
     for (let i = 0; i < logits.length; i++) mask[i] = logits[i] > 0 ? 1 : 0;
     const cssW = this.seg?.cssW || iw;
-    const radius = Math.max(1, Math.round((1.5 * iw) / Math.max(1, cssW)));
-    const px = overlayRGBA(mask, iw, ih, preview ? PREVIEW_FILL : FILL, preview ? PREVIEW_EDGE : EDGE, radius);
+    let radius = Math.max(1, Math.round((1.5 * iw) / Math.max(1, cssW)));
+    let fill = preview ? PREVIEW_FILL : FILL, edge = preview ? PREVIEW_EDGE : EDGE;
+    if (style === "sam") {
+      fill = preview ? SAM_PREVIEW_FILL : SAM_FILL;
+    } else if (style === "sam-outline") {
+      fill = SAM_OUTLINE_FILL;
+      edge = SAM_OUTLINE_EDGE;
+      radius = Math.max(2, Math.round(radius * 1.5));
+    }
+    const px = overlayRGBA(mask, iw, ih, fill, edge, radius);
     const c = document.createElement("canvas");
     c.width = iw;
     c.height = ih;
     c.getContext("2d").putImageData(new ImageData(px, iw, ih), 0, 0);
-    return c;
+    return { canvas: c, mask };
+  }
+
+  renderPaneLabels(side) {
+    const u = this.u;
+    const swatch = (cls) => el("span", { class: "msam-swatch " + cls });
+    const a = modelLabel(this.info?.model || "vit_t"), b = this.cmp.label;
+    if (side) {
+      u.labelA.replaceChildren(swatch("msam-swatch-a"), document.createTextNode(a));
+      u.labelB.replaceChildren(swatch("msam-swatch-b"), document.createTextNode(b));
+    } else {
+      u.labelA.replaceChildren(swatch("msam-swatch-a"), document.createTextNode(`${a} (filled)  `),
+        swatch("msam-swatch-b"), document.createTextNode(`${b} (outlined)`));
+    }
+  }
+
+  // ------------------------------------------------------------------ compare numbers
+
+  /** Full-size mask of the committed prompts by the comparison model (as fullMask()), or null. */
+  cmpFullMask() {
+    const info = this.info;
+    const e = this.entry;
+    const r = this.cmpResultOf(e);
+    if (!info || !r || !(e.points.length || e.box)) return null;
+    const idx = selectIndex(e.maskMode, e.points, e.box, r.scores);
+    if (this._cmpFullCache.key === r && this._cmpFullCache.idx === idx) return this._cmpFullCache.value;
+    const m = postprocessMask(r.lowRes, idx, info.input_height, info.input_width, info.height, info.width);
+    const value = { ...m, index: idx, score: r.scores[idx] };
+    this._cmpFullCache = { key: r, idx, value };
+    return value;
+  }
+
+  /**
+   * The committed comparison at full size, exactly as the PyTorch predictors would give it:
+   * {iou, a: {area, score, index}, b: {...}, summary}, or null (no prompts, or a decode missing).
+   */
+  compareStats() {
+    const e = this.entry;
+    if (!this.cmp || !this.info || !e.result || !(e.points.length || e.box) || !this.cmpResultOf(e)) return null;
+    const a = this.fullMask(), b = this.cmpFullMask();
+    if (!a || !b) return null;
+    if (this._cmpStats.a === a && this._cmpStats.b === b) return this._cmpStats.value;
+    const num = (m) => ({ area: m.area, score: m.score, index: m.index });
+    const value = { iou: maskIoU(a.mask, b.mask), a: num(a), b: num(b) };
+    value.summary = this.summaryLine(value, e);
+    this._cmpStats = { a, b, value };
+    return value;
+  }
+
+  /** The summary row (the compare API's "summary" has the same form). */
+  summaryLine(st, e) {
+    const info = this.info, cmp = this.cmp;
+    const total = Math.max(1, info.width * info.height);
+    const model = (label, m) => `${label} ${fmtInt(m.area)} px (${((100 * m.area) / total).toFixed(1)}%), score ${Number(m.score).toFixed(3)}`;
+    const la = modelLabel(info.model || "vit_t");
+    return `${info.width}×${info.height} image · ${describePrompts(e.points, e.box)} · ${model(la, st.a)} · `
+      + `${model(cmp.label, st.b)} · IoU ${st.iou.toFixed(3)} · encoder ${la} ${fmtInt(Number(info.encode_ms) || 0)} ms, `
+      + `${cmp.label} ${fmtInt(Number(cmp.encodeMs) || 0)} ms (this server)`;
+  }
+
+  renderCompare(s, idx, cmpIdx, ovA, ovB) {
+    const c = this.u.cmp;
+    const cmp = this.cmp;
+    c.panel.hidden = !cmp;
+    if (!cmp) return;
+    const info = this.info;
+    c.side.classList.toggle("msam-active", this.cmpView === "side");
+    c.overlay.classList.toggle("msam-active", this.cmpView === "overlay");
+    c.headA.replaceChildren(el("span", { class: "msam-swatch msam-swatch-a" }),
+      document.createTextNode(modelLabel(info?.model || "vit_t")));
+    c.headB.replaceChildren(el("span", { class: "msam-swatch msam-swatch-b" }), document.createTextNode(cmp.label));
+    c.state.textContent = cmp.error ? `${cmp.label} unavailable: ${cmp.error}`
+      : !cmp.ready ? `Loading ${cmp.label}'s embedding and decoder…` : "";
+    c.state.className = "msam-cmp-state" + (cmp.error ? " msam-error" : "");
+    const hasPrompts = s.points.length || s.box;
+    // on screen: the committed masks at full size (exact), or a hover preview at the encoder's resolution
+    let iou = null, areaA = null, areaB = null;
+    if (hasPrompts && ovA && ovB && s.preview) {
+      const scale = (info.width * info.height) / Math.max(1, info.input_width * info.input_height);
+      iou = maskIoU(ovA.mask, ovB.mask);
+      areaA = maskArea(ovA.mask) * scale;
+      areaB = maskArea(ovB.mask) * scale;
+    }
+    const st = this.compareStats();
+    if (!s.preview && st) {
+      iou = st.iou;
+      areaA = st.a.area;
+      areaB = st.b.area;
+    }
+    c.iou.textContent = iou == null ? "–" : iou.toFixed(3);
+    c.iouNote.textContent = iou == null ? (hasPrompts ? "" : "(add a point or a box)") : s.preview ? "(preview)" : "";
+    const total = info ? Math.max(1, info.width * info.height) : 1;
+    const area = (v, approx) => (v == null ? "–" : `${approx ? "≈" : ""}${fmtInt(v)} px (${((100 * v) / total).toFixed(1)}%)`);
+    const score = (r, k) => (r && k >= 0 ? `${r.scores[k].toFixed(3)}${k > 0 ? ` (#${k})` : ""}` : "–");
+    const set = (key, a, b) => { c.cells[key][0].textContent = a; c.cells[key][1].textContent = b; };
+    set("area", area(areaA, s.preview), area(areaB, s.preview));
+    set("score", score(s.result, idx), score(s.cmpResult, cmpIdx));
+    set("encode", fmtMs(info?.encode_ms), fmtMs(cmp.encodeMs));
+    set("params", fmtParams(Number(info?.mobilesam_params)), fmtParams(Number(cmp.params)));
+    const dms = (v) => (v == null ? "–" : `${v.toFixed(1)} ms`);
+    set("decode", dms(this.lastDecodeMs), dms(this.cmpLastDecodeMs));
+    const summary = st ? st.summary : "";
+    if (c.summary.value !== summary) c.summary.value = summary;
+    c.copy.disabled = !summary;
+  }
+
+  async copySummary() {
+    const st = this.compareStats();
+    if (!st) return;
+    const c = this.u.cmp;
+    c.summary.value = st.summary;
+    c.summary.focus();
+    c.summary.select();
+    try {
+      await navigator.clipboard.writeText(st.summary);
+      this.setStatus("Summary copied.");
+    } catch {
+      this.setStatus("Summary ready to copy (the clipboard is not available here).");
+    }
   }
 
   renderThumbs(s, idx) {
@@ -808,6 +1223,7 @@ class MsamApp {
     if (!this.info) return null;
     return location.origin + location.pathname + formatPrompts({
       imageId: this.info.image_id, points: this.entry.points, box: this.entry.box, mask: this.entry.maskMode,
+      compare: this.cmp ? this.cmp.model : null, // reopening it re-enters compare mode
     });
   }
 
@@ -863,6 +1279,35 @@ class MsamApp {
       idle: this.isIdle(),
       error: this.status.kind === "error" ? this.status.text : null,
       ort: getOrtInfo() ? { ...getOrtInfo(), provider: this.model?.provider || null } : null,
+      compare: this.compareState(),
+    };
+  }
+
+  /** Compare mode's state (null outside it); numbers are the committed prompts' at full size. */
+  compareState() {
+    const cmp = this.cmp;
+    if (!cmp) return null;
+    const e = this.entry;
+    const r = this.cmpResultOf(e);
+    const has = !!(e.points.length || e.box);
+    const st = this.compareStats();
+    return {
+      model: cmp.model,
+      label: cmp.label,
+      ready: this.cmpActive(),
+      error: cmp.error,
+      view: this.cmpView,
+      iou: st ? st.iou : null,
+      scores: r && has ? Array.from(r.scores) : null,
+      selectedIndex: r && has ? selectIndex(e.maskMode, e.points, e.box, r.scores) : -1,
+      score: st ? st.b.score : null,
+      area: st ? st.b.area : null,
+      mobilesam: st ? st.a : null,
+      encodeMs: { mobilesam: this.info ? this.info.encode_ms : null, sam: cmp.encodeMs },
+      params: { mobilesam: this.info ? this.info.mobilesam_params ?? null : null, sam: cmp.params },
+      lastDecodeMs: this.cmpLastDecodeMs,
+      decodeCount: this.cmpDecodeCount,
+      summary: st ? st.summary : null,
     };
   }
 }
@@ -904,6 +1349,16 @@ const api = {
     for (let i = 0; i < m.mask.length; i += 0x8000) s += String.fromCharCode.apply(null, m.mask.subarray(i, i + 0x8000));
     return { width: m.width, height: m.height, area: m.area, data: btoa(s) };
   }),
+  /** Compare mode: the comparison model's full-size committed mask, as getMaskBitsBase64 (null outside it). */
+  getCompareMaskBitsBase64: safe(() => {
+    const m = app.cmpFullMask();
+    if (!m) return null;
+    let s = "";
+    for (let i = 0; i < m.mask.length; i += 0x8000) s += String.fromCharCode.apply(null, m.mask.subarray(i, i + 0x8000));
+    return { width: m.width, height: m.height, area: m.area, data: btoa(s) };
+  }),
+  /** Compare mode's view: "side" (two images) or "overlay" (one image, two colours). */
+  setCompareView: safe((view) => app.setCompareView(view)),
   /** The SA-1B / COCO RLE record that "Download COCO RLE JSON" saves. */
   getRLE: safe(() => app.rleRecord()),
   getShareLink: safe(() => app.shareLink()),

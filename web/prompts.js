@@ -64,23 +64,29 @@ export function normBox(ax, ay, bx, by, width, height) {
 
 const fmt = (v) => String(q(v));
 
+/** Models the compare mode can put beside MobileSAM (the `compare` share-link parameter). */
+export const COMPARE_MODELS = ["vit_b", "vit_l", "vit_h"];
+
 /**
- * The query string of a share link: "?image=ID&points=x,y,l;x,y,l&box=x0,y0,x1,y1&mask=auto".
- * Empty parts are left out.
+ * The query string of a share link:
+ * "?image=ID&points=x,y,l;x,y,l&box=x0,y0,x1,y1&mask=auto[&compare=vit_b]".
+ * Empty parts are left out; `compare` (compare mode's SAM model) only when given.
  */
-export function formatPrompts({ imageId, points = [], box = null, mask = "auto" }) {
+export function formatPrompts({ imageId, points = [], box = null, mask = "auto", compare = null }) {
   const parts = [];
   if (imageId != null && imageId !== "") parts.push("image=" + encodeURIComponent(imageId));
   if (points.length) parts.push("points=" + points.map((p) => `${fmt(p.x)},${fmt(p.y)},${p.label}`).join(";"));
   if (box) parts.push("box=" + [box.x0, box.y0, box.x1, box.y1].map(fmt).join(","));
   parts.push("mask=" + (mask === 1 || mask === 2 || mask === 3 ? mask : "auto"));
+  if (COMPARE_MODELS.includes(compare)) parts.push("compare=" + compare);
   return "?" + parts.join("&");
 }
 
 /**
  * Prompts from a query string (location.search) or URLSearchParams. Malformed parts are
  * skipped, never thrown on.
- * @returns {{imageId: string|null, points: {x,y,label}[], box: object|null, mask: "auto"|1|2|3}}
+ * @returns {{imageId: string|null, points: {x,y,label}[], box: object|null, mask: "auto"|1|2|3,
+ *           compare?: string}} `compare` only when the link names a known compare-mode model
  */
 export function parsePrompts(search) {
   let params;
@@ -114,7 +120,10 @@ export function parsePrompts(search) {
   const m = params.get("mask");
   const mask = m === "1" || m === "2" || m === "3" ? Number(m) : "auto";
   const imageId = params.get("image");
-  return { imageId: imageId || null, points, box, mask };
+  const out = { imageId: imageId || null, points, box, mask };
+  const compare = params.get("compare");
+  if (COMPARE_MODELS.includes(compare)) out.compare = compare;
+  return out;
 }
 
 /** Prompts clamped into a width x height image (points outside are dropped). */

@@ -76,7 +76,12 @@ def _reject_constant(name: str):
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # a JSON integer too large for a float, such as 1e400 written out
+        return False
 
 
 def _parse_multimask(value: Any) -> bool:

@@ -1,6 +1,7 @@
 """The server's model work: encode images (cached by content), predict masks, segment everything."""
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
@@ -60,6 +61,7 @@ class Engine:
         self.transform = ResizeLongestSide(model.image_encoder.img_size)
         self.cache: LRUCache[str, EncodedImage] = LRUCache(cache_bytes, lambda e: e.embedding.nbytes)
         self._encode_lock = threading.Lock()
+        self._encoder_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mobilesam-encoder")
         self.parameter_count = sum(p.numel() for p in model.image_encoder.parameters())
 
     def encode(self, image: np.ndarray, image_id: Optional[str] = None) -> EncodedImage:
@@ -67,7 +69,14 @@ class Engine:
         image_id = image_id or image_id_of(image)
         cached = self.cache.get(image_id)
         if cached is not None:
+            if not self.store.has(image_id):  # pruned, or removed as corrupted: store it again
+                self.store.put(image_id, image)
             return cached
+        # Always on the same thread: the encoder's large temporary buffers then come from one malloc
+        # arena, instead of each request thread keeping its own few hundred MB once it has encoded.
+        return self._encoder_thread.submit(self._encode_new, image, image_id).result()
+
+    def _encode_new(self, image: np.ndarray, image_id: str) -> EncodedImage:
         with self._encode_lock:
             cached = self.cache.get(image_id)  # encoded by a concurrent request meanwhile
             if cached is not None:

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..utils.sa1b import sa1b_json
 from . import api
+from . import compare as cmp
 from .engine import EncodedImage, Engine
 from .images import ImageLoadError, load_rgb_image
 from .render import overlay_masks
@@ -23,48 +24,120 @@ from .store import is_image_id
 
 log = logging.getLogger(__name__)
 OUTPUT_MAX_AGE_S = 3600
+OUTPUT_PRUNE_INTERVAL_S = 60
 MAX_POINTS_PER_SIDE = 64
 
 
 class Handlers:
-    """Event handlers bound to one Engine (the MobileSAM model) and its decoder files."""
+    """Event handlers bound to one Engine (the MobileSAM model) and its decoder files; with
+    `sam_models`, also the compare mode (the original SAM beside it, loaded on first use)."""
 
-    def __init__(self, engine: Engine, decoder_files: Dict[str, Path], output_dir: Optional[Path] = None) -> None:
+    def __init__(self, engine: Engine, decoder_files: Dict[str, Path], output_dir: Optional[Path] = None,
+                 sam_models: Optional[cmp.SamModels] = None) -> None:
         self.engine = engine
         self.decoder_files = decoder_files
+        self.sam_models = sam_models
+        if sam_models is not None:
+            sam_models.on_decoder = self._add_decoder
         self.output_dir = Path(output_dir or Path(tempfile.gettempdir()) / "mobilesam-outputs")
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # e.g. a read-only cache folder: keep serving from a temporary folder
+            fallback = Path(tempfile.mkdtemp(prefix="mobilesam-outputs-"))
+            log.warning("output folder %s is not usable (%s); writing outputs to %s", self.output_dir, exc, fallback)
+            self.output_dir = fallback
+        self._pruned_at = 0.0
 
     # ---- routes' lookups -------------------------------------------------------------
     def embedding_bytes(self, model_type: str, image_id: str) -> Optional[bytes]:
-        if model_type != self.engine.model_type or not is_image_id(image_id):
+        """The embedding the browser fetches, from MobileSAM's engine or a loaded comparison model's."""
+        engine = self._engine_for(model_type)
+        if engine is None or not is_image_id(image_id):
             return None
-        encoded = self.engine.cache.get(image_id)
+        encoded = engine.cache.get(image_id)
         return None if encoded is None else encoded.embedding_f16_bytes()
 
+    def _engine_for(self, model_type: str) -> Optional[Engine]:
+        if model_type == self.engine.model_type:
+            return self.engine
+        return None if self.sam_models is None else self.sam_models.engine(model_type)
+
+    def _add_decoder(self, path: Path) -> None:
+        self.decoder_files[path.name] = path  # served under /msam/models/<name> from now on
+
     # ---- UI events ------------------------------------------------------------------
-    def encode_upload(self, path: Optional[str], progress=gr.Progress()) -> Tuple[str, Optional[str]]:
-        """New image chosen: encode it. Returns (client info JSON, session image id)."""
+    def encode_upload(self, path: Optional[str], compare_on: bool = False, compare_model: Optional[str] = None,
+                      progress=gr.Progress()) -> Tuple[str, Optional[str], bool, str]:
+        """New image chosen: encode it (and with SAM too in compare mode).
+
+        Returns (client info JSON, session image id, compare mode on, compare status Markdown).
+        """
         if not path:
-            return json.dumps(None), None
+            return json.dumps(None), None, bool(compare_on), self._compare_idle_status(compare_on, compare_model)
         progress(0.05, desc="Reading image")
         image = self._load(path)
-        progress(0.2, desc="Encoding with MobileSAM")
+        progress(0.2, desc=f"Encoding with {cmp.label(self.engine.model_type)}")
         encoded = self.engine.encode(image)
-        progress(1.0, desc="Done")
-        return json.dumps(encoded.client_info(self.engine.model_type)), encoded.image_id
+        if not compare_on:
+            progress(1.0, desc="Done")
+            return json.dumps(self._client_info(encoded)), encoded.image_id, False, cmp.HELP
+        try:
+            sam = self._sam_encode(compare_model, image, encoded.image_id, progress)
+        except gr.Error as exc:  # MobileSAM still works: leave compare mode, say why
+            gr.Warning(str(exc.message))
+            return json.dumps(self._client_info(encoded)), encoded.image_id, False, _failed_status(exc)
+        return json.dumps(self._client_info(encoded, sam)), encoded.image_id, True, self._compare_status(encoded, sam)
 
-    def restore_from_link(self, request: gr.Request) -> Tuple[str, Optional[str]]:
-        """Page opened from a shared link (?image=<id>&...): re-encode that stored image."""
-        image_id = request.query_params.get("image") if request is not None else None
+    def restore_from_link(self, request: gr.Request, progress=gr.Progress(track_tqdm=True)):
+        """Page opened from a shared link (?image=<id>&...[&compare=vit_b]): re-encode that stored image,
+        with SAM too when the link was made in compare mode.
+
+        Returns (client info JSON, session image id, compare mode on, comparison model, status Markdown).
+        """
+        params = request.query_params if request is not None else {}
+        image_id = params.get("image")
+        compare_model = params.get("compare")
+        want_compare = self.sam_models is not None and self.sam_models.valid(compare_model)
+        default_model = compare_model if want_compare else self._default_compare_model()
         if not image_id:
-            return json.dumps(None), None
+            return json.dumps(None), None, False, default_model, cmp.HELP
         image = self.engine.store.get(image_id) if is_image_id(image_id) else None
         if image is None:
             gr.Warning("The shared image is no longer available on this server; please upload it again.")
-            return json.dumps(None), None
+            return json.dumps(None), None, False, default_model, cmp.HELP
         encoded = self.engine.encode(image, image_id=image_id)
-        return json.dumps(encoded.client_info(self.engine.model_type)), encoded.image_id
+        if not want_compare:
+            return json.dumps(self._client_info(encoded)), encoded.image_id, False, default_model, cmp.HELP
+        try:
+            sam = self._sam_encode(compare_model, image, encoded.image_id, progress)
+        except gr.Error as exc:
+            gr.Warning(str(exc.message))
+            return (json.dumps(self._client_info(encoded)), encoded.image_id, False, default_model,
+                    _failed_status(exc))
+        return (json.dumps(self._client_info(encoded, sam)), encoded.image_id, True, compare_model,
+                self._compare_status(encoded, sam))
+
+    def set_compare(self, compare_on: bool, compare_model: Optional[str], image_id: Optional[str],
+                    progress=gr.Progress(track_tqdm=True)) -> Tuple[str, bool, str]:
+        """Compare mode switched on or off, or another SAM model chosen.
+
+        Loads the SAM model on first use (with progress) and encodes the session's image with it.
+        Returns (client info JSON, compare mode on, status Markdown); raises gr.Error when the model
+        cannot be used (no memory, no weights), leaving MobileSAM as it was.
+        """
+        encoded = self._session_encoded(image_id) if image_id else None
+        if not compare_on:
+            info = None if encoded is None else self._client_info(encoded)
+            return json.dumps(info), False, cmp.HELP
+        if encoded is None:  # no image yet: load the model now, so that the first image is quick
+            loaded = self._sam_get(compare_model, progress)
+            return (json.dumps(None), True, f"**{cmp.label(loaded.engine.model_type)} is ready.** "
+                    "Choose an image: it will be segmented by both models.")
+        image = self.engine.store.get(encoded.image_id)
+        if image is None:
+            raise gr.Error("This image is no longer on the server; please upload it again.")
+        sam = self._sam_encode(compare_model, image, encoded.image_id, progress)
+        return json.dumps(self._client_info(encoded, sam)), True, self._compare_status(encoded, sam)
 
     def segment_everything_ui(self, image_id: Optional[str], points_per_side: int,
                               progress=gr.Progress()) -> Tuple[np.ndarray, str, str]:
@@ -79,6 +152,37 @@ class Handlers:
         return overlay, str(path), f"{len(records)} masks in {seconds:.1f} s ({points_per_side}×{points_per_side} grid)"
 
     # ---- API (gradio_client) ----------------------------------------------------------
+    def compare_api(self, image_file, prompts_json: str, progress=gr.Progress()) -> Tuple[str, str, str]:
+        """api_name="compare": (image file, prompts JSON) -> (MobileSAM's best mask PNG, SAM's best mask PNG,
+        summary JSON), both computed here with the PyTorch predictors; SAM is the server's default
+        comparison model (--sam-model-type)."""
+        if self.sam_models is None:
+            raise gr.Error("Compare mode is not available on this server.")
+        image = self._load(_file_path(image_file))
+        encoded = self.engine.encode(image)
+        try:
+            prompt = api.parse_prompts(prompts_json, encoded.original_size)
+        except ValueError as exc:
+            raise gr.Error(f"Invalid prompts: {exc}") from exc
+        loaded, sam_encoded = self._sam_encode(self.sam_models.default_type, image, encoded.image_id, progress)
+        results = []
+        for engine, enc in ((self.engine, encoded), (loaded.engine, sam_encoded)):
+            masks, scores, _ = engine.predict(enc, **prompt)
+            mask, index = api.best_mask(masks, scores)
+            path = self._output_path(".png")
+            api.save_mask_png(mask, path)
+            results.append((path, mask, scores, index, engine, enc))
+        (path_a, mask_a, *a), (path_b, mask_b, *b) = results
+        summary = cmp.compare_summary(encoded.width, encoded.height, prompt, self._model_numbers(mask_a, *a),
+                                      self._model_numbers(mask_b, *b), cmp.mask_iou(mask_a, mask_b))
+        return str(path_a), str(path_b), json.dumps(summary)
+
+    @staticmethod
+    def _model_numbers(mask, scores, index, engine: Engine, encoded: EncodedImage) -> dict:
+        return {"model": engine.model_type, "label": cmp.label(engine.model_type), "score": float(scores[index]),
+                "scores": [float(s) for s in scores], "index": int(index), "area": int(mask.sum()),
+                "encode_ms": round(encoded.encode_ms, 1), "encoder_params": _encoder_params(engine)}
+
     def segment_api(self, image_file, prompts_json: str) -> Tuple[str, str]:
         """api_name="segment": (image file, prompts JSON) -> (best mask PNG path, scores JSON)."""
         encoded = self._encode_file(image_file)
@@ -94,6 +198,77 @@ class Handlers:
         image = self._load(_file_path(image_file))
         _, path, _ = self._segment_everything(image, points_per_side, progress)
         return str(path)
+
+    # ---- compare helpers --------------------------------------------------------------
+    def _client_info(self, encoded: EncodedImage, sam=None) -> dict:
+        """What the browser needs; with `sam` ((LoadedSam, EncodedImage)), the comparison model's part too."""
+        model_type = self.engine.model_type
+        info = encoded.client_info(model_type)
+        info["label"] = cmp.label(model_type)
+        info["mobilesam_params"] = _encoder_params(self.engine)
+        if sam is not None:
+            loaded, sam_encoded = sam
+            sam_type = loaded.engine.model_type
+            info["compare"] = {
+                "model": sam_type, "label": cmp.label(sam_type),
+                "embedding_url": sam_encoded.client_info(sam_type)["embedding_url"],
+                "decoder_url": f"/msam/models/{loaded.decoder.name}",
+                "encode_ms": round(sam_encoded.encode_ms, 1),
+                "params": _encoder_params(loaded.engine),
+            }
+        return info
+
+    def _default_compare_model(self) -> Optional[str]:
+        return None if self.sam_models is None else self.sam_models.default_type
+
+    def _check_compare_model(self, model_type: Optional[str]) -> str:
+        if self.sam_models is None:
+            raise gr.Error("Compare mode is not available on this server.")
+        model_type = model_type or self.sam_models.default_type
+        if model_type == self.engine.model_type:
+            raise gr.Error(f"This app already runs {cmp.label(model_type)}; choose another model to compare with.")
+        if not self.sam_models.valid(model_type):
+            raise gr.Error(f"Cannot compare with {model_type!r}: choose one of {', '.join(self.sam_models.choices)}.")
+        return model_type
+
+    def _sam_get(self, model_type: Optional[str], progress):
+        model_type = self._check_compare_model(model_type)
+        try:
+            return self.sam_models.get(model_type, _progress_fn(progress))
+        except cmp.CompareError as exc:
+            raise gr.Error(str(exc), duration=None) from exc
+
+    def _sam_encode(self, model_type: Optional[str], image: np.ndarray, image_id: str, progress):
+        """(LoadedSam, EncodedImage) of `image` by the SAM model; gr.Error with a clear message on failure."""
+        model_type = self._check_compare_model(model_type)
+        try:
+            return self.sam_models.encode(model_type, image, image_id, _progress_fn(progress))
+        except cmp.CompareError as exc:
+            raise gr.Error(str(exc), duration=None) from exc
+
+    def _session_encoded(self, image_id: str) -> Optional[EncodedImage]:
+        """MobileSAM's encoding of the session's image (from the cache, or encoded again from the store)."""
+        if not is_image_id(image_id):
+            return None
+        encoded = self.engine.cache.get(image_id)
+        if encoded is not None:
+            return encoded
+        image = self.engine.store.get(image_id)
+        if image is None:
+            raise gr.Error("This image is no longer on the server; please upload it again.")
+        return self.engine.encode(image, image_id=image_id)
+
+    def _compare_status(self, encoded: EncodedImage, sam) -> str:
+        loaded, sam_encoded = sam
+        a, b = cmp.label(self.engine.model_type), cmp.label(loaded.engine.model_type)
+        return (f"**Comparing {a} with {b}.** Each prompt runs both decoders in your browser. "
+                f"Encoders on this server: {a} {encoded.encode_ms / 1000:.2f} s, "
+                f"{b} {sam_encoded.encode_ms / 1000:.2f} s.")
+
+    def _compare_idle_status(self, compare_on: bool, compare_model: Optional[str]) -> str:
+        if not compare_on or self.sam_models is None:
+            return cmp.HELP
+        return f"Compare mode: choose an image to segment it with {cmp.label(compare_model or '')} too."
 
     # ---- helpers ----------------------------------------------------------------------
     def _predict(self, encoded: EncodedImage, prompts_json: str):
@@ -133,12 +308,31 @@ class Handlers:
 
     def _prune_outputs(self) -> None:
         now = time.time()
+        if now - self._pruned_at < OUTPUT_PRUNE_INTERVAL_S:  # not a directory scan on every request
+            return
+        self._pruned_at = now
         for path in self.output_dir.glob("*"):
             try:
                 if now - path.stat().st_mtime > OUTPUT_MAX_AGE_S:
                     path.unlink()
             except OSError:
                 pass
+
+
+def _progress_fn(progress):
+    """compare.Progress (fraction, text) -> a gr.Progress call."""
+    return lambda fraction, text: progress(fraction, desc=text)
+
+
+def _failed_status(exc: gr.Error) -> str:
+    return f"Compare mode is off: {exc.message}"
+
+
+def _encoder_params(engine: Engine) -> int:
+    count = getattr(engine, "parameter_count", None)
+    if count is None:
+        count = sum(p.numel() for p in engine.model.image_encoder.parameters())
+    return int(count)
 
 
 def _file_path(image_file) -> str:
@@ -154,7 +348,7 @@ def _file_path(image_file) -> str:
 def _points_per_side(value) -> int:
     try:
         n = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: infinity
         raise gr.Error(f"points_per_side must be a whole number, got {value!r}") from None
     if not 1 <= n <= MAX_POINTS_PER_SIDE or n != value:
         raise gr.Error(f"points_per_side must be a whole number from 1 to {MAX_POINTS_PER_SIDE}, got {value!r}")

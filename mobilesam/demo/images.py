@@ -15,6 +15,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 DEFAULT_MAX_PIXELS = 50_000_000  # ~ 8660×5773; a 50 MP photo still encodes, decompression bombs don't
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 MIN_SIDE = 2  # the model needs at least 2 pixels per side to resize meaningfully
+# The encoder resizes the long side to 1024 pixels; beyond 2048:1 the short side would round to 0.
+MAX_ASPECT_RATIO = 2048
 
 
 class ImageLoadError(ValueError):
@@ -72,6 +74,9 @@ def _check_declared_size(image: Image.Image, max_pixels: int) -> None:
         raise ImageLoadError(f"the image is {w}×{h} = {w * h / 1e6:.0f} MP; the limit is {max_pixels / 1e6:.0f} MP")
     if w < MIN_SIDE or h < MIN_SIDE:
         raise ImageLoadError(f"the image is {w}×{h} pixels; each side must be at least {MIN_SIDE}")
+    if max(w, h) > MAX_ASPECT_RATIO * min(w, h):
+        raise ImageLoadError(f"the image is {w}×{h} pixels, too long and thin; the long side may be at most "
+                             f"{MAX_ASPECT_RATIO} times the short side")
 
 
 def _describe(data: bytes) -> str:

@@ -144,7 +144,7 @@ def make_routes(models: Callable[[], Dict[str, Path]], embedding_bytes: Callable
         return Response(data, media_type="application/octet-stream", headers=headers)
 
     async def embedding(request: Request):
-        data = embedding_bytes(request.path_params["model"], request.path_params["image_id"])
+        data = await run_in_threadpool(embedding_bytes, request.path_params["model"], request.path_params["image_id"])
         if data is None:
             return _not_found("embedding not found: encode the image first")
         return Response(data, media_type="application/octet-stream",

@@ -7,6 +7,7 @@ from typing import Optional
 
 from ..build_sam import sam_model_registry
 from ..hub import pick_device, resolve_checkpoint
+from .compare import SamModels, startup_choices
 from .engine import Engine
 from .handlers import Handlers
 from .store import ImageStore
@@ -23,18 +24,53 @@ class AppConfig:
     cache_dir: Path = DEFAULT_CACHE_DIR
     embedding_cache_mb: int = 256
     image_store_mb: int = 512
+    sam_model_type: str = "vit_b"  # compare mode: the original SAM offered first
+    sam_checkpoint: Optional[str] = None  # its local checkpoint (default: mobilesam.hub resolves it)
+
+
+def browser_decoder(checkpoint: Path, model_type: str, cache_dir: Path, model) -> Path:
+    """The decoder file the browser runs for a model: MobileSAM's, and each SAM's in compare mode."""
+    from ..export import cached_decoder  # torch.onnx is only needed when a model is loaded
+
+    return cached_decoder(checkpoint, model_type, Path(cache_dir) / "onnx", variant="browser", sam=model)
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas as MALLOC_ARENA_MAX=2 would, unless that variable is set.
+
+    By default each request thread may get its own arena, and each keeps the hundreds of MB of
+    temporary buffers the model's forward passes leave, so a busy server grows far beyond its
+    caches; with two arenas the memory goes back after the requests. Call before the server
+    starts its threads. Returns whether the cap was applied (False where libc is not glibc).
+    """
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        import ctypes
+
+        return bool(ctypes.CDLL("libc.so.6").mallopt(-8, arenas))  # -8: M_ARENA_MAX
+    except (OSError, AttributeError):
+        return False
 
 
 def prepare(config: AppConfig) -> Handlers:
-    """Resolve and load the weights, export (or reuse) the browser decoder, set up caches."""
-    from ..export import cached_decoder  # torch.onnx is only needed at start-up
+    """Resolve and load the weights, export (or reuse) the browser decoder, set up caches.
 
+    The comparison models (compare mode) are only set up here; each loads on first use.
+    """
+    limit_malloc_arenas()
     checkpoint = resolve_checkpoint(config.model_type, config.checkpoint)
     device = pick_device(None if config.device == "auto" else config.device)
     log.info("loading %s from %s on %s", config.model_type, checkpoint, device)
     model = sam_model_registry[config.model_type](checkpoint=str(checkpoint)).to(device)
     cache_dir = Path(config.cache_dir)
-    decoder = cached_decoder(checkpoint, config.model_type, cache_dir / "onnx", variant="browser", sam=model)
+    decoder = browser_decoder(checkpoint, config.model_type, cache_dir, model)
     store = ImageStore(cache_dir / "images", max_bytes=config.image_store_mb * 2**20)
     engine = Engine(model, config.model_type, store, cache_bytes=config.embedding_cache_mb * 2**20)
-    return Handlers(engine, {decoder.name: decoder}, output_dir=cache_dir / "outputs")
+    sam_models = SamModels(
+        store, device, lambda ckpt, model_type, sam: browser_decoder(ckpt, model_type, cache_dir, sam),
+        default_type=config.sam_model_type,
+        checkpoints={config.sam_model_type: Path(config.sam_checkpoint)} if config.sam_checkpoint else None,
+        cache_bytes=config.embedding_cache_mb * 2**20,
+        choices=startup_choices(config.sam_model_type, device))
+    return Handlers(engine, {decoder.name: decoder}, output_dir=cache_dir / "outputs", sam_models=sam_models)

@@ -21,6 +21,7 @@ from PIL import Image
 log = logging.getLogger(__name__)
 
 IMAGE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+WRITE_RETRY_S = 60.0  # after a failed write, the store skips writing for this long
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -50,12 +51,22 @@ class ImageStore:
         self.max_age_s = max_age_s
         self._lock = threading.Lock()
         self._warned = False
+        self._failed_at = -float("inf")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             self._warn(f"image store {self.root} is unavailable ({exc}); shared links to uploads are disabled")
 
+    def has(self, image_id: str) -> bool:
+        """Whether a file is stored under `image_id` (not verified: a cheap check)."""
+        return self._file(image_id) is not None
+
     def path_of(self, image_id: str) -> Optional[Path]:
+        """The stored file of `image_id` if its pixels still match the id; a corrupted file is removed."""
+        path = self._file(image_id)
+        return path if path is not None and self._load_verified(path, image_id) is not None else None
+
+    def _file(self, image_id: str) -> Optional[Path]:
         if not is_image_id(image_id):
             return None
         path = self.root / f"{image_id}.png"
@@ -67,8 +78,13 @@ class ImageStore:
             raise ValueError(f"not an image id: {image_id!r}")
         existing = self.path_of(image_id)
         if existing is not None:
-            os.utime(existing)  # refresh its age
+            try:
+                os.utime(existing)  # refresh its age
+            except OSError:
+                pass
             return existing
+        if time.monotonic() - self._failed_at < WRITE_RETRY_S:  # a full or read-only disk: don't retry on every call
+            return None
         try:
             fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".tmp")
             with os.fdopen(fd, "wb") as f:
@@ -76,6 +92,7 @@ class ImageStore:
             path = self.root / f"{image_id}.png"
             os.replace(tmp, path)
         except OSError as exc:
+            self._failed_at = time.monotonic()
             self._warn(f"cannot write to image store {self.root} ({exc}); continuing without storing uploads")
             try:
                 os.unlink(tmp)
@@ -86,19 +103,21 @@ class ImageStore:
         return path
 
     def get(self, image_id: str) -> Optional[np.ndarray]:
-        path = self.path_of(image_id)
-        if path is None:
-            return None
+        path = self._file(image_id)
+        return None if path is None else self._load_verified(path, image_id)
+
+    @staticmethod
+    def _load_verified(path: Path, image_id: str) -> Optional[np.ndarray]:
         try:
             with Image.open(path) as im:
                 image = np.asarray(im.convert("RGB"))
-        except OSError:
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
             log.warning("stored image %s is unreadable; removing it", path.name)
-            path.unlink(missing_ok=True)
+            _remove(path)
             return None
         if image_id_of(image) != image_id:  # corrupted on disk: never serve it
             log.warning("stored image %s does not match its id; removing it", path.name)
-            path.unlink(missing_ok=True)
+            _remove(path)
             return None
         return image
 
@@ -114,13 +133,23 @@ class ImageStore:
             total = sum(st.st_size for _, st in entries)
             for path, st in entries:
                 if now - st.st_mtime > self.max_age_s or total > self.max_bytes:
-                    path.unlink(missing_ok=True)
+                    try:
+                        path.unlink(missing_ok=True)
+                    except OSError:
+                        continue
                     total -= st.st_size
 
     def _warn(self, message: str) -> None:
         if not self._warned:
             log.warning(message)
             self._warned = True
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 class LRUCache(Generic[K, V]):
