@@ -169,7 +169,7 @@ class Handlers:
         for engine, enc in ((self.engine, encoded), (loaded.engine, sam_encoded)):
             masks, scores, _ = engine.predict(enc, **prompt)
             mask, index = api.best_mask(masks, scores)
-            path = self._output_path(".png")
+            path = self._output_path(f"mask-{engine.model_type}-", ".png")
             api.save_mask_png(mask, path)
             results.append((path, mask, scores, index, engine, enc))
         (path_a, mask_a, *a), (path_b, mask_b, *b) = results
@@ -188,7 +188,7 @@ class Handlers:
         encoded = self._encode_file(image_file)
         masks, scores, _ = self._predict(encoded, prompts_json)
         mask, index = api.best_mask(masks, scores)
-        path = self._output_path(".png")
+        path = self._output_path(f"mask-{self.engine.model_type}-", ".png")
         api.save_mask_png(mask, path)
         return str(path), api.scores_json(scores, index)
 
@@ -288,7 +288,7 @@ class Handlers:
         records = self.engine.segment_everything(
             image, points_per_side=n, progress=lambda done, total: progress((done, max(total, 1)), unit="batches"))
         seconds = time.perf_counter() - start
-        path = self._output_path(".json")
+        path = self._output_path("sa1b-annotations-", ".json")
         with open(path, "w") as f:
             json.dump(sa1b_json(records, image.shape[:2]), f)
         return records, path, seconds
@@ -300,9 +300,10 @@ class Handlers:
         except ImageLoadError as exc:
             raise gr.Error(f"Cannot use this file: {exc}") from exc
 
-    def _output_path(self, suffix: str) -> Path:
+    def _output_path(self, prefix: str, suffix: str) -> Path:
+        """A new file for a download; its name (`prefix` + random + `suffix`) is what the user saves."""
         self._prune_outputs()
-        fd, name = tempfile.mkstemp(dir=self.output_dir, suffix=suffix)
+        fd, name = tempfile.mkstemp(dir=self.output_dir, prefix=prefix, suffix=suffix)
         os.close(fd)
         return Path(name)
 
