@@ -1,0 +1,221 @@
+// MobileSAM browser demo: the DOM. Builds the widget inside #msam-root (toolbar, the
+// image pane(s), the compare panel, mask candidates, info line, exports, status line) and
+// draws the parts of it that are not compare-specific: mask overlays, pane labels, the
+// multimask thumbnails and the info line. Functions take the app (main.js's MsamApp).
+
+import { getOrtInfo } from "./decoder.js";
+import { upscaleLowRes, overlayRGBA, LOW_RES } from "./masks.js";
+import { SegCanvas } from "./canvas.js";
+import { buildComparePanel } from "./compare.js";
+import { exportMask, exportCutout, exportRLE, copyLink } from "./exports.js";
+import { el, modelLabel } from "./util.js";
+
+const FILL = [30, 144, 255, 110];
+const EDGE = [255, 255, 255, 235];
+const PREVIEW_FILL = [30, 144, 255, 80];
+const PREVIEW_EDGE = [255, 255, 255, 170];
+// compare mode: the original SAM's mask in orange (MobileSAM's stays blue)
+const SAM_FILL = [255, 140, 0, 110];
+const SAM_PREVIEW_FILL = [255, 140, 0, 80];
+const SAM_OUTLINE_FILL = [255, 140, 0, 45]; // overlaid on MobileSAM's: mostly the outline
+const SAM_OUTLINE_EDGE = [255, 140, 0, 255];
+
+/** Build the UI inside `root` (#msam-root): sets app.ui, app.u (its parts), app.seg and app.seg2. */
+export function buildUI(app, root) {
+  const btn = (label, title, onclick, cls = "") =>
+    el("button", { type: "button", class: "msam-btn " + cls, title, text: label, onclick });
+  const u = {};
+  u.undo = btn("Undo", "Remove the last point or box (Ctrl+Z)", () => app.undo());
+  u.clear = btn("Clear", "Remove all prompts (Esc)", () => app.clear());
+  u.refine = el("input", { type: "checkbox" });
+  u.refine.checked = app.refine;
+  u.refine.addEventListener("change", () => { app.refine = u.refine.checked; });
+  u.hover = el("input", { type: "checkbox" });
+  u.hover.checked = app.hoverEnabled;
+  u.hover.addEventListener("change", () => app.setHoverEnabled(u.hover.checked));
+  u.auto = btn("Auto", "Choose the mask as SamPredictor does", () => app.selectMask("auto"), "msam-auto");
+  u.thumbs = [1, 2, 3].map((k) => {
+    const c = el("canvas", { class: "msam-thumb-canvas", width: "84", height: "64" });
+    const s = el("span", { class: "msam-thumb-score", text: `#${k}` });
+    const b = el("button", { type: "button", class: "msam-thumb", title: `Multimask candidate ${k}`,
+      onclick: () => app.selectMask(k) }, c, s);
+    return { button: b, canvas: c, score: s };
+  });
+  // the view: MobileSAM's canvas (pane A) and, in compare mode, SAM's beside it (pane B)
+  u.labelA = el("div", { class: "msam-pane-label" });
+  u.labelB = el("div", { class: "msam-pane-label" });
+  u.paneA = el("div", { class: "msam-pane msam-pane-a" }, u.labelA);
+  u.paneB = el("div", { class: "msam-pane msam-pane-b" }, u.labelB);
+  u.view = el("div", { class: "msam-view" }, u.paneA, u.paneB);
+  u.cmp = buildComparePanel(app, btn);
+  u.info = el("div", { class: "msam-info" });
+  u.status = el("div", { class: "msam-status", role: "status", "aria-live": "polite" });
+  u.link = el("input", { type: "text", class: "msam-link", readonly: "", placeholder: "Share link" });
+  u.link.addEventListener("focus", () => u.link.select());
+  u.dlMask = btn("Download mask PNG", "Mask at the original size: 255 inside, 0 outside", () => exportMask(app));
+  u.dlCut = btn("Download cut-out PNG", "Image pixels inside the mask, transparent outside", () => exportCutout(app));
+  u.dlRle = btn("Download COCO RLE JSON", "SA-1B style annotation with a COCO compressed RLE", () => exportRLE(app));
+  u.copy = btn("Copy link", "Link that reopens this image with these prompts", () => copyLink(app));
+
+  const ui = el("div", { class: "msam" },
+    el("div", { class: "msam-toolbar" },
+      u.undo, u.clear,
+      el("label", { class: "msam-check", title: "Feed the previous mask's logits back to the decoder" },
+        u.refine, document.createTextNode(" refine with previous mask")),
+      el("label", { class: "msam-check", title: "Preview the mask under the cursor" },
+        u.hover, document.createTextNode(" hover preview"))),
+    u.view,
+    u.cmp.panel,
+    el("div", { class: "msam-candidates" },
+      el("span", { class: "msam-label", text: "Mask:" }), u.auto, ...u.thumbs.map((t) => t.button)),
+    u.info,
+    el("div", { class: "msam-hint", text:
+      "Click: foreground point · right-click or shift-click: background point · drag: box · Ctrl+Z: undo · Esc: clear" }),
+    el("div", { class: "msam-exports" }, u.dlMask, u.dlCut, u.dlRle, u.copy, u.link),
+    u.status,
+  );
+  root.replaceChildren(ui);
+  app.ui = ui;
+  app.u = u;
+  const handlers = (other) => ({
+    onPoint: (p) => app.addPoint(p.x, p.y, p.label),
+    onBox: (b) => app.setBox(b),
+    onHover: (p) => { app[other]?.mirror(p, null); app.onHover(p); },
+    onDrag: (b) => { app[other]?.mirror(null, b); app.onDrag(b); },
+  });
+  app.seg = new SegCanvas(u.paneA, handlers("seg2"));
+  app.seg2 = new SegCanvas(u.paneB, handlers("seg"));
+  app.seg.setHoverEnabled(app.hoverEnabled);
+  app.seg2.setHoverEnabled(app.hoverEnabled);
+}
+
+/** An overlay canvas (and its input-frame 0/1 mask) of one model's result, cached in app[cacheName]. */
+export function overlay(app, cacheName, result, idx, preview, style) {
+  const c = app[cacheName];
+  if (c.key === result && c.idx === idx && c.preview === preview && c.style === style) return c;
+  const { canvas, mask } = overlayCanvas(app, result, idx, preview, style);
+  app[cacheName] = { key: result, idx, preview, style, canvas, mask };
+  return app[cacheName];
+}
+
+function overlayCanvas(app, result, idx, preview, style = "mobilesam") {
+  const { input_width: iw, input_height: ih } = app.info;
+  const logits = upscaleLowRes(result.lowRes, idx, ih, iw);
+  const mask = new Uint8Array(logits.length);
+  for (let i = 0; i < logits.length; i++) mask[i] = logits[i] > 0 ? 1 : 0;
+  const cssW = app.seg?.cssW || iw;
+  let radius = Math.max(1, Math.round((1.5 * iw) / Math.max(1, cssW)));
+  let fill = preview ? PREVIEW_FILL : FILL, edge = preview ? PREVIEW_EDGE : EDGE;
+  if (style === "sam") {
+    fill = preview ? SAM_PREVIEW_FILL : SAM_FILL;
+  } else if (style === "sam-outline") {
+    fill = SAM_OUTLINE_FILL;
+    edge = SAM_OUTLINE_EDGE;
+    radius = Math.max(2, Math.round(radius * 1.5));
+  }
+  const px = overlayRGBA(mask, iw, ih, fill, edge, radius);
+  const c = document.createElement("canvas");
+  c.width = iw;
+  c.height = ih;
+  c.getContext("2d").putImageData(new ImageData(px, iw, ih), 0, 0);
+  return { canvas: c, mask };
+}
+
+/** Compare mode: which model each pane (or colour, when overlaid) shows. */
+export function renderPaneLabels(app, side) {
+  const u = app.u;
+  const swatch = (cls) => el("span", { class: "msam-swatch " + cls });
+  const a = modelLabel(app.info?.model || "vit_t"), b = app.cmp.label;
+  if (side) {
+    u.labelA.replaceChildren(swatch("msam-swatch-a"), document.createTextNode(a));
+    u.labelB.replaceChildren(swatch("msam-swatch-b"), document.createTextNode(b));
+  } else {
+    u.labelA.replaceChildren(swatch("msam-swatch-a"), document.createTextNode(`${a} (filled)  `),
+      swatch("msam-swatch-b"), document.createTextNode(`${b} (outlined)`));
+  }
+}
+
+/** The "Auto" button and the three multimask candidates (score and a small picture). */
+export function renderThumbs(app, s, idx) {
+  const u = app.u;
+  const info = app.info;
+  const scores = s.result && (s.points.length || s.box) ? s.result.scores : null;
+  u.auto.classList.toggle("msam-active", app.entry.maskMode === "auto");
+  u.auto.textContent = app.entry.maskMode === "auto" && idx >= 0 ? `Auto (${idx === 0 ? "single" : "#" + idx})` : "Auto";
+  for (let k = 1; k <= 3; k++) {
+    const t = u.thumbs[k - 1];
+    t.button.disabled = !scores;
+    t.button.classList.toggle("msam-active", idx === k);
+    t.button.classList.toggle("msam-chosen", app.entry.maskMode === k);
+    t.score.textContent = scores ? `#${k} ${scores[k].toFixed(3)}` : `#${k}`;
+    const key = scores ? s.result : null;
+    if (t.key === key && t.imgKey === app.image) continue;
+    t.key = key;
+    t.imgKey = app.image;
+    drawThumb(app, t.canvas, key ? s.result.lowRes : null, k, info);
+  }
+}
+
+function drawThumb(app, canvas, lowRes, k, info) {
+  const ctx = canvas.getContext("2d");
+  const tw = 84, th = 64;
+  canvas.width = tw;
+  canvas.height = th;
+  ctx.clearRect(0, 0, tw, th);
+  if (!info) return;
+  const scale = Math.min(tw / info.width, th / info.height);
+  const w = Math.max(1, Math.round(info.width * scale)), h = Math.max(1, Math.round(info.height * scale));
+  const ox = (tw - w) / 2, oy = (th - h) / 2;
+  const small = smallImage(app);
+  if (small) ctx.drawImage(small, ox, oy, w, h);
+  if (!lowRes) return;
+  // low-res logits, cropped to the image's part of the 256 grid
+  const lw = Math.max(1, Math.ceil(info.input_width / 4)), lh = Math.max(1, Math.ceil(info.input_height / 4));
+  const px = new Uint8ClampedArray(lw * lh * 4);
+  const off = k * LOW_RES * LOW_RES;
+  for (let y = 0; y < lh; y++) {
+    for (let x = 0; x < lw; x++) {
+      if (lowRes[off + y * LOW_RES + x] > 0) {
+        const j = (y * lw + x) * 4;
+        px[j] = 30; px[j + 1] = 144; px[j + 2] = 255; px[j + 3] = 170;
+      }
+    }
+  }
+  const m = document.createElement("canvas");
+  m.width = lw;
+  m.height = lh;
+  m.getContext("2d").putImageData(new ImageData(px, lw, lh), 0, 0);
+  ctx.drawImage(m, ox, oy, w, h);
+}
+
+/** The image scaled down once for the thumbnails. */
+function smallImage(app) {
+  if (!app.image || !app.info) return null;
+  if (app._small && app._small.image === app.image) return app._small.canvas;
+  const s = Math.min(1, 168 / app.info.width, 128 / app.info.height);
+  const c = document.createElement("canvas");
+  c.width = Math.max(1, Math.round(app.info.width * s));
+  c.height = Math.max(1, Math.round(app.info.height * s));
+  const ctx = c.getContext("2d");
+  ctx.imageSmoothingQuality = "high";
+  ctx.drawImage(app.image, 0, 0, c.width, c.height);
+  app._small = { image: app.image, canvas: c };
+  return c;
+}
+
+/** The info line: last decode time, the mask shown and its score, encoder time, onnxruntime-web. */
+export function renderInfo(app, s = app.shown(), idx = -1) {
+  if (!app.u) return;
+  const parts = [];
+  if (app.lastDecodeMs != null) parts.push(`decode ${app.lastDecodeMs.toFixed(1)} ms`);
+  if (idx >= 0 && s.result) {
+    const which = idx === 0 ? "single-mask output" : `candidate #${idx}`;
+    parts.push(`${s.preview ? "preview " : ""}${which}, score ${s.result.scores[idx].toFixed(3)}`);
+  }
+  if (app.info && app.info.encode_ms != null) parts.push(`encoder ${Number(app.info.encode_ms).toFixed(0)} ms (server)`);
+  const o = getOrtInfo();
+  if (o && app.model?.session) {
+    parts.push(`onnxruntime-web ${o.version}, ${app.model.provider}, ${o.threads} thread${o.threads > 1 ? "s" : ""}`);
+  }
+  app.u.info.textContent = parts.join(" · ");
+}
