@@ -40,8 +40,9 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 # Bump when the exported graphs change (names, semantics, exporter settings): it is part of the
 # cache file names of `cached_decoder`, so stale cached exports are never served.
-EXPORT_FORMAT_VERSION = 1
-VARIANTS = ("official", "browser")
+# 2: the "fast" variant (a per-image cache and a rearranged per-prompt graph, see `export_fast_decoder`).
+EXPORT_FORMAT_VERSION = 2
+VARIANTS = ("official", "browser", "fast")
 EXPORTERS = ("auto", "torchscript", "dynamo")
 DEFAULT_OPSET = 17
 MIN_OPSET = 11
@@ -129,6 +130,12 @@ def decoder_module(sam: nn.Module, variant: str = "official", *, return_single_m
     if variant not in VARIANTS:
         raise ValueError(f"unknown decoder variant {variant!r}; expected one of {VARIANTS}")
     model = _decoder_copy(sam, gelu_approximate)
+    if variant == "fast":
+        _check_fast_options(return_single_mask=return_single_mask, use_stability_score=use_stability_score,
+                            return_extra_metrics=return_extra_metrics, gelu_approximate=gelu_approximate)
+        from .utils.fast_decoder import FastDecoder
+
+        return FastDecoder(model).eval()
     if variant == "browser":
         if return_single_mask or return_extra_metrics:
             raise ValueError("the browser variant always returns the four low-res masks and their scores; "
@@ -153,7 +160,7 @@ def decoder_dummy_inputs(sam: nn.Module, variant: str = "official", num_points: 
         "has_mask_input": torch.tensor([1.0]),
         "orig_im_size": torch.tensor([1500.0, 2250.0]),
     }
-    if variant == "browser":
+    if variant in ("browser", "fast"):
         del inputs["orig_im_size"]
     return inputs
 
@@ -280,6 +287,12 @@ def export_decoder(sam: nn.Module, output_path: PathLike, *, variant: str = "off
     """
     if opset < MIN_OPSET:
         raise ValueError(f"opset {opset} is too old; the decoder needs opset >= {MIN_OPSET}")
+    if variant == "fast":
+        _check_fast_options(return_single_mask=return_single_mask, use_stability_score=use_stability_score,
+                            return_extra_metrics=return_extra_metrics, gelu_approximate=gelu_approximate)
+        if exporter == "dynamo":
+            raise ValueError("the fast decoder is exported with the TorchScript exporter only")
+        return export_fast_decoder(sam, output_path, opset=opset, verify=verify)
     output = Path(output_path)
     module = decoder_module(sam, variant, return_single_mask=return_single_mask,
                             use_stability_score=use_stability_score, return_extra_metrics=return_extra_metrics,
@@ -331,6 +344,252 @@ def _verify_decoder(path: Path, module: nn.Module, sam: nn.Module, variant: str)
         if err > 1e-2:
             raise ExportError(f"the exported decoder differs from PyTorch by {err:.3g} in low_res_masks "
                               f"(N={num_points})")
+
+
+# --------------------------------------------------------------------------- #
+# The fast decoder: a per-image cache and a rearranged per-prompt graph in one file
+# --------------------------------------------------------------------------- #
+
+FAST_CACHE_SUFFIX = "_out"
+
+
+def _check_fast_options(**options: bool) -> None:
+    used = [name for name, on in options.items() if on]
+    if used:
+        raise ValueError(f"the fast decoder has the browser variant's interface only; {', '.join(used)} "
+                         f"apply to the official (or browser) variant")
+
+
+def fast_decoder_cache_names() -> tuple:
+    """The fast decoder's image-cache inputs; each comes out of the preparing run as `<name>_out`."""
+    from .utils.fast_decoder import CACHE_NAMES
+
+    return CACHE_NAMES
+
+
+def _prefixed_graph(model, prefix: str, keep: Sequence[str]):
+    """The nodes, initializers and outputs of `model.graph` with every name prefixed except `keep`
+    (the graph inputs, which become references to the outer graph's inputs)."""
+    import onnx
+
+    graph = model.graph
+    keep = set(keep)
+
+    def rename(name: str) -> str:
+        return name if (not name or name in keep) else prefix + name
+
+    nodes = []
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+                raise ExportError("unexpected control flow in an exported decoder part")
+        new = onnx.NodeProto()
+        new.CopyFrom(node)
+        new.name = prefix + (node.name or node.op_type)
+        del new.input[:]
+        del new.output[:]
+        new.input.extend(rename(n) for n in node.input)
+        new.output.extend(rename(n) for n in node.output)
+        nodes.append(new)
+    inits = []
+    for init in graph.initializer:
+        new = onnx.TensorProto()
+        new.CopyFrom(init)
+        new.name = rename(init.name)
+        inits.append(new)
+    outputs = [rename(o.name) for o in graph.output]
+    return nodes, inits, outputs
+
+
+def _dedupe_initializers(nodes_lists, inits):
+    """Drop initializers equal to an earlier one (both parts hold the positional encoding)."""
+    from onnx import numpy_helper
+
+    seen: Dict[tuple, str] = {}
+    alias: Dict[str, str] = {}
+    kept = []
+    for init in inits:
+        key = (init.data_type, tuple(init.dims), hashlib.sha256(numpy_helper.to_array(init).tobytes()).hexdigest())
+        if key in seen:
+            alias[init.name] = seen[key]
+        else:
+            seen[key] = init.name
+            kept.append(init)
+    for nodes in nodes_lists:
+        for node in nodes:
+            for i, name in enumerate(node.input):
+                if name in alias:
+                    node.input[i] = alias[name]
+    return kept
+
+
+def _compose_fast(image_model, prompt_mask_model, prompt_plain_model, cache_names: Sequence[str]):
+    """One model of three parts. `If` the cache inputs are empty, the image part runs and its outputs
+    come out as `<cache>_out` (iou_predictions / low_res_masks empty); otherwise a prompt part runs on
+    the given cache (the `<cache>_out` outputs empty): the plain one when has_mask_input is 0, else
+    the one with the mask prompt's terms. Weights live in the outer graph, shared by the branches."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    prompt_inputs = [i.name for i in prompt_mask_model.graph.input]
+    img_nodes, img_inits, img_outs = _prefixed_graph(image_model, "image/", ["image_embeddings"])
+    mask_nodes, mask_inits, mask_outs = _prefixed_graph(prompt_mask_model, "mask/", prompt_inputs)
+    plain_nodes, plain_inits, plain_outs = _prefixed_graph(prompt_plain_model, "plain/", prompt_inputs)
+    inits = _dedupe_initializers([img_nodes, mask_nodes, plain_nodes], img_inits + mask_inits + plain_inits)
+
+    def empty(name: str, shape: Sequence[int]):
+        value = numpy_helper.from_array(np.zeros(shape, np.float32), name + "_value")
+        return helper.make_node("Constant", [], [name], name=name, value=value)
+
+    def vi(name):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
+
+    from .utils.fast_decoder import cache_shapes as fast_cache_shapes
+
+    empty_shapes = {"iou_predictions": (1, 0), "low_res_masks": (1, 0, 256, 256)}
+    cache_shapes = fast_cache_shapes(0)
+    out_names = ["iou_predictions", "low_res_masks"] + [n + FAST_CACHE_SUFFIX for n in cache_names]
+
+    then_nodes = img_nodes + [empty("prepare/" + k, v) for k, v in empty_shapes.items()]
+    then_outputs = ["prepare/iou_predictions", "prepare/low_res_masks"] + img_outs
+    prepare_graph = helper.make_graph(then_nodes, "prepare_image_cache", [], [vi(n) for n in then_outputs])
+
+    plain_graph = helper.make_graph(plain_nodes, "decode_without_mask", [], [vi(n) for n in plain_outs])
+    mask_graph = helper.make_graph(mask_nodes, "decode_with_mask", [], [vi(n) for n in mask_outs])
+    zero_f = numpy_helper.from_array(np.array(0, np.float32), "decode/zero_value")
+    decode_nodes = [
+        helper.make_node("Constant", [], ["decode/zero"], name="decode/zero", value=zero_f),
+        helper.make_node("Equal", ["has_mask_input", "decode/zero"], ["decode/no_mask"], name="decode/no_mask"),
+        helper.make_node("If", ["decode/no_mask"], ["decode/iou_predictions", "decode/low_res_masks"],
+                         name="decode/if_mask", then_branch=plain_graph, else_branch=mask_graph),
+    ] + [empty("decode/" + k, cache_shapes[k]) for k in cache_names]
+    decode_outputs = ["decode/iou_predictions", "decode/low_res_masks"] + ["decode/" + k for k in cache_names]
+    decode_graph = helper.make_graph(decode_nodes, "decode_prompt", [], [vi(n) for n in decode_outputs])
+
+    zero = numpy_helper.from_array(np.array(0, np.int64), "fast/zero")
+    token_axis = numpy_helper.from_array(np.array(list(cache_shapes[cache_names[0]]).index(0), np.int64),
+                                         "fast/token_axis")
+    nodes = [
+        helper.make_node("Shape", [cache_names[0]], ["fast/cache_shape"], name="fast/cache_shape"),
+        helper.make_node("Gather", ["fast/cache_shape", "fast/token_axis"], ["fast/cache_tokens"],
+                         name="fast/tokens", axis=0),
+        helper.make_node("Equal", ["fast/cache_tokens", "fast/zero"], ["fast/prepare"], name="fast/prepare"),
+        helper.make_node("If", ["fast/prepare"], out_names, name="fast/if", then_branch=prepare_graph,
+                         else_branch=decode_graph),
+    ]
+    f = TensorProto.FLOAT
+    inputs = [helper.make_tensor_value_info("image_embeddings", f, [1, 256, 64, 64])]
+    for name in cache_names:
+        inputs.append(helper.make_tensor_value_info(name, f, [d or "cache_tokens" for d in cache_shapes[name]]))
+    inputs += [helper.make_tensor_value_info("point_coords", f, [1, "num_points", 2]),
+               helper.make_tensor_value_info("point_labels", f, [1, "num_points"]),
+               helper.make_tensor_value_info("mask_input", f, [1, 1, 256, 256]),
+               helper.make_tensor_value_info("has_mask_input", f, [1])]
+    outputs = [helper.make_tensor_value_info("iou_predictions", f, [1, "masks"]),
+               helper.make_tensor_value_info("low_res_masks", f, [1, "masks", 256, 256])]
+    for name in cache_names:
+        outputs.append(helper.make_tensor_value_info(name + FAST_CACHE_SUFFIX, f,
+                                                     [d or "cache_tokens_out" for d in cache_shapes[name]]))
+    graph = helper.make_graph(nodes, "mobilesam_fast_decoder", inputs, outputs,
+                              initializer=inits + [zero, token_axis])
+    model = helper.make_model(graph, opset_imports=list(prompt_mask_model.opset_import),
+                              producer_name="mobilesam", producer_version=str(EXPORT_FORMAT_VERSION))
+    model.ir_version = prompt_mask_model.ir_version
+    onnx.checker.check_model(model)
+    return model
+
+
+def export_fast_decoder(sam: nn.Module, output_path: PathLike, *, opset: int = DEFAULT_OPSET,
+                        verify: bool = True) -> Path:
+    """Export the "fast" browser decoder (mobilesam.utils.fast_decoder) to one self-contained ONNX file.
+
+    Inputs: the browser variant's (`image_embeddings`, `point_coords`, `point_labels`, `mask_input`,
+    `has_mask_input`) plus the image cache `cache_t2i_k`, `cache_t2i_v`, `cache_i2t_q` [8,T,16] and
+    (all [8,T,16]). Run it once per image with T = 0 (empty cache tensors, any valid prompt): it then
+    outputs the cache as `cache_*_out` (T = 4096) and empty `iou_predictions` / `low_res_masks`. Every
+    later run with that cache decodes a prompt: `iou_predictions` [1,4], `low_res_masks` [1,4,256,256],
+    as the browser variant (and the cache outputs are empty). Float32 throughout; the prompt graph
+    agrees with the eager decoder to float rounding. With `verify`, onnxruntime's outputs are compared
+    with PyTorch's (N=5 and N=1, with and without a mask input).
+    """
+    import onnx
+
+    from .utils.fast_decoder import CACHE_NAMES, FastImagePart, FastPromptPart
+
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset {opset} is too old; the decoder needs opset >= {MIN_OPSET}")
+    output = Path(output_path)
+    model = _decoder_copy(sam, gelu_approximate=False)
+    image_part = FastImagePart(model).eval()
+    prompt_parts = {"mask": FastPromptPart(model, with_mask=True).eval(),
+                    "plain": FastPromptPart(model, with_mask=False).eval()}
+    dummy = decoder_dummy_inputs(sam, "fast")
+    prompt_names = ["image_embeddings", *CACHE_NAMES, "point_coords", "point_labels", "mask_input",
+                    "has_mask_input"]
+    with _temp_dir_next_to(output) as tmp, torch.no_grad():
+        tmp_dir = Path(tmp)
+        cache = image_part(dummy["image_embeddings"])
+        image_file = tmp_dir / "image.onnx"
+        _torchscript_export(image_part, (dummy["image_embeddings"],), image_file, opset, ["image_embeddings"],
+                            list(CACHE_NAMES), None)
+        parts = [onnx.load(os.fspath(image_file))]
+        image_file.unlink()
+        prompt_args = (dummy["image_embeddings"], *cache, dummy["point_coords"], dummy["point_labels"],
+                       dummy["mask_input"], dummy["has_mask_input"])
+        for name, part in prompt_parts.items():
+            part_file = tmp_dir / f"prompt_{name}.onnx"
+            _torchscript_export(part, prompt_args, part_file, opset, prompt_names,
+                                ["iou_predictions", "low_res_masks"],
+                                {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}})
+            parts.append(onnx.load(os.fspath(part_file)))
+            part_file.unlink()
+        composed = _compose_fast(*parts, CACHE_NAMES)
+        tmp_file = tmp_dir / "model.onnx"
+        onnx.save(composed, os.fspath(tmp_file))
+        if verify:
+            _verify_fast(tmp_file, sam)
+        metadata = {"mobilesam.kind": "decoder", "mobilesam.variant": "fast",
+                    "mobilesam.export_format_version": EXPORT_FORMAT_VERSION,
+                    "mobilesam.cache_inputs": ",".join(CACHE_NAMES), "mobilesam.exporter": "torchscript"}
+        _finish(tmp_dir, tmp_file, output, {}, metadata)
+    logger.info("exported the fast decoder to %s", output)
+    return output
+
+
+def run_fast_decoder(session, feeds: Dict[str, np.ndarray], cache: Optional[Dict[str, np.ndarray]] = None):
+    """Run an onnxruntime session of the fast decoder: `feeds` as for the browser variant. Returns
+    (iou_predictions, low_res_masks, cache); pass the cache back to skip the per-image work."""
+    from .utils.fast_decoder import CACHE_NAMES, cache_shapes
+
+    if cache is None:
+        empties = {name: np.zeros(shape, np.float32) for name, shape in cache_shapes(0).items()}
+        outs = session.run([n + FAST_CACHE_SUFFIX for n in CACHE_NAMES], {**feeds, **empties})
+        cache = dict(zip(CACHE_NAMES, outs))
+    iou, low_res = session.run(["iou_predictions", "low_res_masks"], {**feeds, **cache})
+    return iou, low_res, cache
+
+
+def _verify_fast(path: Path, sam: nn.Module) -> None:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+    reference = decoder_module(sam, "browser")
+    cache = None
+    for num_points, has_mask in ((5, 1.0), (1, 0.0), (3, 0.0), (2, 0.5)):
+        inputs = decoder_dummy_inputs(sam, "browser", num_points=num_points, seed=num_points)
+        inputs["has_mask_input"] = torch.tensor([has_mask])
+        feeds = {k: v.numpy() for k, v in inputs.items()}
+        if cache is None:
+            _, _, cache = run_fast_decoder(session, feeds)
+            feeds_img = feeds["image_embeddings"]
+        feeds["image_embeddings"] = feeds_img
+        inputs["image_embeddings"] = torch.from_numpy(feeds_img)
+        iou, low_res, _ = run_fast_decoder(session, feeds, cache)
+        with torch.no_grad():
+            want_iou, want_masks = reference(**inputs)
+        err = max(float(np.abs(low_res - want_masks.numpy()).max()), float(np.abs(iou - want_iou.numpy()).max()))
+        if low_res.shape != (1, 4, 256, 256) or err > 1e-2:
+            raise ExportError(f"the exported fast decoder differs from PyTorch by {err:.3g} (N={num_points})")
 
 
 def _drop_quantizer_advice(record: logging.LogRecord) -> bool:
@@ -480,8 +739,8 @@ def cached_decoder(checkpoint_path: PathLike, model_type: str, cache_dir: PathLi
     The file name holds the checkpoint's sha256 prefix, `model_type`, `variant`, whether it is quantized
     and EXPORT_FORMAT_VERSION; a `<name>.sha256` sidecar holds the export's own digest, checked on every
     call, so a truncated or corrupted cached file is rebuilt, never served. Writes are atomic (temp
-    file + os.replace). If `cache_dir` cannot be written, the export goes to a fresh temporary folder
-    with a logged warning. The official variant is exported with all four masks (no single-mask pick).
+    file + os.replace). If `cache_dir` cannot be written, or a write fails (a full disk), the export goes to
+    a fresh temporary folder with a logged warning. The official variant is exported with all four masks (no single-mask pick).
     `sam` (the loaded model of this checkpoint) and `checkpoint_sha256` (its digest, if known) only
     save work; without `sam` the model is built from the checkpoint when an export is needed.
     """
@@ -495,6 +754,17 @@ def cached_decoder(checkpoint_path: PathLike, model_type: str, cache_dir: PathLi
         logger.warning("ONNX cache folder %s is not writable; exporting to the temporary folder %s instead "
                        "(the export will be redone on the next start)", directory, fallback)
         directory = fallback
+    try:
+        return _cached_decoder_in(directory, checkpoint_path, model_type, variant, quantized, sam, digest)
+    except OSError as exc:  # e.g. the disk filled up while writing: degrade to no caching
+        fallback = Path(tempfile.mkdtemp(prefix="mobilesam-onnx-"))
+        logger.warning("cannot write the ONNX decoder to the cache folder %s (%s); exporting to the temporary "
+                       "folder %s instead (the export will be redone on the next start)", directory, exc, fallback)
+        return _cached_decoder_in(fallback, checkpoint_path, model_type, variant, quantized, sam, digest)
+
+
+def _cached_decoder_in(directory: Path, checkpoint_path: Path, model_type: str, variant: str, quantized: bool,
+                       sam: Optional[nn.Module], digest: str) -> Path:
     path = directory / cached_decoder_name(digest, model_type, variant, quantized)
     if _is_valid_cached(path):
         logger.info("using the cached ONNX decoder %s", path)
@@ -504,8 +774,7 @@ def cached_decoder(checkpoint_path: PathLike, model_type: str, cache_dir: PathLi
                        "corrupted); exporting it again", path)
 
     if quantized:
-        fp32 = cached_decoder(checkpoint_path, model_type, directory, variant, False, sam=sam,
-                              checkpoint_sha256=digest)
+        fp32 = _cached_decoder_in(directory, checkpoint_path, model_type, variant, False, sam, digest)
         _write_with_sidecar(lambda tmp: quantize_decoder(fp32, tmp), path)
     else:
         if sam is None:

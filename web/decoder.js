@@ -8,6 +8,16 @@ export const EMBED_SHAPE = [1, 256, 64, 64];
 export const EMBED_SIZE = 256 * 64 * 64;
 export const LOW_RES_SIZE = 256 * 256;
 
+// The "fast" decoder (mobilesam/export.py export_fast_decoder) takes a per-image cache besides the
+// embedding: run once with empty cache tensors, it returns the cache as "<name>_out"; every later
+// run with that cache decodes a prompt (the cache stays here, one copy per image).
+export const CACHE_NAMES = ["cache_t2i_k", "cache_t2i_v", "cache_i2t_q", "cache_up"];
+const CACHE_TOKENS = 64 * 64;
+/** Shape of a cache tensor: [heads, tokens, 16] per attention head, or [tokens, 256]. */
+export function cacheDims(name, tokens) {
+  return name === "cache_up" ? [tokens, 256] : [8, tokens, 16];
+}
+
 const ortPromises = new Map();
 let ortInfo = null;
 
@@ -52,6 +62,33 @@ export function getOrtInfo() {
   return ortInfo;
 }
 
+// A 67-byte ONNX model (y = Identity(x)): creating a session of it starts onnxruntime-web's
+// WebAssembly runtime (compile, worker proxy, thread pool) while the real decoder downloads.
+const WARMUP_MODEL = "CAcSADo3ChAKAXgSAXkiCElkZW50aXR5EgF3Wg8KAXgSCgoICAESBAoCCAFiDwoBeRIKCggIARIECgIIAUIECgAQDQ==";
+const warmups = new Map();
+
+/** Start onnxruntime-web (import + WebAssembly runtime) once per `proxy` setting; resolves to ort. */
+export function warmOrt(config, proxy = false) {
+  const key = proxy ? "proxy" : "direct";
+  let p = warmups.get(key);
+  if (!p) {
+    p = (async () => {
+      const ort = await loadOrt(config, proxy);
+      try {
+        const bytes = Uint8Array.from(atob(WARMUP_MODEL), (c) => c.charCodeAt(0));
+        const s = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });
+        await s.release?.();
+      } catch (e) {
+        console.warn("[msam] onnxruntime-web warm-up failed:", errorText(e));
+      }
+      return ort;
+    })();
+    p.catch(() => warmups.delete(key));
+    warmups.set(key, p);
+  }
+  return p;
+}
+
 function errorText(e) {
   if (!e) return "unknown error";
   if (typeof e === "string") return e;
@@ -70,6 +107,12 @@ export class MaskModel {
     this.embedding = null; // Float32Array 1*256*64*64
     this._embTensor = null; // its ort.Tensor, made on first decode
     this.info = null;
+    this.fast = false; // the session is the fast decoder (takes an image cache)
+    this.cache = null; // fast decoder: {name: Float32Array} of the current embedding
+    this._cacheFor = null; // the embedding `cache` belongs to
+    this._preparing = null; // fast decoder: promise of the cache of the current embedding
+    this.prepareMs = null; // fast decoder: time of the last per-image run
+    this.loadTimings = null; // {fetchMs, createMs} of the last load
     this._chain = Promise.resolve(); // session.run calls, one at a time
   }
 
@@ -86,6 +129,9 @@ export class MaskModel {
       const attempts = wasmOnly ? [["wasm"]] : [wanted, ["wasm"]];
       let lastErr = null;
       let bytes;
+      const t0 = performance.now();
+      // the runtime starts while the model downloads (errors surface below, at loadOrt)
+      if (wasmOnly) warmOrt(this.config, proxies[0]).catch(() => {});
       try {
         const r = await fetch(decoderUrl);
         if (!r.ok) throw new Error(`HTTP ${r.status}`);
@@ -93,10 +139,11 @@ export class MaskModel {
       } catch (e) {
         throw new Error(`decoder failed to load (${decoderUrl}): ${errorText(e)}`);
       }
+      const t1 = performance.now();
       for (const proxy of proxies) {
         let ort;
         try {
-          ort = await loadOrt(this.config, proxy);
+          ort = await (wasmOnly ? warmOrt(this.config, proxy) : loadOrt(this.config, proxy));
         } catch (e) {
           lastErr = new Error(`onnxruntime-web failed to load from ${this.config.ortBase}: ${errorText(e)}`);
           continue;
@@ -125,6 +172,11 @@ export class MaskModel {
       const need = ["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input"];
       const missing = need.filter((n) => !this.session.inputNames.includes(n));
       if (missing.length) throw new Error(`decoder ${decoderUrl} lacks inputs ${missing.join(", ")}`);
+      this.fast = CACHE_NAMES.every((n) => this.session.inputNames.includes(n));
+      this.cache = null;
+      this._cacheFor = null;
+      this._preparing = null;
+      this.loadTimings = { fetchMs: t1 - t0, createMs: performance.now() - t1, bytes: bytes.byteLength };
       return this;
     })();
     this.loading.catch(() => {}); // errors are reported by whoever awaits it
@@ -135,17 +187,74 @@ export class MaskModel {
     return !!(this.session && this.embedding && this.info);
   }
 
-  /** Set the image embedding (Float32Array of 1*256*64*64) and its image info. */
+  /**
+   * Set the image embedding (Float32Array of 1*256*64*64) and its image info. With the fast
+   * decoder this also starts the per-image run (queued before any decode); the returned promise
+   * settles when it is done (callers need not wait: decodes are queued after it).
+   */
   setEmbedding(f32, info) {
     this._embTensor = null;
+    this.cache = null;
+    this._cacheFor = null;
+    this._preparing = null;
     if (!f32) {
       this.embedding = null;
       this.info = null;
-      return;
+      return Promise.resolve();
     }
     if (f32.length !== EMBED_SIZE) throw new Error(`embedding has ${f32.length} values, expected ${EMBED_SIZE}`);
     this.embedding = f32;
     this.info = info;
+    if (!this.loading) return Promise.resolve();
+    const p = this._enqueue(async () => {
+      await this.loading;
+      if (this.fast && this.embedding === f32) await this._prepare();
+    });
+    p.catch(() => {}); // reported by the decode that needs it
+    return p;
+  }
+
+  /** Resolves when the current embedding's per-image work (fast decoder) is done. */
+  whenPrepared() {
+    return this._enqueue(async () => {});
+  }
+
+  _enqueue(fn) {
+    const p = this._chain.then(fn, fn);
+    this._chain = p.catch(() => {});
+    return p;
+  }
+
+  /** Fast decoder: the image cache of the current embedding (computed once; call inside the chain). */
+  async _prepare() {
+    const emb = this.embedding;
+    if (this.cache && this._cacheFor === emb) return this.cache;
+    const ort = this.ort;
+    const proxy = !!ort.env.wasm.proxy;
+    const feeds = {
+      image_embeddings: new ort.Tensor("float32", proxy ? emb.slice() : emb, EMBED_SHAPE),
+      point_coords: new ort.Tensor("float32", new Float32Array(2), [1, 1, 2]),
+      point_labels: new ort.Tensor("float32", Float32Array.of(-1), [1, 1]),
+      mask_input: new ort.Tensor("float32", new Float32Array(LOW_RES_SIZE), [1, 1, 256, 256]),
+      has_mask_input: new ort.Tensor("float32", Float32Array.of(0), [1]),
+    };
+    for (const name of CACHE_NAMES) feeds[name] = new ort.Tensor("float32", new Float32Array(0), cacheDims(name, 0));
+    const t0 = performance.now();
+    const out = await this.session.run(feeds, CACHE_NAMES.map((n) => n + "_out"));
+    const cache = {};
+    for (const name of CACHE_NAMES) {
+      const t = out[name + "_out"];
+      const want = cacheDims(name, CACHE_TOKENS);
+      if (!t || t.dims.join() !== want.join()) throw new Error(`decoder cache ${name} has shape [${t && t.dims}], expected [${want}]`);
+      cache[name] = t.data instanceof Float32Array ? t.data : new Float32Array(t.data);
+    }
+    for (const t of Object.values(out)) t.dispose?.();
+    this.prepareMs = performance.now() - t0;
+    if (this.embedding === emb) {
+      this.cache = cache;
+      this._cacheFor = emb;
+    }
+    return cache;
   }
 
   /**
@@ -175,8 +284,16 @@ export class MaskModel {
         mask_input: new ort.Tensor("float32", maskInput ? maskInput.slice() : new Float32Array(LOW_RES_SIZE), [1, 1, 256, 256]),
         has_mask_input: new ort.Tensor("float32", Float32Array.of(maskInput ? 1 : 0), [1]),
       };
+      let fetches;
+      if (this.fast) {
+        const cache = await this._prepare();
+        for (const name of CACHE_NAMES) {
+          feeds[name] = new ort.Tensor("float32", proxy ? cache[name].slice() : cache[name], cacheDims(name, CACHE_TOKENS));
+        }
+        fetches = ["iou_predictions", "low_res_masks"];
+      }
       const t0 = performance.now();
-      const out = await this.session.run(feeds);
+      const out = fetches ? await this.session.run(feeds, fetches) : await this.session.run(feeds);
       const ms = performance.now() - t0;
       const masks = out.low_res_masks || out[this.session.outputNames[0]];
       const iou = out.iou_predictions || out[this.session.outputNames[1]];
@@ -188,8 +305,6 @@ export class MaskModel {
       for (const t of Object.values(out)) t.dispose?.();
       return res;
     };
-    const p = this._chain.then(run, run);
-    this._chain = p.catch(() => {});
-    return p;
+    return this._enqueue(run);
   }
 }

@@ -3,6 +3,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional, Tuple
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from ..modeling import Sam
 from ..predictor import SamPredictor
 from ..utils.transforms import ResizeLongestSide
+from . import memory
 from .store import ImageStore, LRUCache, image_id_of
 
 EMBEDDING_SHAPE = (1, 256, 64, 64)
@@ -36,13 +38,23 @@ class EncodedImage:
         """Little-endian float16 bytes of the embedding: 2,097,152 bytes."""
         return self.embedding.astype("<f2").tobytes()
 
+    def embedding_u8_bytes(self) -> bytes:
+        """The embedding as versioned per-channel uint8 (mobilesam/utils/embedding_codec.py): 1,050,640 bytes."""
+        from ..utils.embedding_codec import encode_u8
+
+        return encode_u8(self.embedding)
+
     def client_info(self, model_type: str) -> dict:
-        """What the browser needs: ids, sizes and where to fetch the embedding and the image."""
+        """What the browser needs: ids, sizes and where to fetch the embedding and the image. The
+        embedding comes as uint8 for models checked with it against the goldens (MobileSAM), else
+        as float16 (embedding_codec.wire_format)."""
+        from ..utils.embedding_codec import wire_format
+
         return {
             "image_id": self.image_id, "width": self.width, "height": self.height,
             "input_width": self.input_width, "input_height": self.input_height,
             "image_url": f"/msam/image/{self.image_id}.png",
-            "embedding_url": f"/msam/embedding/{model_type}/{self.image_id}.f16",
+            "embedding_url": f"/msam/embedding/{model_type}/{self.image_id}.{wire_format(model_type)}",
             "model": model_type, "encode_ms": round(self.encode_ms, 1),
         }
 
@@ -54,11 +66,18 @@ class Engine:
     again is instant; images are kept in `store` for shared links.
     """
 
-    def __init__(self, model: Sam, model_type: str, store: ImageStore, cache_bytes: int = 256 * 2**20) -> None:
+    def __init__(self, model: Sam, model_type: str, store: ImageStore, cache_bytes: int = 256 * 2**20,
+                 encoder_backend: Optional[str] = None) -> None:
+        from ..utils.accel import ImageEncoder
+
         self.model = model.eval()
         self.model_type = model_type
         self.store = store
         self.transform = ResizeLongestSide(model.image_encoder.img_size)
+        # The fast encoder (onnxruntime float32 for vit_t on CPU, see mobilesam/utils/accel.py); its
+        # export is cached next to the decoder exports (<cache dir>/onnx) and made in the background.
+        self.encoder = ImageEncoder(model, model_type, backend=encoder_backend,
+                                    cache_dir=Path(store.root).parent / "onnx")
         self.cache: LRUCache[str, EncodedImage] = LRUCache(cache_bytes, lambda e: e.embedding.nbytes)
         self._encode_lock = threading.Lock()
         self._encoder_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mobilesam-encoder")
@@ -82,12 +101,11 @@ class Engine:
             if cached is not None:
                 return cached
             start = time.perf_counter()
-            predictor = SamPredictor(self.model)
-            predictor.set_image(image)
-            embedding = predictor.get_image_embedding().float().cpu().numpy()
+            embedding, input_size = self.encoder.embed(image)
             elapsed_ms = (time.perf_counter() - start) * 1000
-        encoded = EncodedImage(image_id, image.shape[0], image.shape[1], predictor.input_size[0],
-                               predictor.input_size[1], embedding, elapsed_ms)
+            memory.trim()  # give the encoder run's freed temporaries back to the system
+        encoded = EncodedImage(image_id, image.shape[0], image.shape[1], input_size[0], input_size[1],
+                               embedding, elapsed_ms)
         self.cache.put(image_id, encoded)
         self.store.put(image_id, image)
         return encoded
@@ -107,7 +125,11 @@ class Engine:
         """SamAutomaticMaskGenerator records (binary masks) for the whole image."""
         from ..automatic_mask_generator import SamAutomaticMaskGenerator
 
-        generator = SamAutomaticMaskGenerator(self.model, points_per_side=points_per_side,
-                                              points_per_batch=points_per_batch, **options)
         with self._encode_lock:
+            # With the onnxruntime encoder, the generator's fast backend (same encoder, the fast decoder
+            # in onnxruntime; float32: the same records up to float rounding).
+            fast = self.encoder.backend == "onnxruntime" and self.encoder.wait_ready(timeout=600)
+            extra = {"backend": "fast", "image_encoder": self.encoder, "cache_dir": self.encoder.cache_dir} if fast else {}
+            generator = SamAutomaticMaskGenerator(self.model, points_per_side=points_per_side,
+                                                  points_per_batch=points_per_batch, **options, **extra)
             return generator.generate(image, progress=progress)

@@ -4,7 +4,9 @@
 - `/web/ort/<file>`: onnxruntime-web's dist/ from web/node_modules when npm installed it;
   otherwise the page loads the same pinned version from the jsDelivr CDN.
 - `/msam/models/<name>.onnx`: the exported decoders, checked against their digest sidecar.
-- `/msam/embedding/<model>/<image id>.f16`: an embedding as raw little-endian float16.
+- `/msam/embedding/<model>/<image id>.f16`: an embedding as raw little-endian float16;
+  `.u8`: the same embedding as per-channel uint8 with a versioned header (half the bytes; see
+  mobilesam/utils/embedding_codec.py). `client_info` says which one the page fetches.
 - `/msam/image/<image id>.png`: an uploaded (content-addressed) image, checked against its id.
 """
 import hashlib
@@ -143,13 +145,23 @@ def make_routes(models: Callable[[], Dict[str, Path]], embedding_bytes: Callable
                                      status_code=503)
         return Response(data, media_type="application/octet-stream", headers=headers)
 
-    async def embedding(request: Request):
-        data = await run_in_threadpool(embedding_bytes, request.path_params["model"], request.path_params["image_id"])
-        if data is None:
-            return _not_found("embedding not found: encode the image first")
-        return Response(data, media_type="application/octet-stream",
-                        headers={"X-Embedding-Shape": "1,256,64,64", "X-Embedding-Dtype": "float16",
-                                 "Cache-Control": "private, max-age=3600"})
+    def embedding_route(fmt: str):
+        from ..utils.embedding_codec import transcode
+
+        dtype = "float16" if fmt == "f16" else "uint8-per-channel-affine;v=1"
+
+        async def embedding(request: Request):
+            data = await run_in_threadpool(embedding_bytes, request.path_params["model"],
+                                           request.path_params["image_id"])
+            if data is None:
+                return _not_found("embedding not found: encode the image first")
+            if fmt != "f16":
+                data = await run_in_threadpool(transcode, data, fmt)
+            return Response(data, media_type="application/octet-stream",
+                            headers={"X-Embedding-Shape": "1,256,64,64", "X-Embedding-Dtype": dtype,
+                                     "Cache-Control": "private, max-age=3600"})
+
+        return embedding
 
     def image_bytes(image_id: str) -> Optional[bytes]:
         path = image_path(image_id)  # the store checks the file against its content id
@@ -168,7 +180,8 @@ def make_routes(models: Callable[[], Dict[str, Path]], embedding_bytes: Callable
         Route("/web/ort/{name}", ort_file),
         Route("/web/{name}", web_file),
         Route("/msam/models/{name}", model_file),
-        Route("/msam/embedding/{model}/{image_id}.f16", embedding),
+        Route("/msam/embedding/{model}/{image_id}.f16", embedding_route("f16")),
+        Route("/msam/embedding/{model}/{image_id}.u8", embedding_route("u8")),
         Route("/msam/image/{image_id}.png", image),
     ]
 

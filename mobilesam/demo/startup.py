@@ -10,6 +10,7 @@ from ..hub import pick_device, resolve_checkpoint
 from .compare import SamModels, startup_choices
 from .engine import Engine
 from .handlers import Handlers
+from .memory import tune_malloc
 from .store import ImageStore
 
 log = logging.getLogger(__name__)
@@ -32,25 +33,7 @@ def browser_decoder(checkpoint: Path, model_type: str, cache_dir: Path, model) -
     """The decoder file the browser runs for a model: MobileSAM's, and each SAM's in compare mode."""
     from ..export import cached_decoder  # torch.onnx is only needed when a model is loaded
 
-    return cached_decoder(checkpoint, model_type, Path(cache_dir) / "onnx", variant="browser", sam=model)
-
-
-def limit_malloc_arenas(arenas: int = 2) -> bool:
-    """Cap glibc's malloc arenas as MALLOC_ARENA_MAX=2 would, unless that variable is set.
-
-    By default each request thread may get its own arena, and each keeps the hundreds of MB of
-    temporary buffers the model's forward passes leave, so a busy server grows far beyond its
-    caches; with two arenas the memory goes back after the requests. Call before the server
-    starts its threads. Returns whether the cap was applied (False where libc is not glibc).
-    """
-    if "MALLOC_ARENA_MAX" in os.environ:
-        return False
-    try:
-        import ctypes
-
-        return bool(ctypes.CDLL("libc.so.6").mallopt(-8, arenas))  # -8: M_ARENA_MAX
-    except (OSError, AttributeError):
-        return False
+    return cached_decoder(checkpoint, model_type, Path(cache_dir) / "onnx", variant="fast", sam=model)
 
 
 def prepare(config: AppConfig) -> Handlers:
@@ -58,7 +41,7 @@ def prepare(config: AppConfig) -> Handlers:
 
     The comparison models (compare mode) are only set up here; each loads on first use.
     """
-    limit_malloc_arenas()
+    tune_malloc()
     checkpoint = resolve_checkpoint(config.model_type, config.checkpoint)
     device = pick_device(None if config.device == "auto" else config.device)
     log.info("loading %s from %s on %s", config.model_type, checkpoint, device)

@@ -1,0 +1,185 @@
+"""Shared pieces of the benchmarks: timing, machine load, JSON output, a small server that speaks
+the app's own routes (web/, onnxruntime-web, /msam/models, /msam/embedding) for the browser
+benchmarks, and headless Chromium.
+
+Benchmarks are scripts, never tests: nothing here is imported by the test suite.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+SAMPLES = [ROOT / "examples", ROOT.parent / "shared" / "samples"]
+GOLDEN = ROOT.parent / "shared" / "golden"
+BENCH_WEB = Path(__file__).resolve().parent / "web"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync", "--disable-quic"]
+
+
+# --------------------------------------------------------------------------- reporting
+
+def machine() -> dict:
+    """CPU count, load average and the accelerations this CPU offers (for the record)."""
+    flags = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = None
+    return {"cpus": os.cpu_count(), "loadavg": load,
+            "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags}
+
+
+def emit(result: dict, as_json: bool, lines: List[str]) -> None:
+    """Print one JSON object (--json) or the human-readable lines."""
+    if as_json:
+        print(json.dumps(result, sort_keys=False))
+    else:
+        print("\n".join(lines))
+
+
+def median(values: List[float]) -> float:
+    return float(statistics.median(values))
+
+
+def time_interleaved(fns: Dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> Dict[str, List[float]]:
+    """Seconds per call of each function, calls interleaved (a, b, a, b, ...) so that a change of the
+    machine's load during the run hits both alike."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: Dict[str, List[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def find_sample(name: str) -> Path:
+    p = Path(name)
+    if p.is_file():
+        return p
+    for folder in SAMPLES:
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"no image {name!r} (looked in {[str(s) for s in SAMPLES]})")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- a server with the app's routes
+
+class BenchServer:
+    """The app's routes (mobilesam.demo.server.make_routes: /web/*, /web/ort/*, /msam/models/*,
+    /msam/embedding/*) and the isolation headers, plus /bench/* (bench/web/), served by uvicorn in a
+    thread. `models` maps file names to paths; `embeddings` maps (model, image id) to raw bytes."""
+
+    def __init__(self) -> None:
+        self.models: Dict[str, Path] = {}
+        self.embeddings: Dict[tuple, bytes] = {}
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server = None
+        self._thread: Optional[threading.Thread] = None
+
+    def __enter__(self) -> "BenchServer":
+        import uvicorn
+        from starlette.applications import Starlette
+        from starlette.responses import FileResponse, PlainTextResponse
+        from starlette.routing import Route
+
+        from mobilesam.demo import server as app_server
+
+        def bench_file(request):
+            name = request.path_params["name"]
+            path = BENCH_WEB / name
+            if not app_server.SAFE_NAME.match(name) or not path.is_file():
+                return PlainTextResponse("not found", status_code=404)
+            media = {".html": "text/html", ".js": "text/javascript"}.get(path.suffix, "application/octet-stream")
+            return FileResponse(path, media_type=media, headers={"Cache-Control": "no-store"})
+
+        routes = app_server.make_routes(lambda: self.models, lambda m, i: self.embeddings.get((m, i)),
+                                        lambda image_id: None)
+        routes.append(Route("/bench/{name}", bench_file))
+        app = Starlette(routes=routes, middleware=app_server.middleware())
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.time() + 30
+        while not self._server.started:
+            if time.time() > deadline:
+                raise RuntimeError("the benchmark server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def chromium(headless: bool = True) -> Iterator[object]:
+    """Headless Chromium (the system one, as the e2e tests use) through Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=headless)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def open_bench_page(browser, url: str, errors: Optional[list] = None, threads: Optional[int] = None):
+    """A new page on /bench/decoder.html with window.bench loaded (threads=1: onnxruntime-web single-threaded)."""
+    page = browser.new_page()
+    if errors is not None:
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(url + "/bench/decoder.html" + ("?threads=1" if threads == 1 else ""))
+    page.wait_for_function("() => window.bench && window.bench.ready === true", timeout=60_000)
+    return page
+
+
+def standin_or_given(checkpoint: Optional[str]) -> Path:
+    """The checkpoint given, or (for a quick run) the seed-0 stand-in built into a temp folder."""
+    if checkpoint:
+        return Path(checkpoint)
+    import subprocess
+    import tempfile
+
+    out = Path(tempfile.gettempdir()) / "mobilesam-bench" / "vit_t_seed0.pt"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, str(GOLDEN / "make_checkpoint.py"), str(GOLDEN / "vit_t_keys.json"),
+                        str(out), "--seed", "0"], check=True)
+    return out

@@ -1,0 +1,93 @@
+"""Decoder exports and prompts shared by the browser benchmarks (cached, keyed by checkpoint digest)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import numpy as np
+
+from _common import GOLDEN, ROOT  # noqa: F401  (ROOT puts the repository on sys.path)
+
+
+def default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "mobilesam" / "bench"
+
+
+def decoder_files(checkpoint: Path, model_type: str, cache_dir: Path, sam=None,
+                  variants=("official", "official_single", "browser", "fast")) -> Dict[str, Path]:
+    """Exports of the decoder of `checkpoint`: official (4 masks), official_single (return_single_mask),
+    browser, fast. Reused from `cache_dir` when present and intact (cached_decoder's digest check)."""
+    from mobilesam.export import (EXPORT_FORMAT_VERSION, _is_valid_cached, _write_with_sidecar, cached_decoder,
+                                  export_decoder, sha256_of_file)
+
+    digest = sha256_of_file(checkpoint)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for variant in variants:
+        if variant == "official_single":
+            path = cache_dir / f"mobilesam-{model_type}-{digest[:16]}-official-single-decoder-v{EXPORT_FORMAT_VERSION}.onnx"
+            if not _is_valid_cached(path):
+                if sam is None:
+                    sam = load_model(checkpoint, model_type)
+                _write_with_sidecar(lambda tmp: export_decoder(sam, tmp, variant="official", return_single_mask=True),
+                                    path)
+            out[variant] = path
+        else:
+            out[variant] = cached_decoder(checkpoint, model_type, cache_dir, variant=variant, sam=sam,
+                                          checkpoint_sha256=digest)
+    return out
+
+
+def load_model(checkpoint: Path, model_type: str = "vit_t"):
+    from mobilesam import sam_model_registry
+
+    return sam_model_registry[model_type](checkpoint=str(checkpoint)).eval()
+
+
+def image_prompts(image_name: str, height: int, width: int) -> List[dict]:
+    """The prompts a benchmark decodes, in original-image pixels (the page's prompt format): the golden
+    prompt sets of this image when there are some (truck.jpg, groceries.jpg), else the same kinds
+    of prompts at fixed fractions of the image. The last one refines with the previous best mask."""
+    key = Path(image_name).stem
+    index_path = GOLDEN / "vit_t" / "index.json"
+    prompts: List[dict] = []
+    if index_path.is_file():
+        index = json.loads(index_path.read_text())
+        entry = index["images"].get(key)
+        if entry and entry["height"] == height and entry["width"] == width:
+            for p in entry["prompts"]:
+                points = [{"x": float(x), "y": float(y), "label": int(lbl)}
+                          for (x, y), lbl in zip(p.get("point_coords", []), p.get("point_labels", []))]
+                box = p.get("box")
+                prompts.append({"name": p["name"], "points": points,
+                                "box": None if box is None else dict(zip(("x0", "y0", "x1", "y1"), map(float, box))),
+                                "refine": bool(p.get("mask_from"))})
+            return prompts
+    w, h = width, height
+    return [
+        {"name": "one_point", "points": [{"x": 0.45 * w, "y": 0.52 * h, "label": 1}], "box": None, "refine": False},
+        {"name": "pos_neg_points", "points": [{"x": 0.3 * w, "y": 0.4 * h, "label": 1},
+                                               {"x": 0.7 * w, "y": 0.65 * h, "label": 0}], "box": None, "refine": False},
+        {"name": "box", "points": [], "box": {"x0": 0.1 * w, "y0": 0.2 * h, "x1": 0.65 * w, "y1": 0.85 * h},
+         "refine": False},
+        {"name": "box_and_negative_point", "points": [{"x": 0.55 * w, "y": 0.5 * h, "label": 0}],
+         "box": {"x0": 0.2 * w, "y0": 0.15 * h, "x1": 0.9 * w, "y1": 0.8 * h}, "refine": False},
+        {"name": "refine", "points": [{"x": 0.45 * w, "y": 0.52 * h, "label": 1}], "box": None, "refine": True},
+    ]
+
+
+def encode(sam, image: np.ndarray) -> Tuple[np.ndarray, Tuple[int, int]]:
+    """fp32 embedding of `image` with the PyTorch predictor (the reference path) and the input size."""
+    from mobilesam import SamPredictor
+
+    predictor = SamPredictor(sam)
+    predictor.set_image(image)
+    return predictor.get_image_embedding().float().cpu().numpy(), tuple(predictor.input_size)
+
+
+def client_info(image_id: str, height: int, width: int, input_size, embedding_url: str,
+                model: str = "vit_t") -> dict:
+    return {"image_id": image_id, "width": width, "height": height, "input_width": int(input_size[1]),
+            "input_height": int(input_size[0]), "embedding_url": embedding_url, "model": model}
+

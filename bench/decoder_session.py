@@ -1,0 +1,105 @@
+"""Decoder session start in the browser: a fresh headless Chromium context (nothing cached) loads the
+app's decoder code (web/decoder.js MaskModel) and the decoder, as the app's page does at start.
+
+    python bench/decoder_session.py --checkpoint CKPT [--image truck.jpg] [--trials 3] [--json]
+
+Per trial and decoder (the app's fast decoder; baseline: our official-interface export, fp32, 4
+masks; the previous browser variant for reference):
+MaskModel.load(url) from its call to a usable session: onnxruntime-web import and WebAssembly start
+(worker proxy, 2 threads), the model fetch (localhost), InferenceSession.create. Then, for the fast
+decoder, the per-image work when an embedding is set (its image cache). Medians are reported;
+`ours_s` is the fast decoder's load time, `baseline_s` the official export's, `ratio` their ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import BenchServer, chromium, emit, find_sample, machine, median  # noqa: E402
+from _decoders import client_info, decoder_files, default_cache_dir, encode, load_model  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--image", default="truck.jpg")
+    parser.add_argument("--model-type", default="vit_t")
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    from mobilesam.demo.engine import EncodedImage
+    from mobilesam.demo.images import load_rgb_image
+    from mobilesam.demo.store import image_id_of
+
+    checkpoint = Path(args.checkpoint)
+    sam = load_model(checkpoint, args.model_type)
+    files = decoder_files(checkpoint, args.model_type, args.cache_dir, sam=sam, variants=("fast", "browser", "official"))
+    image = load_rgb_image(str(find_sample(args.image)))
+    embedding, input_size = encode(sam, image)
+    image_id = image_id_of(image)
+    encoded = EncodedImage(image_id, image.shape[0], image.shape[1], input_size[0], input_size[1], embedding, 0.0)
+    info = encoded.client_info(args.model_type)
+
+    results = {"fast": [], "browser": [], "official": []}
+    errors: list = []
+    with BenchServer() as server:
+        for path in files.values():
+            server.models[path.name] = path
+        server.embeddings[(args.model_type, image_id)] = encoded.embedding_f16_bytes()
+        with chromium() as browser:
+            for _ in range(args.trials):
+                for variant in ("fast", "official", "browser"):
+                    context = browser.new_context()  # no HTTP or code cache from earlier trials
+                    page = context.new_page()
+                    page.on("pageerror", lambda e: errors.append(str(e)))
+                    page.goto(server.url + "/bench/decoder.html")
+                    page.wait_for_function("() => window.bench && window.bench.ready === true", timeout=60_000)
+                    spec = {"url": f"/msam/models/{files[variant].name}"}
+                    if variant == "fast":
+                        spec.update(embeddingUrl=info["embedding_url"],
+                                    info=client_info(image_id, image.shape[0], image.shape[1], input_size,
+                                                     info["embedding_url"], args.model_type))
+                    results[variant].append(page.evaluate("(spec) => window.bench.sessionStart(spec)", spec))
+                    context.close()
+
+    def med(variant, key):
+        values = [r[key] if key != "createMs" else r["timings"]["createMs"] for r in results[variant]]
+        return round(median(values) / 1000, 3)
+
+    def med_t(variant, key):
+        return round(median([r["timings"][key] for r in results[variant]]) / 1000, 3)
+
+    out = {
+        "benchmark": "decoder_session", "trials": args.trials,
+        "baseline": "official-interface export (fp32, 4 masks) loaded the same way",
+        "baseline_s": med("official", "totalMs"), "ours_s": med("fast", "totalMs"),
+        "ratio": round(med("fast", "totalMs") / med("official", "totalMs"), 4), "target_s": 0.5,
+        "fast": {"load_s": med("fast", "totalMs"), "fetch_s": med_t("fast", "fetchMs"),
+                 "create_s": med_t("fast", "createMs"), "bytes": results["fast"][0]["timings"]["bytes"],
+                 "per_image_cache_s": round(median([r["prepareMs"] for r in results["fast"]]) / 1000, 3)},
+        "browser_variant": {"load_s": med("browser", "totalMs"), "fetch_s": med_t("browser", "fetchMs"),
+                            "create_s": med_t("browser", "createMs"),
+                            "bytes": results["browser"][0]["timings"]["bytes"]},
+        "ort": results["fast"][0]["ort"], "page_errors": errors[:5], "machine": machine(),
+    }
+    f, b = out["fast"], out["browser_variant"]
+    lines = [
+        f"decoder session start in a fresh headless Chromium context, median of {args.trials} "
+        f"(onnxruntime-web {out['ort'].get('version')}, {out['ort'].get('threads')} threads, proxy {out['ort'].get('proxy')})",
+        f"  fast decoder:    load {f['load_s']:.3f} s = wasm start + fetch {f['fetch_s']:.3f} s + create "
+        f"{f['create_s']:.3f} s  ({f['bytes'] / 1e6:.1f} MB); per-image cache {f['per_image_cache_s']:.3f} s",
+        f"  browser variant: load {b['load_s']:.3f} s = wasm start + fetch {b['fetch_s']:.3f} s + create "
+        f"{b['create_s']:.3f} s  ({b['bytes'] / 1e6:.1f} MB)",
+        f"  baseline official export: load {out['baseline_s']:.3f} s; ratio {out['ratio']:.3f}; "
+        f"target <= 0.5 s; load {out['machine']['loadavg']}",
+    ]
+    emit(out, args.json, lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Image encoder time: SamPredictor.set_image in PyTorch float32 eager (the official computation)
+against the app's encoder (mobilesam/utils/accel.py ImageEncoder: onnxruntime float32 for vit_t).
+
+    python bench/encoder.py --checkpoint CKPT --image IMG [--repeats 5] [--bf16] [--json]
+
+Both include the whole set_image: Pillow resize to the 1024 long side, normalisation, padding, the
+encoder. Calls are interleaved (baseline, ours, baseline, ...) after one warm-up each; medians are
+reported, and `ratio` = ours_s / baseline_s. With --bf16 the opt-in bf16 autocast path is timed too
+(not the app's default: see accel.py). The ONNX export (once per checkpoint, cached) is not timed.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emit, find_sample, machine, median, time_interleaved  # noqa: E402
+from _decoders import default_cache_dir, load_model  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--image", default="truck.jpg")
+    parser.add_argument("--model-type", default="vit_t")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--bf16", action="store_true", help="also time the opt-in bf16 autocast path")
+    parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from mobilesam import SamPredictor
+    from mobilesam.demo.images import load_rgb_image
+    from mobilesam.utils.accel import ImageEncoder
+
+    image = load_rgb_image(str(find_sample(args.image)))
+    sam = load_model(Path(args.checkpoint), args.model_type)
+    predictor = SamPredictor(sam)
+    ours = ImageEncoder(sam, args.model_type, backend="onnxruntime", cache_dir=args.cache_dir, background=False)
+    if ours.active != "onnxruntime":
+        print(f"error: onnxruntime encoder unavailable: {ours.error}", file=sys.stderr)
+        return 1
+
+    def baseline():
+        with torch.no_grad():
+            predictor.set_image(image)
+
+    fns = {"baseline": baseline, "ours": lambda: ours.embed(image)}
+    bf16 = None
+    if args.bf16:
+        bf16 = ImageEncoder(sam, args.model_type, backend="torch-bf16")
+        fns["bf16"] = lambda: bf16.embed(image)
+    load_before = machine()
+    times = time_interleaved(fns, args.repeats)
+    reference = predictor.get_image_embedding().numpy()
+    got, _ = ours.embed(image)
+    out = {
+        "benchmark": "encoder", "image": Path(args.image).name, "size": [image.shape[1], image.shape[0]],
+        "model_type": args.model_type, "threads": torch.get_num_threads(),
+        "baseline": "SamPredictor.set_image, PyTorch eager float32",
+        "ours": "ImageEncoder onnxruntime float32 (ORT_ENABLE_ALL), same preprocessing",
+        "baseline_s": round(median(times["baseline"]), 4), "ours_s": round(median(times["ours"]), 4),
+        "ratio": round(median(times["ours"]) / median(times["baseline"]), 4),
+        "baseline_all_s": [round(t, 3) for t in times["baseline"]], "ours_all_s": [round(t, 3) for t in times["ours"]],
+        "max_abs_embedding_diff": float(np.abs(got - reference).max()),
+        "machine_before": load_before, "machine_after": machine(),
+    }
+    if bf16 is not None:
+        got16, _ = bf16.embed(image)
+        out["bf16_s"] = round(median(times["bf16"]), 4)
+        out["bf16_ratio"] = round(median(times["bf16"]) / median(times["baseline"]), 4)
+        out["bf16_max_abs_embedding_diff"] = float(np.abs(got16 - reference).max())
+    lines = [
+        f"encoder (set_image) on {out['image']} {out['size'][0]}x{out['size'][1]}, {args.model_type}, "
+        f"{out['threads']} threads, median of {args.repeats}",
+        f"  baseline PyTorch eager float32:  {out['baseline_s']:.3f} s",
+        f"  ours onnxruntime float32:        {out['ours_s']:.3f} s   (max |diff| {out['max_abs_embedding_diff']:.1e})",
+    ]
+    if bf16 is not None:
+        lines.append(f"  opt-in bf16 autocast:            {out['bf16_s']:.3f} s   "
+                     f"(max |diff| {out['bf16_max_abs_embedding_diff']:.1e}, ratio {out['bf16_ratio']:.3f})")
+    lines += [f"  ratio ours / baseline: {out['ratio']:.3f}",
+              f"  load average before/after: {load_before['loadavg']} / {out['machine_after']['loadavg']}"]
+    emit(out, args.json, lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,607 @@
+"""Load test of the running app: many concurrent gradio_client users, each with its own image.
+
+    python bench/load.py --checkpoint PATH [--clients 16] [--duration 120] [--json]
+                         [--url http://127.0.0.1:7860 [--pid PID]]
+                         [--embedding-cache-mb 256] [--image-store-mb 512] [--cache-dir DIR]
+
+Without --url the script starts `app.py` itself on a free port (with --checkpoint and the cache
+options) and stops it afterwards. --checkpoint is always needed: before the run, every client's
+expected masks are computed once here with the PyTorch predictor from the same weights.
+
+Each client has its own picture (a crop, flip and tint of a sample photo, at its own size, so
+every client's content hash differs) and its own prompts. It calls the `segment` API in a loop
+(upload, server-side embedding, mask) and checks every mask against its own expected mask
+(IoU >= 0.99, same size, same scores), so a mix-up between sessions cannot go unnoticed. Every
+few requests it also fetches its embedding (`/msam/embedding/...`) and its stored image
+(`/msam/image/...`) by its own content id and checks them. The only acceptable failure is an
+explicit "queue full". The server's memory (VmRSS, VmHWM from /proc) is sampled throughout.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from mobilesam.demo.images import load_rgb_image  # noqa: E402
+from mobilesam.demo.store import image_id_of  # noqa: E402
+
+SAMPLE_DIRS = [ROOT / "examples", ROOT.parent / "shared" / "samples"]
+MIN_IOU = 0.99
+SCORE_ATOL = 2e-3
+EMBEDDING_MIN_COSINE = 0.999
+CHECK_EVERY = 5  # fetch the embedding and the stored image every this many requests of a client
+EMBEDDING_MB = 4  # one cached embedding: float32 1×256×64×64
+
+
+# --------------------------------------------------------------------------- the clients' data
+
+@dataclass
+class Case:
+    """One client's picture, prompts and the masks the PyTorch predictor gives for them."""
+
+    index: int
+    path: Path
+    image: np.ndarray
+    image_id: str
+    prompts: List[str]
+    expected_masks: List[np.ndarray] = field(default_factory=list)
+    expected_scores: List[np.ndarray] = field(default_factory=list)
+    embedding: Optional[np.ndarray] = None
+
+
+def sample_photos() -> List[Path]:
+    for folder in SAMPLE_DIRS:
+        photos = sorted(folder.glob("*.jpg"))
+        if photos:
+            return photos
+    raise FileNotFoundError(f"no sample photos (*.jpg) in {[str(d) for d in SAMPLE_DIRS]}")
+
+
+def derive_image(source: np.ndarray, i: int) -> np.ndarray:
+    """Client i's picture: its own crop, flip, tint and size (long side 480 + 24·i pixels)."""
+    h, w = source.shape[:2]
+    margin = (i % 4) * 0.05
+    crop = source[int(h * margin): h - int(h * margin * 0.5), int(w * margin * 0.5): w - int(w * margin)]
+    image = Image.fromarray(crop)
+    if (i // 2) % 2:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if (i // 4) % 2:
+        image = image.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+    long_side = 480 + 24 * i
+    scale = long_side / max(image.size)
+    image = image.resize((max(2, round(image.size[0] * scale)), max(2, round(image.size[1] * scale))),
+                         Image.Resampling.BILINEAR)
+    tint = 1.0 + 0.08 * np.array([(i % 3) - 1, ((i // 3) % 3) - 1, 0.0])
+    return np.clip(np.asarray(image, dtype=np.float32) * tint, 0, 255).astype(np.uint8)
+
+
+def client_prompts(i: int, height: int, width: int) -> List[str]:
+    """Two prompts per client: a point (multimask) and a box with a background point."""
+    fx, fy = 0.35 + 0.3 * ((i * 7) % 10) / 10, 0.35 + 0.3 * ((i * 3) % 10) / 10
+    point = {"points": [[round(width * fx), round(height * fy), 1]], "box": None, "multimask": True}
+    box = {"points": [[round(width * 0.15), round(height * 0.9), 0]],
+           "box": [round(width * 0.2), round(height * 0.2), round(width * 0.75), round(height * 0.8)],
+           "multimask": False}
+    return [json.dumps(point), json.dumps(box)]
+
+
+def make_cases(n: int, out_dir: Path) -> List[Case]:
+    """n clients' pictures written as JPEG into out_dir, read back as the server will read them."""
+    photos = sample_photos()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cases = []
+    for i in range(n):
+        source = np.asarray(Image.open(photos[i % len(photos)]).convert("RGB"))
+        path = out_dir / f"client{i:02d}.jpg"
+        Image.fromarray(derive_image(source, i)).save(path, format="JPEG", quality=90)
+        image = load_rgb_image(path)  # exactly the pixels the server will decode
+        cases.append(Case(i, path, image, image_id_of(image), client_prompts(i, *image.shape[:2])))
+    ids = {c.image_id for c in cases}
+    if len(ids) != n:
+        raise RuntimeError("the derived client images do not all have distinct content hashes")
+    return cases
+
+
+def compute_expected(cases: List[Case], checkpoint: Path, model_type: str = "vit_t") -> None:
+    """Each case's masks and scores from the PyTorch predictor, as the server's `segment` picks them."""
+    import torch
+
+    from mobilesam import SamPredictor, sam_model_registry
+    from mobilesam.demo.api import parse_prompts
+
+    model = sam_model_registry[model_type](checkpoint=str(checkpoint)).eval()
+    predictor = SamPredictor(model)
+    with torch.inference_mode():
+        for case in cases:
+            predictor.set_image(case.image)
+            case.embedding = predictor.get_image_embedding().float().cpu().numpy()
+            for text in case.prompts:
+                masks, scores, _ = predictor.predict(**parse_prompts(text, case.image.shape[:2]))
+                case.expected_masks.append(masks[int(np.argmax(scores))])
+                case.expected_scores.append(scores)
+
+
+# --------------------------------------------------------------------------- the server
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_http(url: str, proc: Optional[subprocess.Popen] = None, timeout: float = 300.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the app exited with code {proc.returncode} before serving")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"the app did not serve {url} within {timeout} s")
+
+
+class AppProcess:
+    """`python app.py` on a free local port, its output in `log_path`; stop() ends it."""
+
+    def __init__(self, checkpoint: Path, cache_dir: Path, extra_args=(), port: Optional[int] = None,
+                 startup_timeout: float = 300.0) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.cache_dir = Path(cache_dir)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.cache_dir / f"app-{self.port}.log"
+        env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(ROOT / "app.py"), "--checkpoint", str(checkpoint), "--host", "127.0.0.1",
+                 "--port", str(self.port), "--cache-dir", str(self.cache_dir), *map(str, extra_args)],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_http(self.url + "/", self.proc, startup_timeout)
+        except Exception:
+            self.stop()
+            raise
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_tail(self, chars: int = 5000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def find_listening_pid(port: int) -> Optional[int]:
+    """Pid of the local process listening on TCP `port` (from /proc; None if not found or not visible)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    if int(parts[1].rsplit(":", 1)[1], 16) == port and parts[3] == "0A":  # 0A: LISTEN
+                        inodes.add(parts[9])
+        except (OSError, StopIteration, IndexError, ValueError):
+            continue
+    if not inodes:
+        return None
+    targets = {f"socket:[{inode}]" for inode in inodes}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in targets:
+                    return int(pid)
+        except OSError:
+            continue
+    return None
+
+
+def proc_memory_mb(pid: int) -> Dict[str, float]:
+    """VmRSS and VmHWM (peak RSS) of `pid` in MiB."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0]) / 1024
+    return out
+
+
+class MemorySampler(threading.Thread):
+    """Samples a process's VmRSS every `interval` seconds until stop()."""
+
+    def __init__(self, pid: Optional[int], interval: float = 0.25) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.interval = pid, interval
+        self.samples: List[float] = []
+        self.times: List[float] = []
+        self.started_at, self._run_from = time.time(), 0
+        self.hwm = 0.0
+        self._stop_event = threading.Event()
+
+    def sample(self) -> Optional[float]:
+        if self.pid is None:
+            return None
+        try:
+            mem = proc_memory_mb(self.pid)
+        except OSError:
+            return None
+        self.samples.append(mem.get("VmRSS", 0.0))
+        self.times.append(time.time() - self.started_at)
+        self.hwm = max(self.hwm, mem.get("VmHWM", 0.0))
+        return self.samples[-1]
+
+    def timeline(self, step: float = 10.0) -> List[List[float]]:
+        """[seconds, MiB] pairs: the highest RSS in each `step`-second window."""
+        windows: Dict[int, float] = {}
+        start = self._run_from
+        for t, rss in zip(self.times[start:], self.samples[start:]):
+            windows[int(t // step)] = max(windows.get(int(t // step), 0.0), rss)
+        return [[k * step, round(v, 1)] for k, v in sorted(windows.items())]
+
+    def run(self) -> None:
+        self.started_at, self._run_from = time.time(), len(self.samples)
+        while not self._stop_event.wait(self.interval):
+            self.sample()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=5)
+        self.sample()
+
+
+# --------------------------------------------------------------------------- the run
+
+@dataclass
+class Tally:
+    latencies_ms: List[float] = field(default_factory=list)
+    first_ms: List[float] = field(default_factory=list)  # each client's first request: includes its encode
+    queue_full: int = 0
+    errors: List[str] = field(default_factory=list)
+    mismatches: List[str] = field(default_factory=list)
+    embedding_checks: int = 0
+    embedding_evicted: int = 0
+    image_checks: int = 0
+    per_client: Dict[int, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def http_get(url: str, timeout: float = 60.0):
+    """(status, body) of a GET; 4xx/5xx give their status instead of raising."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def check_response(case: Case, k: int, result) -> Optional[str]:
+    """None if the `segment` result is case's own mask for prompt k; else what is wrong."""
+    mask_path, info = result
+    mask = np.asarray(Image.open(mask_path))
+    if mask.shape != case.image.shape[:2]:
+        return f"client {case.index}: mask of size {mask.shape}, its image is {case.image.shape[:2]}"
+    iou = mask_iou(mask > 127, case.expected_masks[k])
+    if iou < MIN_IOU:
+        return f"client {case.index} prompt {k}: IoU {iou:.4f} with its expected mask"
+    scores = np.asarray(json.loads(info)["scores"])
+    if scores.shape != case.expected_scores[k].shape or not np.allclose(scores, case.expected_scores[k],
+                                                                        atol=SCORE_ATOL):
+        return f"client {case.index} prompt {k}: scores {scores.tolist()} != {case.expected_scores[k].tolist()}"
+    return None
+
+
+def check_side_routes(url: str, case: Case, tally: Tally, model_type: str) -> None:
+    """The client's own embedding and stored image, fetched by its content id."""
+    status, body = http_get(f"{url}/msam/embedding/{model_type}/{case.image_id}.f16")
+    problem = None
+    if status == 404:
+        with tally.lock:
+            tally.embedding_evicted += 1  # evicted from the bounded cache meanwhile: allowed
+    elif status != 200:
+        problem = f"client {case.index}: embedding route answered {status}"
+    else:
+        got = np.frombuffer(body, dtype="<f2").astype(np.float32).ravel()
+        want = case.embedding.ravel()
+        cosine = float(got @ want / (np.linalg.norm(got) * np.linalg.norm(want) + 1e-12)) if got.size == want.size \
+            else -1.0
+        if cosine < EMBEDDING_MIN_COSINE:
+            problem = f"client {case.index}: embedding differs from its own (cosine {cosine:.5f})"
+        with tally.lock:
+            tally.embedding_checks += 1
+    status, body = http_get(f"{url}/msam/image/{case.image_id}.png")
+    if status == 200:
+        import io
+
+        got = np.asarray(Image.open(io.BytesIO(body)).convert("RGB"))
+        if got.shape != case.image.shape or not np.array_equal(got, case.image):
+            problem = f"client {case.index}: /msam/image returned other pixels"
+        with tally.lock:
+            tally.image_checks += 1
+    elif status != 404:  # 404: pruned from the bounded store, allowed
+        problem = f"client {case.index}: image route answered {status}"
+    if problem:
+        with tally.lock:
+            tally.mismatches.append(problem)
+
+
+def client_loop(url: str, case: Case, deadline: float, tally: Tally, download_dir: Path, model_type: str) -> None:
+    from gradio_client import Client, handle_file
+
+    try:
+        client = Client(url, verbose=False, download_files=str(download_dir), analytics_enabled=False)
+    except Exception as exc:  # noqa: BLE001 - every failure is counted
+        with tally.lock:
+            tally.errors.append(f"client {case.index}: cannot connect: {type(exc).__name__}: {exc}")
+        return
+    n = 0
+    try:
+        while time.time() < deadline:
+            k = n % len(case.prompts)
+            start = time.perf_counter()
+            try:
+                result = client.predict(handle_file(str(case.path)), case.prompts[k], api_name="/segment")
+            except Exception as exc:  # noqa: BLE001
+                message = f"{type(exc).__name__}: {exc}"
+                with tally.lock:
+                    if "queue is full" in message.lower():
+                        tally.queue_full += 1
+                    else:
+                        tally.errors.append(f"client {case.index}: {message[:300]}")
+                time.sleep(0.5)
+                continue
+            elapsed_ms = (time.perf_counter() - start) * 1000
+            problem = check_response(case, k, result)
+            with tally.lock:
+                tally.latencies_ms.append(elapsed_ms)
+                if n == 0:
+                    tally.first_ms.append(elapsed_ms)
+                tally.per_client[case.index] = tally.per_client.get(case.index, 0) + 1
+                if problem:
+                    tally.mismatches.append(problem)
+            try:
+                os.unlink(result[0])
+            except OSError:
+                pass
+            n += 1
+            if n % CHECK_EVERY == 1:
+                check_side_routes(url, case, tally, model_type)
+    finally:
+        try:
+            client.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def warm_up(url: str, download_dir: Path, work_dir: Path) -> None:
+    """One request with a picture no client uses, so the baseline memory includes a first encode."""
+    from gradio_client import Client, handle_file
+
+    image = np.asarray(Image.open(sample_photos()[0]).convert("RGB").resize((320, 240)))
+    path = work_dir / "warmup.jpg"
+    Image.fromarray(image).save(path, format="JPEG")
+    client = Client(url, verbose=False, download_files=str(download_dir), analytics_enabled=False)
+    try:
+        client.predict(handle_file(str(path)), json.dumps({"points": [[160, 120, 1]]}), api_name="/segment")
+    finally:
+        client.close()
+
+
+def percentile(values: List[float], q: float) -> Optional[float]:
+    return round(float(np.percentile(values, q)), 1) if values else None
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.glob("*") if p.is_file()) if folder.is_dir() else 0
+
+
+def run(checkpoint: Path, url: Optional[str] = None, pid: Optional[int] = None, clients: int = 16,
+        duration: float = 120.0, model_type: str = "vit_t", embedding_cache_mb: Optional[int] = None,
+        image_store_mb: Optional[int] = None, cache_dir: Optional[Path] = None,
+        memory_headroom_mb: float = 512.0, log=None) -> dict:
+    """Run the load test; returns the figures as a dict (see the module docstring)."""
+    from mobilesam.demo.startup import AppConfig
+
+    log = log or (lambda msg: None)
+    embedding_cache_mb = AppConfig.embedding_cache_mb if embedding_cache_mb is None else embedding_cache_mb
+    image_store_mb = AppConfig.image_store_mb if image_store_mb is None else image_store_mb
+    work = Path(tempfile.mkdtemp(prefix="mobilesam-load-"))
+    app, starter, starting = None, None, {}
+    try:
+        t0 = time.time()
+        if url is None:  # the app starts while the expected masks are computed
+            cache_dir = Path(cache_dir) if cache_dir else work / "cache"
+            args = ["--model-type", model_type, "--embedding-cache-mb", embedding_cache_mb,
+                    "--image-store-mb", image_store_mb]
+
+            def start_app():
+                try:
+                    starting["app"] = AppProcess(checkpoint, cache_dir, args)
+                except BaseException as exc:  # noqa: BLE001 - re-raised below
+                    starting["error"] = exc
+
+            starter = threading.Thread(target=start_app, daemon=True)
+            starter.start()
+        cases = make_cases(clients, work / "images")
+        compute_expected(cases, Path(checkpoint), model_type)
+        log(f"{clients} client images and their expected masks ready in {time.time() - t0:.1f} s")
+        if url is None:
+            starter.join()
+            if "error" in starting:
+                raise starting["error"]
+            app = starting["app"]
+            url, pid = app.url, app.pid
+            log(f"app started at {url} (pid {pid}) after {time.time() - t0:.1f} s")
+        elif pid is None:
+            from urllib.parse import urlparse
+
+            parsed = urlparse(url)
+            if parsed.hostname in ("127.0.0.1", "localhost") and parsed.port:
+                pid = find_listening_pid(parsed.port)
+        url = url.rstrip("/")
+        downloads = work / "downloads"
+        downloads.mkdir()
+        sampler = MemorySampler(pid)
+        rss_start = sampler.sample()
+        warm_up(url, downloads, work)
+        rss_before = sampler.sample()
+        tally = Tally()
+        sampler.start()
+        deadline = time.time() + duration
+        threads = [threading.Thread(target=client_loop, args=(url, c, deadline, tally, downloads, model_type),
+                                    daemon=True) for c in cases]
+        log(f"running {clients} clients for {duration:g} s")
+        start = time.time()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=duration + 300)
+        elapsed = time.time() - start
+        sampler.stop()
+        stuck = sum(t.is_alive() for t in threads)
+
+        peak = max(sampler.samples) if sampler.samples else None
+        growth = None if peak is None or rss_before is None else peak - rss_before
+        bound = embedding_cache_mb + memory_headroom_mb
+        image_store = folder_bytes(Path(cache_dir) / "images") if cache_dir else None
+        served = len(tally.latencies_ms)
+        later = sorted(tally.latencies_ms)
+        for first in tally.first_ms:
+            later.remove(first)
+        result = {
+            "clients": clients, "duration_s": duration, "elapsed_s": round(elapsed, 1),
+            "requests_served": served, "throughput_rps": round(served / elapsed, 2) if elapsed else None,
+            "requests_per_client": {"min": min(tally.per_client.values(), default=0),
+                                    "max": max(tally.per_client.values(), default=0)},
+            "errors": len(tally.errors), "error_samples": tally.errors[:5], "queue_full": tally.queue_full,
+            "mismatches": len(tally.mismatches), "mismatch_samples": tally.mismatches[:5],
+            "stuck_clients": stuck,
+            "latency_ms": {"p50": percentile(tally.latencies_ms, 50), "p95": percentile(tally.latencies_ms, 95),
+                           "max": round(max(tally.latencies_ms), 1) if served else None},
+            "latency_ms_first_request": {"p50": percentile(tally.first_ms, 50),
+                                         "p95": percentile(tally.first_ms, 95)},
+            "latency_ms_later_requests": {"p50": percentile(later, 50), "p95": percentile(later, 95)},
+            "embedding_checks": tally.embedding_checks, "embedding_evicted": tally.embedding_evicted,
+            "image_checks": tally.image_checks,
+            "server_memory_mb": {
+                "pid": pid, "rss_at_start": _r(rss_start), "rss_before_load": _r(rss_before),
+                "rss_peak_during_load": _r(peak), "rss_end": _r(sampler.samples[-1] if sampler.samples else None),
+                "growth_during_load": _r(growth), "vm_hwm": _r(sampler.hwm or None),
+                "samples": len(sampler.samples),
+                "timeline_peak_per_10s": sampler.timeline(),  # [seconds into the load, MiB]
+            },
+            "bounds": {"embedding_cache_mb": embedding_cache_mb, "image_store_mb": image_store_mb,
+                       "memory_headroom_mb": memory_headroom_mb,
+                       "image_store_bytes": image_store},
+            "memory_within_bounds": None if growth is None else bool(growth <= bound),
+            "image_store_within_bounds": None if image_store is None else image_store <= image_store_mb * 2**20,
+            "host": {"cpus": os.cpu_count(), "url": url, "model_type": model_type},
+        }
+        result["passed"] = bool(served > 0 and not tally.errors and not tally.mismatches and not stuck
+                                and result["memory_within_bounds"] is not False
+                                and result["image_store_within_bounds"] is not False)
+        if app is not None and not result["passed"]:
+            result["app_log_tail"] = app.log_tail(3000)
+        return result
+    finally:
+        if starter is not None:
+            starter.join()  # AppProcess gives up by itself after its start-up timeout
+            app = starting.get("app")
+        if app is not None:
+            app.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _r(value: Optional[float]) -> Optional[float]:
+    return None if value is None else round(value, 1)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True, type=Path,
+                        help="the weights the app serves (for the expected masks; and to start the app)")
+    parser.add_argument("--url", help="a running app (default: start app.py on a free port)")
+    parser.add_argument("--pid", type=int, help="the running app's pid, for memory figures (default: found by port)")
+    parser.add_argument("--model-type", default="vit_t")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=120.0, help="seconds")
+    parser.add_argument("--embedding-cache-mb", type=int, help="app flag (default: the app's default)")
+    parser.add_argument("--image-store-mb", type=int, help="app flag (default: the app's default)")
+    parser.add_argument("--cache-dir", type=Path, help="app --cache-dir (default: a temporary folder)")
+    parser.add_argument("--memory-headroom-mb", type=float, default=512.0,
+                        help="allowed RSS growth during the load beyond the embedding cache bound")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    log = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    result = run(args.checkpoint, args.url, args.pid, args.clients, args.duration, args.model_type,
+                 args.embedding_cache_mb, args.image_store_mb, args.cache_dir, args.memory_headroom_mb, log)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        mem = result["server_memory_mb"]
+        print(f"{result['requests_served']} requests in {result['elapsed_s']} s by {result['clients']} clients "
+              f"({result['throughput_rps']} req/s); errors {result['errors']}, queue full {result['queue_full']}, "
+              f"mask mix-ups {result['mismatches']}")
+        print(f"latency p50 {result['latency_ms']['p50']} ms, p95 {result['latency_ms']['p95']} ms, "
+              f"max {result['latency_ms']['max']} ms; each client's first request (with its encode) p50 "
+              f"{result['latency_ms_first_request']['p50']} ms, later requests p50 "
+              f"{result['latency_ms_later_requests']['p50']} ms, p95 {result['latency_ms_later_requests']['p95']} ms")
+        print(f"server RSS {mem['rss_before_load']} MiB before, peak {mem['rss_peak_during_load']} MiB "
+              f"(+{mem['growth_during_load']}), VmHWM {mem['vm_hwm']} MiB; embedding cache bound "
+              f"{result['bounds']['embedding_cache_mb']} MiB")
+        for line in result["error_samples"] + result["mismatch_samples"]:
+            print("  " + line)
+        print("PASSED" if result["passed"] else "FAILED")
+    return 0 if result["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""The fast browser decoder (mobilesam/utils/fast_decoder.py, export variant "fast"): same outputs as
+the official decoder, in PyTorch and exported to ONNX (onnxruntime CPU), against the goldens.
+
+Correctness only: nothing here is timed (bench/browser_decoder.py measures the speed).
+"""
+import os
+import re
+
+import numpy as np
+import pytest
+import torch
+
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+from conftest import GOLDEN, ROOT, golden_index, load_golden_prompt  # noqa: E402
+from mobilesam.export import (FAST_CACHE_SUFFIX, cached_decoder, cached_decoder_name, decoder_dummy_inputs,  # noqa: E402
+                              decoder_module, export_decoder, run_fast_decoder)
+from mobilesam.utils.fast_decoder import CACHE_NAMES, FastDecoder, cache_shapes  # noqa: E402
+from test_onnx_export import chosen, mask_iou, upsample_like_sam, web_inputs  # noqa: E402
+
+LOGIT_ATOL = 1e-3  # the goldens' bound for low-res logits
+IOU_ATOL = 1e-4
+MIN_MASK_IOU = 0.999
+
+
+def _random_inputs(num_points: int, has_mask: float, seed: int) -> dict:
+    gen = torch.Generator().manual_seed(seed)
+    coords = torch.rand(1, num_points, 2, generator=gen) * 1024
+    labels = torch.randint(-1, 4, (1, num_points), generator=gen).float()
+    return {"image_embeddings": torch.randn(1, 256, 64, 64, generator=gen),
+            "point_coords": coords, "point_labels": labels,
+            "mask_input": torch.randn(1, 1, 256, 256, generator=gen) * 3,
+            "has_mask_input": torch.tensor([has_mask])}
+
+
+@pytest.mark.parametrize("num_points,has_mask", [(1, 0.0), (2, 0.0), (3, 1.0), (7, 0.0), (12, 1.0), (4, 0.5)])
+def test_pytorch_fast_decoder_equals_the_decoder(vit_t_model, num_points, has_mask):
+    """The rearranged algebra is the same function: all four masks and scores, any point count, with
+    and without (and with a blended) mask input."""
+    inputs = _random_inputs(num_points, has_mask, seed=num_points)
+    with torch.no_grad():
+        want_iou, want_masks = decoder_module(vit_t_model, "browser")(**inputs)
+        got_iou, got_masks = FastDecoder(vit_t_model).eval()(**inputs)
+    assert got_masks.shape == (1, 4, 256, 256) and got_iou.shape == (1, 4)
+    np.testing.assert_allclose(got_masks.numpy(), want_masks.numpy(), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(got_iou.numpy(), want_iou.numpy(), atol=1e-5, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def fast_exports(tmp_path_factory, vit_t_model, vit_b_model) -> dict:
+    out = tmp_path_factory.mktemp("fast_decoder")
+    return {"vit_t": export_decoder(vit_t_model, out / "vit_t_fast.onnx", variant="fast"),
+            "vit_b": export_decoder(vit_b_model, out / "vit_b_fast.onnx", variant="fast")}
+
+
+def _session(path):
+    return ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("model_type", ["vit_t", "vit_b"])
+def test_exported_fast_decoder_matches_goldens(fast_exports, model_type):
+    """Fed as the web page feeds it (first run: the image cache; then one run per prompt set), the
+    exported fast decoder gives the goldens' low-res logits, scores and masks."""
+    sess = _session(fast_exports[model_type])
+    index = golden_index(model_type)
+    checked = 0
+    for key, entry in index["images"].items():
+        embedding = np.load(GOLDEN / model_type / f"{key}_embedding.npy")
+        height, width = entry["height"], entry["width"]
+        previous, cache = {}, None
+        for prompt in entry["prompts"]:
+            golden = load_golden_prompt(model_type, key, prompt["name"])
+            feeds = web_inputs(prompt, previous, height, width, embedding)
+            del feeds["orig_im_size"]
+            previous[prompt["name"]] = golden
+            if cache is None:
+                _, _, cache = run_fast_decoder(sess, feeds)
+            iou, low_res, _ = run_fast_decoder(sess, feeds, cache)
+            label = f"{model_type} {key} {prompt['name']}"
+            assert iou.shape == (1, 4) and low_res.shape == (1, 4, 256, 256), label
+            sel = chosen(prompt)
+            np.testing.assert_allclose(low_res[0, sel], golden["low_res_masks"], atol=LOGIT_ATOL, rtol=0, err_msg=label)
+            np.testing.assert_allclose(iou[0, sel], golden["iou_predictions"], atol=IOU_ATOL, rtol=0, err_msg=label)
+            masks = upsample_like_sam(low_res, height, width)[0, sel] > 0
+            for ours, theirs in zip(masks, golden["masks"]):
+                assert mask_iou(ours, theirs) >= MIN_MASK_IOU, label
+            checked += 1
+    assert checked == sum(len(e["prompts"]) for e in index["images"].values())
+
+
+def test_fast_decoder_interface(fast_exports):
+    """One self-contained file: the browser variant's inputs plus the cache inputs; empty cache tensors
+    make the per-image run (cache out, no masks), a full cache makes a prompt run (masks, no cache)."""
+    path = fast_exports["vit_t"]
+    model = onnx.load(os.fspath(path))
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["mobilesam.variant"] == "fast"
+    assert meta["mobilesam.cache_inputs"] == ",".join(CACHE_NAMES)
+    sess = _session(path)
+    inputs = [i.name for i in sess.get_inputs()]
+    assert inputs == ["image_embeddings", *CACHE_NAMES, "point_coords", "point_labels", "mask_input",
+                      "has_mask_input"]
+    outputs = [o.name for o in sess.get_outputs()]
+    assert outputs == ["iou_predictions", "low_res_masks", *(n + FAST_CACHE_SUFFIX for n in CACHE_NAMES)]
+
+    feeds = {k: v.numpy() for k, v in decoder_dummy_inputs(_StubSam(), "fast", num_points=3).items()}
+    empty = {name: np.zeros(shape, np.float32) for name, shape in cache_shapes(0).items()}
+    first = dict(zip(outputs, sess.run(None, {**feeds, **empty})))
+    assert first["iou_predictions"].size == 0 and first["low_res_masks"].size == 0
+    for name, shape in cache_shapes().items():
+        assert first[name + FAST_CACHE_SUFFIX].shape == shape
+    cache = {name: first[name + FAST_CACHE_SUFFIX] for name in CACHE_NAMES}
+    second = dict(zip(outputs, sess.run(None, {**feeds, **cache})))
+    assert second["iou_predictions"].shape == (1, 4) and second["low_res_masks"].shape == (1, 4, 256, 256)
+    for name in CACHE_NAMES:
+        assert second[name + FAST_CACHE_SUFFIX].size == 0
+
+
+class _StubSam:
+    """Just what decoder_dummy_inputs reads."""
+
+    class prompt_encoder:  # noqa: N801
+        embed_dim = 256
+        image_embedding_size = (64, 64)
+
+
+def test_cached_fast_decoder(tmp_path, vit_t_checkpoint, vit_t_model):
+    path = cached_decoder(vit_t_checkpoint, "vit_t", tmp_path, variant="fast", sam=vit_t_model)
+    digest = path.name.split("-")[2]
+    assert path.name == cached_decoder_name(digest, "vit_t", "fast")
+    assert "-fast-decoder-" in path.name and path.with_name(path.name + ".sha256").is_file()
+    mtime = path.stat().st_mtime_ns
+    assert cached_decoder(vit_t_checkpoint, "vit_t", tmp_path, variant="fast", sam=vit_t_model) == path
+    assert path.stat().st_mtime_ns == mtime  # reused, not exported again
+
+
+@pytest.mark.parametrize("option", ["return_single_mask", "use_stability_score", "return_extra_metrics",
+                                    "gelu_approximate"])
+def test_fast_variant_rejects_official_options(tmp_path, vit_t_model, option):
+    with pytest.raises(ValueError, match="fast decoder"):
+        export_decoder(vit_t_model, tmp_path / "x.onnx", variant="fast", **{option: True})
+
+
+def test_web_decoder_knows_the_cache_layout():
+    """web/decoder.js feeds the cache by name and shape; keep it in step with the exporter."""
+    source = (ROOT / "web" / "decoder.js").read_text()
+    names = re.search(r"export const CACHE_NAMES = \[([^\]]*)\]", source).group(1)
+    assert [n.strip().strip('"') for n in names.split(",")] == list(CACHE_NAMES)
+    dims = re.search(r"return name === \"cache_up\" \? \[tokens, 256\] : \[8, tokens, 16\];", source)
+    assert dims is not None
+    assert cache_shapes(7) == {"cache_t2i_k": (8, 7, 16), "cache_t2i_v": (8, 7, 16), "cache_i2t_q": (8, 7, 16),
+                               "cache_up": (7, 256)}
