@@ -282,6 +282,8 @@ def export_decoder(sam: nn.Module, output_path: PathLike, *, variant: str = "off
     `iou_predictions`, `low_res_masks`; with `return_extra_metrics` also `stability_scores` and
     `areas`, in the order masks, iou_predictions, stability_scores, areas, low_res_masks).
     variant="browser": no `orig_im_size`; outputs `iou_predictions` [1,4] and `low_res_masks` [1,4,256,256].
+    variant="fast": the browser variant's outputs from a rearranged graph with a per-image cache
+    (see `export_fast_decoder`; the official-variant options do not apply).
     The point count N is dynamic. The file is written atomically; with `verify` it is run in
     onnxruntime on example inputs (N=5 and N=1) and compared with PyTorch. Returns the path.
     """
