@@ -1,4 +1,5 @@
 """Shared fixtures: stand-in checkpoints built once per test session from ../shared/golden."""
+import contextlib
 import json
 import subprocess
 import sys
@@ -100,18 +101,17 @@ def wait_for_http(url: str, proc, timeout: float = 300.0) -> None:
     raise TimeoutError(f"the app did not serve {url} within {timeout} s")
 
 
-@pytest.fixture(scope="session")
-def app_url(vit_t_checkpoint, tmp_path_factory):
-    """The app started on a free port with the vit_t stand-in checkpoint; yields its base URL."""
+@contextlib.contextmanager
+def running_app(args, cache: Path):
+    """Run `app.py` with `args` on a free port, its cache in `cache`; yields the base URL."""
     import os
 
     port = free_port()
-    cache = tmp_path_factory.mktemp("app-cache")
     log_path = cache / "app.log"
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py"), "--checkpoint", str(vit_t_checkpoint), "--host", "127.0.0.1",
+            [sys.executable, str(ROOT / "app.py"), *map(str, args), "--host", "127.0.0.1",
              "--port", str(port), "--cache-dir", str(cache)],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -127,6 +127,13 @@ def app_url(vit_t_checkpoint, tmp_path_factory):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def app_url(vit_t_checkpoint, tmp_path_factory):
+    """The app started on a free port with the vit_t stand-in checkpoint; yields its base URL."""
+    with running_app(["--checkpoint", vit_t_checkpoint], tmp_path_factory.mktemp("app-cache")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

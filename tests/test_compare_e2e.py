@@ -10,15 +10,12 @@ of seconds on a small CPU; the server caches its embedding for the later steps).
 """
 import base64
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, SAMPLES, free_port, load_sample, mask_iou, wait_for_http
+from conftest import ROOT, SAMPLES, load_sample, mask_iou, running_app
 from test_app_e2e import CHROMIUM, CHROMIUM_ARGS, Page, torch_mask
 
 SHOTS = ROOT / "test-output" / "compare"
@@ -29,29 +26,9 @@ SLOW_MS = 600_000  # loading SAM and encoding with it on a shared CPU
 @pytest.fixture(scope="module")
 def compare_app_url(vit_t_checkpoint, vit_b_checkpoint, tmp_path_factory):
     """The app with the vit_t stand-in and `--sam-checkpoint <vit_b stand-in>` on a free port."""
-    port = free_port()
-    cache = tmp_path_factory.mktemp("compare-app-cache")
-    log_path = cache / "app.log"
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py"), "--checkpoint", str(vit_t_checkpoint),
-             "--sam-checkpoint", str(vit_b_checkpoint), "--sam-model-type", "vit_b",
-             "--host", "127.0.0.1", "--port", str(port), "--cache-dir", str(cache)],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(url + "/", proc)
+    args = ["--checkpoint", vit_t_checkpoint, "--sam-checkpoint", vit_b_checkpoint, "--sam-model-type", "vit_b"]
+    with running_app(args, tmp_path_factory.mktemp("compare-app-cache")) as url:
         yield url
-    except Exception:
-        print(log_path.read_text()[-5000:])
-        raise
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="module")
