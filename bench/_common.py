@@ -183,3 +183,14 @@ def standin_or_given(checkpoint: Optional[str]) -> Path:
         subprocess.run([sys.executable, str(GOLDEN / "make_checkpoint.py"), str(GOLDEN / "vit_t_keys.json"),
                         str(out), "--seed", "0"], check=True)
     return out
+
+
+def bench_parser(description: str) -> "argparse.ArgumentParser":
+    """The arguments every benchmark takes: --checkpoint, --image, --model-type."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--checkpoint", required=True, help="vit_t checkpoint (mobile_sam.pt or a stand-in)")
+    parser.add_argument("--image", default="truck.jpg", help="a photo in examples/ or ../shared/samples, or a path")
+    parser.add_argument("--model-type", default="vit_t")
+    return parser

@@ -12,20 +12,16 @@ decoder, the per-image work when an embedding is set (its image cache). Medians 
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import BenchServer, chromium, emit, find_sample, machine, median  # noqa: E402
+from _common import BenchServer, bench_parser, chromium, emit, find_sample, machine, median  # noqa: E402
 from _decoders import client_info, decoder_files, default_cache_dir, encode, load_model  # noqa: E402
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--image", default="truck.jpg")
-    parser.add_argument("--model-type", default="vit_t")
+    parser = bench_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
     parser.add_argument("--json", action="store_true")

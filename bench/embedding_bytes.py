@@ -11,7 +11,6 @@ against the float32 embedding's masks (and float16 for reference).
 """
 from __future__ import annotations
 
-import argparse
 import io
 import sys
 import urllib.request
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import GOLDEN, BenchServer, emit, find_sample, machine  # noqa: E402
+from _common import BenchServer, GOLDEN, bench_parser, emit, find_sample, machine  # noqa: E402
 from _decoders import encode, load_model  # noqa: E402
 
 
@@ -64,10 +63,7 @@ def golden_mask_ious(sam, decode) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--image", default="truck.jpg")
-    parser.add_argument("--model-type", default="vit_t")
+    parser = bench_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 

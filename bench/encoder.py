@@ -10,22 +10,18 @@ reported, and `ratio` = ours_s / baseline_s. With --bf16 the opt-in bf16 autocas
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit, find_sample, machine, median, time_interleaved  # noqa: E402
+from _common import bench_parser, emit, find_sample, machine, median, time_interleaved  # noqa: E402
 from _decoders import default_cache_dir, load_model  # noqa: E402
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--image", default="truck.jpg")
-    parser.add_argument("--model-type", default="vit_t")
+    parser = bench_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--bf16", action="store_true", help="also time the opt-in bf16 autocast path")
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())

@@ -11,7 +11,6 @@ ours_s / baseline_s; the records are compared (count, boxes, mask IoU).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -19,15 +18,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit, find_sample, machine, median  # noqa: E402
+from _common import bench_parser, emit, find_sample, machine, median  # noqa: E402
 from _decoders import default_cache_dir, load_model  # noqa: E402
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--image", default="truck.jpg")
-    parser.add_argument("--model-type", default="vit_t")
+    parser = bench_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--points-per-side", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
