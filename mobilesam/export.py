@@ -41,7 +41,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 # Bump when the exported graphs change (names, semantics, exporter settings): it is part of the
 # cache file names of `cached_decoder`, so stale cached exports are never served.
 # 2: the "fast" variant (a per-image cache and a rearranged per-prompt graph, see `export_fast_decoder`).
-EXPORT_FORMAT_VERSION = 2
+# 3: the fast variant is saved with onnxruntime's graph optimisations already applied.
+EXPORT_FORMAT_VERSION = 3
 VARIANTS = ("official", "browser", "fast")
 EXPORTERS = ("auto", "torchscript", "dynamo")
 DEFAULT_OPSET = 17
@@ -501,8 +502,29 @@ def _compose_fast(image_model, prompt_mask_model, prompt_plain_model, cache_name
     return model
 
 
+def optimize_offline(path: PathLike) -> str:
+    """Rewrite the ONNX file at `path` with onnxruntime's graph optimisations applied (level
+    "extended": constant folding, redundant node removal, and the fusions onnxruntime-web would make
+    itself: GELU, MatMul+Add -> Gemm, MatMul+Transpose/Scale -> FusedMatMul, Gemm+activation). The
+    computation is the same (float32, fused kernels); what changes is that a browser session no longer
+    spends the optimiser's time on every page load (`bench/decoder_session.py`). Level "all" is not
+    used: its layout transforms (NCHWc) are specific to this machine's CPU. Returns a description
+    for the model's metadata."""
+    import onnxruntime
+
+    path = Path(path)
+    optimized = path.with_name(path.stem + ".optimized.onnx")
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = os.fspath(optimized)
+    options.log_severity_level = 3
+    onnxruntime.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+    os.replace(optimized, path)
+    return f"onnxruntime {onnxruntime.__version__} ORT_ENABLE_EXTENDED"
+
+
 def export_fast_decoder(sam: nn.Module, output_path: PathLike, *, opset: int = DEFAULT_OPSET,
-                        verify: bool = True) -> Path:
+                        verify: bool = True, optimize: bool = True) -> Path:
     """Export the "fast" browser decoder (mobilesam.utils.fast_decoder) to one self-contained ONNX file.
 
     Inputs: the browser variant's (`image_embeddings`, `point_coords`, `point_labels`, `mask_input`,
@@ -511,8 +533,9 @@ def export_fast_decoder(sam: nn.Module, output_path: PathLike, *, opset: int = D
     outputs the cache as `cache_*_out` (T = 4096) and empty `iou_predictions` / `low_res_masks`. Every
     later run with that cache decodes a prompt: `iou_predictions` [1,4], `low_res_masks` [1,4,256,256],
     as the browser variant (and the cache outputs are empty). Float32 throughout; the prompt graph
-    agrees with the eager decoder to float rounding. With `verify`, onnxruntime's outputs are compared
-    with PyTorch's (N=5 and N=1, with and without a mask input).
+    agrees with the eager decoder to float rounding. With `optimize` the file is saved with
+    onnxruntime's graph optimisations applied (`optimize_offline`). With `verify`, onnxruntime's outputs
+    (of the file as saved) are compared with PyTorch's (N=5 and N=1, with and without a mask input).
     """
     import onnx
 
@@ -548,11 +571,13 @@ def export_fast_decoder(sam: nn.Module, output_path: PathLike, *, opset: int = D
         composed = _compose_fast(*parts, CACHE_NAMES)
         tmp_file = tmp_dir / "model.onnx"
         onnx.save(composed, os.fspath(tmp_file))
+        optimized = optimize_offline(tmp_file) if optimize else "no"
         if verify:
             _verify_fast(tmp_file, sam)
         metadata = {"mobilesam.kind": "decoder", "mobilesam.variant": "fast",
                     "mobilesam.export_format_version": EXPORT_FORMAT_VERSION,
-                    "mobilesam.cache_inputs": ",".join(CACHE_NAMES), "mobilesam.exporter": "torchscript"}
+                    "mobilesam.cache_inputs": ",".join(CACHE_NAMES), "mobilesam.exporter": "torchscript",
+                    "mobilesam.optimized": optimized}
         _finish(tmp_dir, tmp_file, output, {}, metadata)
     logger.info("exported the fast decoder to %s", output)
     return output

@@ -2,7 +2,7 @@
 
     python onnx/export.py --model-type vit_t --checkpoint mobile_sam.pt --output sam_decoder.onnx \
         [--return-single-mask] [--quantize-out sam_decoder_quant.onnx] [--opset 17] \
-        [--use-stability-score] [--gelu-approximate] [--return-extra-metrics] [--variant official|browser]
+        [--use-stability-score] [--gelu-approximate] [--return-extra-metrics] [--variant official|browser|fast]
     python onnx/export.py --model-type vit_t --checkpoint mobile_sam.pt --output image_encoder.onnx --encoder
 
 Without --checkpoint the official weights are resolved (and downloaded, verified) by
@@ -32,9 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", default=None,
                         help="checkpoint path; default: the official weights via mobilesam.hub")
     parser.add_argument("--output", required=True, help="the ONNX file to write")
-    parser.add_argument("--variant", default="official", choices=("official", "browser"),
+    parser.add_argument("--variant", default="official", choices=("official", "browser", "fast"),
                         help="official: segment-anything's interface (masks at orig_im_size); browser: no "
-                             "orig_im_size, outputs iou_predictions [1,4] and low_res_masks [1,4,256,256]")
+                             "orig_im_size, outputs iou_predictions [1,4] and low_res_masks [1,4,256,256]; "
+                             "fast: the browser variant's outputs with a per-image cache (what the app "
+                             "serves; see the README)")
     parser.add_argument("--return-single-mask", action="store_true",
                         help="official variant: return only the best mask (the official selection rule)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17, minimum 11)")
@@ -72,6 +74,16 @@ def main(argv=None) -> int:
     if args.variant == "browser" and (args.return_single_mask or args.return_extra_metrics):
         build_parser().error("--variant browser always returns all four low-res masks; "
                              "--return-single-mask and --return-extra-metrics need --variant official")
+    if args.variant == "fast":
+        bad = [flag for flag, on in [("--return-single-mask", args.return_single_mask),
+                                     ("--return-extra-metrics", args.return_extra_metrics),
+                                     ("--use-stability-score", args.use_stability_score),
+                                     ("--gelu-approximate", args.gelu_approximate),
+                                     ("--quantize-out", args.quantize_out is not None),
+                                     ("--exporter dynamo", args.exporter == "dynamo")] if on]
+        if bad:
+            build_parser().error(f"{', '.join(bad)} do not apply to --variant fast (float32, TorchScript, "
+                                 f"the browser variant's interface)")
 
     from mobilesam import sam_model_registry
     from mobilesam.export import export_decoder, export_encoder, quantize_decoder
@@ -95,10 +107,11 @@ def main(argv=None) -> int:
         export_encoder(sam, args.output, opset=args.opset, exporter=args.exporter)
     else:
         print(f"Exporting the {args.variant} decoder to {args.output}...")
-        export_decoder(sam, args.output, variant=args.variant, return_single_mask=args.return_single_mask,
-                       opset=args.opset, gelu_approximate=args.gelu_approximate,
-                       use_stability_score=args.use_stability_score,
-                       return_extra_metrics=args.return_extra_metrics, exporter=args.exporter)
+        options = {} if args.variant == "fast" else dict(
+            return_single_mask=args.return_single_mask, gelu_approximate=args.gelu_approximate,
+            use_stability_score=args.use_stability_score, return_extra_metrics=args.return_extra_metrics,
+            exporter=args.exporter)
+        export_decoder(sam, args.output, variant=args.variant, opset=args.opset, **options)
         if args.quantize_out is not None:
             print(f"Quantizing the decoder to {args.quantize_out}...")
             quantize_decoder(args.output, args.quantize_out)

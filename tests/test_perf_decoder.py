@@ -117,6 +117,33 @@ def test_fast_decoder_interface(fast_exports):
         assert second[name + FAST_CACHE_SUFFIX].size == 0
 
 
+def _op_types(graph) -> set:
+    """(domain, op_type) of every node, subgraphs (the If branches) included."""
+    ops = set()
+    for node in graph.node:
+        ops.add((node.domain, node.op_type))
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                ops |= _op_types(attr.g)
+    return ops
+
+
+def test_fast_decoder_is_saved_optimized(fast_exports, vit_t_model, tmp_path):
+    """The file holds onnxruntime's fused graph (so the browser does not optimise it at every page
+    load); an export with optimize=False holds the plain exported ops instead."""
+    meta = {p.key: p.value for p in onnx.load(os.fspath(fast_exports["vit_t"])).metadata_props}
+    assert meta["mobilesam.optimized"].startswith("onnxruntime ")
+    ops = _op_types(onnx.load(os.fspath(fast_exports["vit_t"])).graph)
+    assert ("com.microsoft", "FusedMatMul") in ops and ("", "Erf") not in ops
+    from mobilesam.export import export_fast_decoder
+
+    plain = export_fast_decoder(vit_t_model, tmp_path / "plain.onnx", optimize=False, verify=False)
+    plain_model = onnx.load(os.fspath(plain))
+    assert {p.key: p.value for p in plain_model.metadata_props}["mobilesam.optimized"] == "no"
+    plain_ops = _op_types(plain_model.graph)
+    assert ("", "Erf") in plain_ops and not any(domain == "com.microsoft" for domain, _ in plain_ops)
+
+
 class _StubSam:
     """Just what decoder_dummy_inputs reads."""
 
@@ -143,11 +170,39 @@ def test_fast_variant_rejects_official_options(tmp_path, vit_t_model, option):
 
 
 def test_web_decoder_knows_the_cache_layout():
-    """web/decoder.js feeds the cache by name and shape; keep it in step with the exporter."""
-    source = (ROOT / "web" / "decoder.js").read_text()
+    """web/decoder-core.js feeds the cache by name and shape; keep it in step with the exporter."""
+    source = (ROOT / "web" / "decoder-core.js").read_text()
     names = re.search(r"export const CACHE_NAMES = \[([^\]]*)\]", source).group(1)
     assert [n.strip().strip('"') for n in names.split(",")] == list(CACHE_NAMES)
     dims = re.search(r"return name === \"cache_up\" \? \[tokens, 256\] : \[8, tokens, 16\];", source)
     assert dims is not None
     assert cache_shapes(7) == {"cache_t2i_k": (8, 7, 16), "cache_t2i_v": (8, 7, 16), "cache_i2t_q": (8, 7, 16),
                                "cache_up": (7, 256)}
+
+
+def test_cli_exports_the_fast_variant(tmp_path, vit_t_checkpoint, vit_t_model):
+    """`python onnx/export.py --variant fast` writes the app's decoder; it equals the PyTorch decoder."""
+    from test_onnx_export import run_cli
+
+    out = tmp_path / "fast.onnx"
+    run_cli("--model-type", "vit_t", "--checkpoint", str(vit_t_checkpoint), "--output", str(out), "--variant", "fast")
+    assert {p.key: p.value for p in onnx.load(os.fspath(out)).metadata_props}["mobilesam.variant"] == "fast"
+    inputs = _random_inputs(4, 0.0, seed=11)
+    iou, low_res, _ = run_fast_decoder(_session(out), {k: v.numpy() for k, v in inputs.items()})
+    with torch.no_grad():
+        want_iou, want_masks = decoder_module(vit_t_model, "browser")(**inputs)
+    np.testing.assert_allclose(low_res, want_masks.numpy(), atol=LOGIT_ATOL, rtol=0)
+    np.testing.assert_allclose(iou, want_iou.numpy(), atol=IOU_ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("flag", ["--return-single-mask", "--gelu-approximate", "--use-stability-score"])
+def test_cli_refuses_official_options_with_the_fast_variant(tmp_path, vit_t_checkpoint, flag):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "onnx/export.py", "--checkpoint", str(vit_t_checkpoint), "--output",
+                             str(tmp_path / "x.onnx"), "--variant", "fast", flag], cwd=ROOT, capture_output=True,
+                            text=True)
+    assert result.returncode == 2
+    assert f"{flag} do not apply to --variant fast" in result.stderr
+    assert not (tmp_path / "x.onnx").exists()
