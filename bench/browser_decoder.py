@@ -6,10 +6,11 @@ headless Chromium session through the same onnxruntime-web.
 Baseline: our export with segment-anything's official interface (fp32; with orig_im_size, so the
 masks come out resized to the original image size inside the graph, e.g. 1800×1200), in two forms:
 all four masks (`official`) and `--return-single-mask` (`official_single`, what the official web
-demo loads). Ours: the app's decoder code (web/decoder.js MaskModel) with the fast variant
-(fp32; the per-image cache is computed once when the embedding is set, not per prompt; outputs
-low-res logits, the page upsamples only the mask it shows). The browser variant (the previous
-default) is timed too. Every prompt set of the image (the golden prompts for truck.jpg) is decoded
+demo loads), run the way a page runs a model by itself (onnxruntime-web's worker proxy). Ours: the
+app's decoder code (web/decoder.js MaskModel, in its decoder worker where the embedding and cache
+stay) with the fast variant (fp32; the per-image cache is computed once when the embedding is set,
+not per prompt; outputs low-res logits, the page upsamples only the mask it shows). The browser
+variant (the previous default) is timed too. Every prompt set of the image (the golden prompts for truck.jpg) is decoded
 each round, baseline and ours interleaved; times are wall-clock per decode call as the page sees it
 (feeds, worker round trip, run), p50 over all prompts and rounds. `ratio` = ours / official_single.
 """

@@ -125,21 +125,35 @@ async function outputs(spec) {
   return out;
 }
 
-/** Time to a usable decoder session in a fresh page: ORT import + wasm start, model fetch, session create. */
+/**
+ * Time to a usable decoder session in a fresh page: decoder engine start (worker, onnxruntime-web
+ * import, WebAssembly runtime), model fetch, session create. With spec.embeddingUrl, then the
+ * per-image work; with spec.decodes, after spec.idleMs more (the page open, no photo chosen yet),
+ * that many decodes of a point prompt, each timed (spec.warmUp false: without the warm-up runs).
+ */
 async function sessionStart(spec) {
   const t0 = now();
-  const model = new MaskModel(config);
+  const model = new MaskModel({ ...config, warmUp: spec.warmUp !== false });
   await model.load(spec.url);
   const loaded = now();
   let prepared = null;
+  const decodes = [];
   if (spec.embeddingUrl) {
     const emb = await fetchEmbedding(spec.embeddingUrl);
+    if (spec.idleMs) await new Promise((r) => setTimeout(r, spec.idleMs));
     const t1 = now();
     await model.setEmbedding(emb, spec.info);
-    if (model.whenPrepared) await model.whenPrepared();
+    await model.whenPrepared();
     prepared = now() - t1;
+    const { width, height } = spec.info;
+    for (let i = 0; i < (spec.decodes || 0); i++) {
+      const t = now();
+      await model.decode({ points: [{ x: width * (0.3 + 0.04 * i), y: height / 2, label: 1 }], box: null });
+      decodes.push(now() - t);
+    }
   }
-  return { totalMs: loaded - t0, timings: model.loadTimings || null, prepareMs: prepared, ort: getOrtInfo() };
+  return { totalMs: loaded - t0, timings: model.loadTimings || null, prepareMs: prepared, decodes,
+    warmUp: model.warmUpResult, ort: getOrtInfo() };
 }
 
 window.bench = { ready: true, decode, outputs, sessionStart, crossOriginIsolated: globalThis.crossOriginIsolated };
