@@ -219,3 +219,61 @@ def test_share_link_reproduces_the_masks_and_segment_everything_draws_them(brows
     page.page.get_by_text("masks in").first.wait_for(timeout=120_000)
     page.page.locator("[data-testid=accordion-content] img").first.wait_for(timeout=30_000)
     page.shot("11-segment-everything")
+
+
+ENGINES_JS = """
+async () => {
+  const app = window.msam._app;
+  const { MaskModel } = await import('/web/decoder.js');
+  const { fetchEmbedding } = await import('/web/embedding.js');
+  const info = app.info;
+  const base64 = (bytes) => {
+    let s = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+    return btoa(s);
+  };
+  const prompts = { points: [{ x: info.width * 0.4, y: info.height * 0.55, label: 1 }], box: null };
+  const out = {};
+  for (const worker of [true, false]) {
+    const m = new MaskModel({ ...app.config, worker, warmUp: worker });
+    await m.load(app.config.decoderUrl);
+    if (worker) {  // no embedding yet: the warm-up runs all its decodes
+      const t0 = performance.now();
+      while (!m.warmUpResult && performance.now() - t0 < 60000) await new Promise((r) => setTimeout(r, 50));
+    }
+    const emb = await fetchEmbedding(info.embedding_url);
+    await m.setEmbedding(emb, info);
+    const first = await m.decode(prompts);
+    const again = await m.decode(prompts, first.lowRes.subarray(0, 65536));
+    out[worker ? 'worker' : 'page'] = {
+      provider: m.provider, warmUp: m.warmUpResult, embeddingKept: emb.length,
+      scores: Array.from(first.scores), refinedScores: Array.from(again.scores),
+      lowRes: base64(new Uint8Array(first.lowRes.buffer, 0, 4 * 65536)),
+    };
+  }
+  return out;
+}
+"""
+
+
+def test_decoder_worker_and_in_page_engine_agree(browser, app_url):
+    """The decoder worker (the app's default, with its warm-up runs) and the same engine in the page
+    (the fallback) give the same masks; the caller keeps its embedding array."""
+    page = Page(browser, app_url)
+    image = load_sample("groceries.jpg")
+    page.upload(SAMPLES / "groceries.jpg")
+    page.wait_image(image)
+    out = page.page.evaluate(ENGINES_JS)
+    worker, in_page = out["worker"], out["page"]
+    assert worker["provider"] == "wasm (worker)" and in_page["provider"] == "wasm"
+    assert worker["warmUp"]["runs"] == 6 and all(ms > 0 for ms in worker["warmUp"]["ms"])
+    assert in_page["warmUp"] is None
+    assert worker["embeddingKept"] == in_page["embeddingKept"] == 256 * 64 * 64
+    a = np.frombuffer(base64.b64decode(worker["lowRes"]), np.float32)
+    b = np.frombuffer(base64.b64decode(in_page["lowRes"]), np.float32)
+    assert a.shape == (65536,) and np.isfinite(a).all() and a.std() > 0
+    np.testing.assert_allclose(a, b, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(worker["scores"], in_page["scores"], atol=1e-5)
+    np.testing.assert_allclose(worker["refinedScores"], in_page["refinedScores"], atol=1e-5)
+    assert not page.errors, page.errors
+    page.page.close()

@@ -104,24 +104,26 @@ class PageBackend {
   }
 }
 
-let backendPromise = null;
+const backends = new Map(); // "auto" (worker, else the page) or "page" -> Promise of a backend
 
 /**
- * Start the decoder engine once (worker first, the page if a worker cannot start it) and resolve to
- * its backend. Starting means importing onnxruntime-web and starting its WebAssembly runtime, so
- * calling this early (page load) hides that time.
+ * Start the decoder engine once (in a worker; in the page if a worker cannot start it, or with
+ * config.worker false) and resolve to its backend. Starting means importing onnxruntime-web and
+ * starting its WebAssembly runtime, so calling this early (page load) hides that time.
  */
 export function startDecoderEngine(config) {
-  if (!backendPromise) {
-    backendPromise = (async () => {
+  const key = config.worker === false || typeof Worker === "undefined" ? "page" : "auto";
+  let p = backends.get(key);
+  if (!p) {
+    p = (async () => {
       const start = { ortBase: ortBaseUrl(config), ortBundle: config.ortBundle, threads: threadCount(config) };
+      const describe = (info, worker) => ({ ...info, worker, base: start.ortBase, bundle: start.ortBundle || "ort.wasm.min.mjs" });
       let workerError = null;
-      if (config.worker !== false && typeof Worker !== "undefined") {
+      if (key === "auto") {
         let backend = null;
         try {
           backend = new WorkerBackend();
-          const info = await backend.call("start", [start]);
-          ortInfo = { ...info, worker: true, base: start.ortBase, bundle: start.ortBundle || "ort.wasm.min.mjs" };
+          ortInfo = describe(await backend.call("start", [start]), true);
           return backend;
         } catch (e) {
           workerError = e;
@@ -131,16 +133,17 @@ export function startDecoderEngine(config) {
       }
       const backend = new PageBackend();
       try {
-        const info = await backend.call("start", [start]);
-        ortInfo = { ...info, worker: false, base: start.ortBase, bundle: start.ortBundle || "ort.wasm.min.mjs" };
+        const info = describe(await backend.call("start", [start]), false);
+        if (key === "auto" || !ortInfo) ortInfo = info;
       } catch (e) {
         throw workerError && !/onnxruntime/.test(errorText(e)) ? workerError : e;
       }
       return backend;
     })();
-    backendPromise.catch(() => { backendPromise = null; }); // allow a retry
+    p.catch(() => backends.delete(key)); // allow a retry
+    backends.set(key, p);
   }
-  return backendPromise;
+  return p;
 }
 
 let nextModelId = 1;
