@@ -4,10 +4,8 @@
 // and the fast decoder's per-image cache stay there, so a prompt sends only its points and gets its
 // masks back. Without worker support the same engine runs in the page.
 
-import { DecoderEngine, errorText } from "./decoder-core.js";
+import { DecoderEngine, EMBED_SIZE, errorText } from "./decoder-core.js";
 import { decoderPointInputs } from "./prompts.js";
-
-export { CACHE_NAMES, EMBED_SHAPE, EMBED_SIZE, LOW_RES_SIZE, cacheDims } from "./decoder-core.js";
 
 const ortPromises = new Map();
 let ortInfo = null;
@@ -219,7 +217,7 @@ export class MaskModel {
   setEmbedding(f32, info) {
     this.hasEmbedding = !!f32;
     this.info = f32 ? info : null;
-    if (f32 && f32.length !== 256 * 64 * 64) throw new Error(`embedding has ${f32.length} values, expected ${256 * 64 * 64}`);
+    if (f32 && f32.length !== EMBED_SIZE) throw new Error(`embedding has ${f32.length} values, expected ${EMBED_SIZE}`);
     if (!this.loading) return Promise.resolve();
     const p = (async () => {
       await this.loading;
