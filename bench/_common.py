@@ -137,6 +137,7 @@ class BenchServer:
             if time.time() > deadline:
                 raise RuntimeError("the benchmark server did not start")
             time.sleep(0.05)
+        app_server.ORT_FILES.wait_compressed(120)  # every page gets the runtime as the app serves it
         return self
 
     def __exit__(self, *exc) -> None:

@@ -7,6 +7,10 @@ Both include the whole set_image: Pillow resize to the 1024 long side, normalisa
 encoder. Calls are interleaved (baseline, ours, baseline, ...) after one warm-up each; medians are
 reported, and `ratio` = ours_s / baseline_s. With --bf16 the opt-in bf16 autocast path is timed too
 (not the app's default: see accel.py). The ONNX export (once per checkpoint, cached) is not timed.
+
+The float32 floor is printed too: the encoder's multiply-adds (torch.utils.flop_counter, 77.5
+GFLOP for vit_t at 1024×1024) at this machine's float32 matrix-product peak, measured in the same
+run (a 4096×4096 torch.mm, MKL, all threads): no float32 implementation can be faster than that.
 """
 from __future__ import annotations
 
@@ -53,6 +57,7 @@ def main(argv=None) -> int:
         fns["bf16"] = lambda: bf16.embed(image)
     load_before = machine()
     times = time_interleaved(fns, args.repeats)
+    floor = float32_floor(sam)
     reference = predictor.get_image_embedding().numpy()
     got, _ = ours.embed(image)
     out = {
@@ -64,6 +69,7 @@ def main(argv=None) -> int:
         "ratio": round(median(times["ours"]) / median(times["baseline"]), 4),
         "baseline_all_s": [round(t, 3) for t in times["baseline"]], "ours_all_s": [round(t, 3) for t in times["ours"]],
         "max_abs_embedding_diff": float(np.abs(got - reference).max()),
+        **floor, "floor_ratio": round(floor["float32_floor_s"] / median(times["baseline"]), 4),
         "machine_before": load_before, "machine_after": machine(),
     }
     if bf16 is not None:
@@ -81,9 +87,36 @@ def main(argv=None) -> int:
         lines.append(f"  opt-in bf16 autocast:            {out['bf16_s']:.3f} s   "
                      f"(max |diff| {out['bf16_max_abs_embedding_diff']:.1e}, ratio {out['bf16_ratio']:.3f})")
     lines += [f"  ratio ours / baseline: {out['ratio']:.3f}",
+              f"  float32 floor: {floor['encoder_gflop']:.1f} GFLOP at the measured float32 peak "
+              f"{floor['float32_peak_gflops']:.0f} GFLOP/s = {floor['float32_floor_s']:.3f} s "
+              f"(ratio {out['floor_ratio']:.3f})",
               f"  load average before/after: {load_before['loadavg']} / {out['machine_after']['loadavg']}"]
     emit(out, args.json, lines)
     return 0
+
+
+def float32_floor(sam) -> dict:
+    """The encoder's floating-point operations and this machine's float32 matrix-product peak
+    (best of 3 torch.mm of 4096×4096): their quotient bounds any float32 encoder from below."""
+    import time
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    size = sam.image_encoder.img_size
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        sam.image_encoder(torch.zeros(1, 3, size, size))
+    flop = counter.get_total_flops()
+    a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
+    a @ b
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    peak = 2 * 4096**3 / best
+    return {"encoder_gflop": round(flop / 1e9, 2), "float32_peak_gflops": round(peak / 1e9, 1),
+            "float32_floor_s": round(flop / peak, 4)}
 
 
 if __name__ == "__main__":

@@ -247,6 +247,7 @@ async () => {
     const again = await m.decode(prompts, first.lowRes.subarray(0, 65536));
     out[worker ? 'worker' : 'page'] = {
       provider: m.provider, warmUp: m.warmUpResult, embeddingKept: emb.length,
+      optimizationLevel: m.loadTimings.optimizationLevel,
       scores: Array.from(first.scores), refinedScores: Array.from(again.scores),
       lowRes: base64(new Uint8Array(first.lowRes.buffer, 0, 4 * 65536)),
     };
@@ -258,7 +259,8 @@ async () => {
 
 def test_decoder_worker_and_in_page_engine_agree(browser, app_url):
     """The decoder worker (the app's default, with its warm-up runs) and the same engine in the page
-    (the fallback) give the same masks; the caller keeps its embedding array."""
+    (the fallback) give the same masks; the caller keeps its embedding array; the fast decoder, saved
+    optimised, is loaded without onnxruntime-web's own optimisation."""
     page = Page(browser, app_url)
     image = load_sample("groceries.jpg")
     page.upload(SAMPLES / "groceries.jpg")
@@ -268,6 +270,8 @@ def test_decoder_worker_and_in_page_engine_agree(browser, app_url):
     assert worker["provider"] == "wasm (worker)" and in_page["provider"] == "wasm"
     assert worker["warmUp"]["runs"] == 6 and all(ms > 0 for ms in worker["warmUp"]["ms"])
     assert in_page["warmUp"] is None
+    # the app's fast decoder is saved optimised: onnxruntime-web does not optimise it again
+    assert worker["optimizationLevel"] == in_page["optimizationLevel"] == "disabled"
     assert worker["embeddingKept"] == in_page["embeddingKept"] == 256 * 64 * 64
     a = np.frombuffer(base64.b64decode(worker["lowRes"]), np.float32)
     b = np.frombuffer(base64.b64decode(in_page["lowRes"]), np.float32)

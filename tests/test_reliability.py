@@ -10,6 +10,7 @@ import json
 import logging
 import socket
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -274,6 +275,58 @@ def test_image_store_verifies_ids_and_rewrites_corrupted_files(tmp_path, caplog)
     assert np.array_equal(store.get(image_id), image)
     for bad in ("../" + image_id, image_id.upper(), image_id[:16], "0" * 31, "0" * 33, image_id + ".png"):
         assert store.path_of(bad) is None and store.get(bad) is None and not store.has(bad)
+
+
+def test_image_store_writes_later_and_knows_the_image_meanwhile(tmp_path, monkeypatch):
+    store = ImageStore(tmp_path)
+    image = np.random.default_rng(1).integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    image_id = image_id_of(image)
+    gate = threading.Event()
+    real_put = store.put
+    writes = []
+
+    def slow_put(*args):  # the PNG write, held until the test lets it go
+        writes.append(args[0])
+        gate.wait(10)
+        return real_put(*args)
+
+    monkeypatch.setattr(store, "put", slow_put)
+    store.put_later(image_id, image)
+    store.put_later(image_id, image)  # already queued: not written twice
+    assert store.has(image_id) and np.array_equal(store.get(image_id), image)
+    assert not (tmp_path / f"{image_id}.png").exists()
+    found = []
+    waiter = threading.Thread(target=lambda: found.append(store.path_of(image_id)))
+    waiter.start()
+    time.sleep(0.2)
+    assert waiter.is_alive() and not found  # path_of waits for the file...
+    gate.set()
+    waiter.join(10)
+    assert found == [tmp_path / f"{image_id}.png"]  # ...and returns it once written
+    store.wait_writes()
+    assert writes == [image_id]
+    with Image.open(found[0]) as im:
+        assert np.array_equal(np.asarray(im.convert("RGB")), image)
+    # a later change of the file is still caught (the check is by the file's bytes)
+    other = image.copy()
+    other[0, 0] ^= 0xFF
+    Image.fromarray(other).save(found[0], format="PNG")
+    assert store.path_of(image_id) is None and not found[0].exists()
+
+
+def test_image_store_background_write_failure_keeps_serving(tmp_path, monkeypatch, caplog):
+    store = ImageStore(tmp_path)
+    image = np.zeros((8, 8, 3), np.uint8)
+
+    def broken_put(*args):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(store, "put", broken_put)
+    with caplog.at_level(logging.WARNING, logger="mobilesam"):
+        store.put_later(image_id_of(image), image)
+        store.wait_writes()
+    assert "disk on fire" in caplog.text
+    assert store.path_of(image_id_of(image)) is None and not store.has(image_id_of(image))
 
 
 # --------------------------------------------------------------------------- failed writes

@@ -11,7 +11,7 @@ import { fetchEmbedding } from "./embedding.js";
 import { setCompare, dropCompare, cmpResultOf, renderCompare, compareState } from "./compare.js";
 import { buildUI, overlay, renderPaneLabels, renderThumbs, renderInfo } from "./ui.js";
 import { needsDecode, pump } from "./scheduler.js";
-import { getConfig, errText, normalizeInfo, loadImage } from "./util.js";
+import { getConfig, errText, normalizeInfo, loadPhoto } from "./util.js";
 
 // A prompt state. Each edit (point, box, clear) makes a new one linked to the previous
 // (undo goes back along `prev`); its decoder result is cached on it.
@@ -185,22 +185,22 @@ export class MsamApp {
     }
     this.setStatus("Loading image embedding…", "busy");
 
-    const imgP = info.image_url ? loadImage(info.image_url) : Promise.reject(new Error("image info has no image_url"));
+    // The photo and the embedding load at once; prompts need only the embedding, so the decoder
+    // gets it (and starts its per-image work) as soon as it arrives, whichever comes first.
+    const imgP = loadPhoto(info);
     const embP = fetchEmbedding(info.embedding_url);
-    imgP.catch(() => {});
     embP.catch(() => {});
-    // the comparison model's embedding and decoder load meanwhile
-    const cmpP = setCompare(this, info.compare, token);
-    try {
-      const img = await imgP;
+    const shownP = imgP.then((img) => {
       if (stale()) return;
       this.image = img;
       this.seg?.setImage(img, info.width, info.height);
       this.seg2?.setImage(img, info.width, info.height);
-    } catch (e) {
-      if (stale()) return;
-      this.setStatus(errText(e), "error");
-    }
+      this.render();
+    }, (e) => {
+      if (!stale()) this.setStatus(errText(e), "error");
+    });
+    // the comparison model's embedding and decoder load meanwhile
+    const cmpP = setCompare(this, info.compare, token);
     let f32;
     try {
       f32 = await embP;
@@ -224,6 +224,8 @@ export class MsamApp {
     this.ready = true;
     if (this.status.kind !== "error") this.setStatus("");
     this.render();
+    await shownP;
+    if (stale()) return;
     await cmpP; // prompts from a link are decoded by both models at once
     if (stale()) return;
 

@@ -31,6 +31,75 @@ export function errorText(e) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+function readVarint(bytes, pos) {
+  let value = 0;
+  let scale = 1;
+  for (;;) {
+    if (pos >= bytes.length) throw new Error("truncated varint");
+    const b = bytes[pos++];
+    value += (b & 0x7f) * scale;
+    if (b < 0x80) return [value, pos];
+    scale *= 128;
+  }
+}
+
+/** The string fields (field number -> text) of a protobuf message's bytes. */
+function protoStrings(bytes) {
+  const out = {};
+  let pos = 0;
+  while (pos < bytes.length) {
+    let tag, len;
+    [tag, pos] = readVarint(bytes, pos);
+    if ((tag & 7) !== 2) return out;
+    [len, pos] = readVarint(bytes, pos);
+    out[Math.floor(tag / 8)] = new TextDecoder().decode(bytes.subarray(pos, pos + len));
+    pos += len;
+  }
+  return out;
+}
+
+/**
+ * An ONNX model's metadata_props (ModelProto field 14) as {key: value}, read by walking the top-level
+ * fields only: the graph (field 7, nearly all of the bytes) is skipped by its length, not parsed.
+ * Returns {} for bytes that are not a well-formed model.
+ */
+export function onnxMetadata(bytes) {
+  const meta = {};
+  let pos = 0;
+  try {
+    while (pos < bytes.length) {
+      let tag, len;
+      [tag, pos] = readVarint(bytes, pos);
+      const wire = tag & 7;
+      if (wire === 0) [, pos] = readVarint(bytes, pos);
+      else if (wire === 1) pos += 8;
+      else if (wire === 5) pos += 4;
+      else if (wire === 2) {
+        [len, pos] = readVarint(bytes, pos);
+        if (pos + len > bytes.length) return {};
+        if (Math.floor(tag / 8) === 14) {
+          const entry = protoStrings(bytes.subarray(pos, pos + len));
+          if (entry[1] != null) meta[entry[1]] = entry[2] ?? "";
+        }
+        pos += len;
+      } else return {};
+    }
+  } catch {
+    return {};
+  }
+  return meta;
+}
+
+/**
+ * onnxruntime-web's graph optimisation level for a model: "disabled" for one saved already optimised
+ * (mobilesam/export.py optimize_offline writes "mobilesam.optimized": "onnxruntime <v> ORT_ENABLE_EXTENDED"),
+ * which then skips the optimiser's ~100 ms at session creation and runs as fast; "all" otherwise.
+ */
+export function graphOptimizationLevel(bytes) {
+  const done = onnxMetadata(bytes)["mobilesam.optimized"] || "";
+  return /ORT_ENABLE_(EXTENDED|ALL)\b/.test(done) ? "disabled" : "all";
+}
+
 export class DecoderEngine {
   constructor() {
     this.ort = null;
@@ -56,6 +125,7 @@ export class DecoderEngine {
       this._starting = (async () => {
         let base = config.ortBase;
         if (!base.endsWith("/")) base += "/";
+        const t0 = performance.now();
         let mod;
         try {
           mod = await import(/* webpackIgnore: true */ base + (config.ortBundle || "ort.wasm.min.mjs"));
@@ -67,6 +137,7 @@ export class DecoderEngine {
         ort.env.wasm.numThreads = Math.max(1, config.threads || 1);
         ort.env.wasm.proxy = false;
         ort.env.logLevel = "error";
+        const t1 = performance.now();
         const bytes = Uint8Array.from(atob(WARMUP_MODEL), (c) => c.charCodeAt(0));
         try {
           const s = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });
@@ -76,7 +147,8 @@ export class DecoderEngine {
         }
         this.ort = ort;
         this.info = { version: ort.env.versions?.web || "?", threads: ort.env.wasm.numThreads,
-          isolated: globalThis.crossOriginIsolated === true };
+          isolated: globalThis.crossOriginIsolated === true,
+          startMs: { import: t1 - t0, runtime: performance.now() - t1 } };
         return this.info;
       })();
       this._starting.catch(() => { this._starting = null; });
@@ -84,14 +156,15 @@ export class DecoderEngine {
     return this._starting;
   }
 
-  /** Create model `id`'s session from the ONNX bytes (after start). Resolves to {inputNames, fast, createMs}. */
+  /** Create model `id`'s session from the ONNX bytes (after start). Resolves to {inputNames, fast, createMs, optimizationLevel}. */
   async load(id, bytes) {
     if (!this._starting) throw new Error("onnxruntime-web is not started");
     await this._starting;
     return this._enqueue(async () => {
       const t0 = performance.now();
+      const level = graphOptimizationLevel(bytes);
       const session = await this.ort.InferenceSession.create(bytes, {
-        executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+        executionProviders: ["wasm"], graphOptimizationLevel: level });
       const missing = REQUIRED_INPUTS.filter((n) => !session.inputNames.includes(n));
       if (missing.length) {
         await session.release?.();
@@ -101,7 +174,7 @@ export class DecoderEngine {
       if (old) await old.session.release?.();
       const fast = CACHE_NAMES.every((n) => session.inputNames.includes(n));
       this.models.set(id, { session, fast, embedding: null, cache: null, generation: 0 });
-      return { inputNames: session.inputNames, fast, createMs: performance.now() - t0 };
+      return { inputNames: session.inputNames, fast, createMs: performance.now() - t0, optimizationLevel: level };
     });
   }
 

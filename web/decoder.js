@@ -194,7 +194,8 @@ export class MaskModel {
       this.backend = backend;
       this.fast = res.fast;
       this.provider = backend.inPage ? "wasm" : "wasm (worker)";
-      this.loadTimings = { fetchMs: t1 - t0, createMs: performance.now() - t1, bytes: res.bytes };
+      this.loadTimings = { fetchMs: t1 - t0, createMs: performance.now() - t1, sessionMs: res.createMs,
+        optimizationLevel: res.optimizationLevel, bytes: res.bytes };
       if (!backend.inPage && this.config.warmUp !== false) {
         // in the background; a real embedding stops it (and queues behind at most one of its runs)
         backend.call("warmUp", [this.id]).then((w) => { this.warmUpResult = w; }, () => {});

@@ -65,6 +65,24 @@ export function loadImage(url) {
   });
 }
 
+/**
+ * The photo for image info `info`: the uploaded file itself when the server says a browser shows it
+ * as the server read it (`display_url`: the page has just sent it, so it is at hand), checked by its
+ * size; otherwise, or if that fails, the server's lossless PNG copy (`image_url`).
+ */
+export async function loadPhoto(info) {
+  if (info.display_url) {
+    try {
+      const img = await loadImage(info.display_url);
+      if (img.naturalWidth === info.width && img.naturalHeight === info.height) return img;
+    } catch {
+      // fall back to the PNG
+    }
+  }
+  if (!info.image_url) throw new Error("image info has no image_url");
+  return loadImage(info.image_url);
+}
+
 export function el(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {

@@ -89,7 +89,7 @@ class Engine:
         cached = self.cache.get(image_id)
         if cached is not None:
             if not self.store.has(image_id):  # pruned, or removed as corrupted: store it again
-                self.store.put(image_id, image)
+                self.store.put_later(image_id, image)
             return cached
         # Always on the same thread: the encoder's large temporary buffers then come from one malloc
         # arena, instead of each request thread keeping its own few hundred MB once it has encoded.
@@ -107,7 +107,7 @@ class Engine:
         encoded = EncodedImage(image_id, image.shape[0], image.shape[1], input_size[0], input_size[1],
                                embedding, elapsed_ms)
         self.cache.put(image_id, encoded)
-        self.store.put(image_id, image)
+        self.store.put_later(image_id, image)  # PNG compression (~0.1 s) after the reply, not before
         return encoded
 
     def predictor_for(self, encoded: EncodedImage) -> SamPredictor:

@@ -8,6 +8,7 @@ import logging
 import os
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -18,7 +19,7 @@ from ..utils.sa1b import sa1b_json
 from . import api
 from . import compare as cmp
 from .engine import EncodedImage, Engine
-from .images import ImageLoadError, load_rgb_image
+from .images import ImageLoadError, browser_shows_as_loaded, load_rgb_image
 from .render import overlay_masks
 from .store import is_image_id
 
@@ -78,15 +79,18 @@ class Handlers:
         image = self._load(path)
         progress(0.2, desc=f"Encoding with {cmp.label(self.engine.model_type)}")
         encoded = self.engine.encode(image)
+        display = {"display_url": gradio_file_url(path)} if browser_shows_as_loaded(path) else {}
         if not compare_on:
             progress(1.0, desc="Done")
-            return json.dumps(self._client_info(encoded)), encoded.image_id, False, cmp.HELP
+            return json.dumps({**self._client_info(encoded), **display}), encoded.image_id, False, cmp.HELP
         try:
             sam = self._sam_encode(compare_model, image, encoded.image_id, progress)
         except gr.Error as exc:  # MobileSAM still works: leave compare mode, say why
             gr.Warning(str(exc.message))
-            return json.dumps(self._client_info(encoded)), encoded.image_id, False, _failed_status(exc)
-        return json.dumps(self._client_info(encoded, sam)), encoded.image_id, True, self._compare_status(encoded, sam)
+            return (json.dumps({**self._client_info(encoded), **display}), encoded.image_id, False,
+                    _failed_status(exc))
+        return (json.dumps({**self._client_info(encoded, sam), **display}), encoded.image_id, True,
+                self._compare_status(encoded, sam))
 
     def restore_from_link(self, request: gr.Request, progress=gr.Progress(track_tqdm=True)):
         """Page opened from a shared link (?image=<id>&...[&compare=vit_b]): re-encode that stored image,
@@ -334,6 +338,11 @@ def _encoder_params(engine: Engine) -> int:
     if count is None:
         count = sum(p.numel() for p in engine.model.image_encoder.parameters())
     return int(count)
+
+
+def gradio_file_url(path: str) -> str:
+    """Where Gradio serves an uploaded file (the page fetched it already for the upload's preview)."""
+    return "/gradio_api/file=" + urllib.parse.quote(str(path))
 
 
 def _file_path(image_file) -> str:

@@ -51,6 +51,25 @@ def load_rgb_image(source: Union[str, os.PathLike, bytes], max_pixels: int = DEF
     return to_rgb_array(image)
 
 
+# Files a browser shows as load_rgb_image reads them: 8-bit RGB or gray, one frame, no alpha, in a
+# format every browser decodes (EXIF orientation is applied by both).
+BROWSER_FORMATS = {"JPEG", "PNG", "WEBP"}
+BROWSER_MODES = {"RGB", "L"}
+
+
+def browser_shows_as_loaded(path: Union[str, os.PathLike]) -> bool:
+    """Whether a browser would show the file at `path` as the same picture (size, orientation) as
+    `load_rgb_image` reads it, so the page may display the uploaded file itself (which it has just
+    sent) instead of the server's PNG copy. Reads only the header; False for anything unusual (CMYK,
+    16-bit, alpha, palette, animation, other formats), which the page then gets as PNG."""
+    try:
+        with Image.open(path) as image:
+            return (image.format in BROWSER_FORMATS and image.mode in BROWSER_MODES
+                    and not getattr(image, "is_animated", False) and "transparency" not in image.info)
+    except Exception:
+        return False
+
+
 def _read_bytes(source, max_bytes: int) -> bytes:
     if isinstance(source, (bytes, bytearray)):
         data = bytes(source)
