@@ -1,0 +1,105 @@
+"""How the app serves the page's files and photos: static files from memory with Brotli/gzip copies
+(mobilesam/demo/server.py MemoryFiles), and which uploads the page may show from the file it sent
+(mobilesam/demo/images.py browser_shows_as_loaded)."""
+import gzip
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from mobilesam.demo import server
+from mobilesam.demo.images import browser_shows_as_loaded, load_rgb_image
+
+
+def _client(folder):
+    files = server.MemoryFiles(folder, {".wasm": "application/wasm", ".js": "text/javascript"})
+
+    def route(request):
+        return files.response(request, request.path_params["name"]) or server._not_found()
+
+    return files, TestClient(Starlette(routes=[Route("/f/{name}", route)]))
+
+
+def test_memory_files_are_served_compressed_once_ready(tmp_path):
+    data = bytes(range(256)) * 2000  # 512 KB, compressible
+    (tmp_path / "rt.wasm").write_bytes(data)
+    files, client = _client(tmp_path)
+    r = client.get("/f/rt.wasm", headers={"Accept-Encoding": "br"})  # first request: compression starts
+    assert r.status_code == 200 and r.content == data and r.headers["content-type"] == "application/wasm"
+    files.wait_compressed()
+    for coding in ("br", "gzip"):
+        r = client.get("/f/rt.wasm", headers={"Accept-Encoding": f"{coding}, identity"})
+        assert r.headers["content-encoding"] == coding and "Accept-Encoding" in r.headers["vary"]
+        assert int(r.headers["content-length"]) < len(data) // 10
+        assert r.content == data  # the client decoded it: the same bytes
+    r = client.get("/f/rt.wasm", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in r.headers and r.content == data
+    r = client.get("/f/rt.wasm", headers={"Accept-Encoding": "gzip;q=0, deflate"})
+    assert "content-encoding" not in r.headers and r.content == data
+
+
+def test_memory_files_follow_changes_and_refuse_other_names(tmp_path):
+    (tmp_path / "a.js").write_text("export const v = 1;\n" * 100)
+    files, client = _client(tmp_path)
+    assert client.get("/f/a.js").text.startswith("export const v = 1;")
+    files.wait_compressed()
+    (tmp_path / "a.js").write_text("export const v = 2;\n" * 100)
+    os.utime(tmp_path / "a.js", ns=(1, 1))  # a different mtime, whatever the clock's resolution
+    r = client.get("/f/a.js", headers={"Accept-Encoding": "gzip"})
+    assert r.text.startswith("export const v = 2;")  # not the old file's compressed copy
+    (tmp_path / "x.py").write_text("secret")
+    for name in ("x.py", "missing.js", "..%2Fa.js", ".hidden.js"):
+        assert client.get(f"/f/{name}").status_code == 404
+
+
+def test_compressed_copies_decode_to_the_file():
+    data = os.urandom(1000) * 50
+    copies = server._compressed_copies(data)
+    assert gzip.decompress(copies["gzip"]) == data
+    brotli = pytest.importorskip("brotli")
+    assert brotli.decompress(copies["br"]) == data
+
+
+@pytest.mark.parametrize("header,coding,expected", [
+    ("gzip, deflate, br, zstd", "br", True), ("GZIP", "gzip", True), ("gzip;q=0.5", "gzip", True),
+    ("gzip;q=0", "gzip", False), ("br;q=0.0", "br", False), ("identity", "gzip", False), ("", "br", False),
+    ("gzip;q=bad", "gzip", False)])
+def test_accept_encoding(header, coding, expected):
+    assert server.accepts_encoding(header, coding) is expected
+
+
+def _save(tmp_path, name, image, **kwargs):
+    path = tmp_path / name
+    image.save(path, **kwargs)
+    return path
+
+
+def test_which_uploads_the_page_shows_from_its_own_file(tmp_path):
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 40, 3), dtype=np.uint8))
+    shown = [_save(tmp_path, "a.jpg", rgb, quality=90), _save(tmp_path, "a.png", rgb),
+             _save(tmp_path, "a.webp", rgb, lossless=True), _save(tmp_path, "g.png", rgb.convert("L"))]
+    exif = rgb.getexif()
+    exif[0x0112] = 6  # rotated: browsers apply EXIF orientation as load_rgb_image does
+    shown.append(_save(tmp_path, "rot.jpg", rgb, exif=exif))
+    for path in shown:
+        assert browser_shows_as_loaded(path), path.name
+    hidden = [_save(tmp_path, "rgba.png", rgb.convert("RGBA")), _save(tmp_path, "cmyk.jpg", rgb.convert("CMYK")),
+              _save(tmp_path, "p.png", rgb.convert("P")), _save(tmp_path, "a.gif", rgb),
+              _save(tmp_path, "a.bmp", rgb), _save(tmp_path, "a.tiff", rgb),
+              _save(tmp_path, "anim.webp", rgb, save_all=True, append_images=[rgb.rotate(90)]),
+              _save(tmp_path, "i16.png", Image.fromarray(np.full((8, 8), 40000, np.uint16)))]
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 not really")
+    hidden.append(tmp_path / "bad.jpg")
+    hidden.append(tmp_path / "missing.jpg")
+    for path in hidden:
+        assert not browser_shows_as_loaded(path), path.name
+    # what the page shows from the file it sent is the picture the server segments (size, orientation)
+    for path in shown:
+        with Image.open(path) as im:
+            w, h = im.size
+        expected = (w, h) if path.name != "rot.jpg" else (h, w)
+        assert load_rgb_image(str(path)).shape[:2] == expected[::-1]
