@@ -10,6 +10,10 @@ input's `change` event: the embedding ready in the page (upload, server encode, 
 decode, the fast decoder's per-image cache), then a click at the photo's centre decoded and drawn
 (two animation frames after the decode). Reports the median of the trials.
 
+Also reported: when the app's page, opened fresh, starts loading the decoder, has it ready, and
+shows the upload control (times from navigation start; the control is polled, so that one is late
+by up to the polling interval).
+
 The table has no baseline for this row (target: 1.0 s); as a reference the same is measured with the
 app's encoder set to PyTorch float32 eager (MOBILESAM_ENCODER=torch, the official computation), so
 `baseline_s` / `ratio` compare the two (--no-baseline skips it).
@@ -115,6 +119,11 @@ def measure(args, photos, encoder: str):
             page.wait_for_function("() => window.msam && typeof window.msam.getState === 'function'",
                                    timeout=120_000)
             upload = page.locator("#msam-upload input[type=file], input[type=file]").first
+            upload.wait_for(state="attached", timeout=120_000)
+            ui_ready_ms = page.evaluate("() => performance.now()")  # the upload control is there
+            page.wait_for_function("() => window.msam._app.model && window.msam._app.model.loadTimings",
+                                   timeout=120_000)
+            page_open = {"ui_ready_ms": ui_ready_ms, **page.evaluate("() => window.msam._app.model.loadTimings")}
             warm = find_sample(args.warmup_image)
             page.evaluate(WATCH, image_id_of(load_rgb_image(str(warm))))
             upload.set_input_files(str(warm))
@@ -129,7 +138,7 @@ def measure(args, photos, encoder: str):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
-    return results, errors, ready
+    return results, errors, ready, page_open
 
 
 def main(argv=None) -> int:
@@ -162,7 +171,7 @@ def main(argv=None) -> int:
             path = find_sample(args.image)
         photos.append((path, image_id_of(load_rgb_image(str(path)))))
 
-    results, errors, ready = measure(args, photos, encoder="")
+    results, errors, ready, page_open = measure(args, photos, encoder="")
     base_results = []
     if args.baseline:
         # new content again (the server's embedding cache persists only per process, but be safe)
@@ -172,7 +181,7 @@ def main(argv=None) -> int:
             p = tmp / f"baseline{k}.jpg"
             Image.fromarray(img).save(p, quality=92)
             base_photos.append((p, image_id_of(load_rgb_image(str(p)))))
-        base_results, _, _ = measure(args, base_photos, encoder="torch")
+        base_results, _, _, _ = measure(args, base_photos, encoder="torch")
 
     totals = [(r["marks"]["drawn"] - r["marks"]["change"]) / 1000 for r in results]
     to_ready = [(r["marks"]["ready"] - r["marks"]["change"]) / 1000 for r in results]
@@ -190,7 +199,10 @@ def main(argv=None) -> int:
         "first_decode_ms": [r["lastDecodeMs"] for r in results], "all_s": [round(t, 3) for t in totals],
         "embedding_url_suffix": results[0]["embeddingUrl"].rsplit(".", 1)[-1] if results else None,
         "decoder": results[0]["provider"] if results else None, "encoder_export_ready": ready,
-        "masks_drawn": all(r["hasMask"] for r in results), "page_errors": errors[:5], "machine": machine(),
+        "masks_drawn": all(r["hasMask"] for r in results),
+        "page_open": {"decoder_start_s": round(page_open["startedAt"] / 1000, 3),
+                      "decoder_ready_s": round(page_open["readyAt"] / 1000, 3),
+                      "upload_control_s": round(page_open["ui_ready_ms"] / 1000, 3)}, "page_errors": errors[:5], "machine": machine(),
     }
     lines = [
         f"first mask after choosing {out['image']} ({out['size'][0]}x{out['size'][1]}), app in headless Chromium, "
@@ -203,6 +215,8 @@ def main(argv=None) -> int:
         f"  reference, PyTorch float32 encoder:          "
         + (f"{baseline_s:.3f} s (encode {out['baseline_server_encode_ms']} ms); ratio {out['ratio']:.3f}"
            if baseline_s else "not measured"),
+        f"  page open (navigation start) -> decoder loading {out['page_open']['decoder_start_s']:.3f} s, decoder ready "
+        f"{out['page_open']['decoder_ready_s']:.3f} s; upload control there (seen at) {out['page_open']['upload_control_s']:.3f} s",
         f"  embedding format .{out['embedding_url_suffix']}, decoder {out['decoder']}, load {out['machine']['loadavg']}",
     ]
     emit(out, args.json, lines)

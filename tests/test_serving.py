@@ -103,3 +103,101 @@ def test_which_uploads_the_page_shows_from_its_own_file(tmp_path):
             w, h = im.size
         expected = (w, h) if path.name != "rot.jpg" else (h, w)
         assert load_rgb_image(str(path)).shape[:2] == expected[::-1]
+
+
+# --------------------------------------------------------------------------- one encode per upload
+
+def test_single_flight_shares_concurrent_calls_and_recent_results():
+    import threading
+    import time
+
+    from mobilesam.demo.handlers import SingleFlight
+
+    flight = SingleFlight(ttl_s=0.5)
+    calls = []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.2)
+        return len(calls)
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(flight.run("a", slow))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [1, 1, 1] and len(calls) == 1
+    assert flight.run("a", slow) == 1 and flight.run("b", slow) == 2  # kept for a; b is its own call
+    time.sleep(0.6)
+    assert flight.run("a", slow) == 3  # expired: computed again
+
+    def broken():
+        calls.append(1)
+        raise ValueError("bad file")
+
+    for _ in range(2):  # a failure is raised to its callers and not kept
+        with pytest.raises(ValueError, match="bad file"):
+            flight.run("c", broken)
+    assert len(calls) == 5
+
+
+def test_two_events_for_one_upload_read_and_encode_it_once(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from mobilesam.demo import handlers as handlers_mod
+
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(photo)
+    loads, encodes = [], []
+
+    class Engine:
+        model_type = "vit_t"
+
+        def encode(self, image):
+            encodes.append(image.shape)
+            time.sleep(0.3)  # the second event arrives while the first one encodes
+            return object()
+
+    h = handlers_mod.Handlers.__new__(handlers_mod.Handlers)
+    h.engine, h._uploads = Engine(), handlers_mod.SingleFlight()
+    real_load = handlers_mod.Handlers._load
+    monkeypatch.setattr(handlers_mod.Handlers, "_load", staticmethod(lambda p: loads.append(p) or real_load(p)))
+    out = []
+    threads = [threading.Thread(target=lambda: out.append(h._encode_upload_once(str(photo), lambda *a, **k: None)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(loads) == 1 and encodes == [(24, 32, 3)]
+    assert out[0][0] is out[1][0]  # the same encoding
+    assert sorted(image is None for _, image in out) == [False, True]  # the image only for the caller that read it
+
+
+# --------------------------------------------------------------------------- head written into the page
+
+def test_head_is_written_into_the_index_html_only():
+    from starlette.responses import HTMLResponse, PlainTextResponse, Response
+
+    head = server.page_head({"decoderUrl": "/msam/models/d.onnx", "ortBase": "/web/ort/"})
+    page = "<!doctype html><html><head lang='en'><title>x</title></head><body>app</body></html>"
+    app = Starlette(routes=[
+        Route("/", lambda r: HTMLResponse(page)),
+        Route("/other", lambda r: HTMLResponse(page)),
+        Route("/gz", lambda r: Response(b"<head>", media_type="text/html", headers={"Content-Encoding": "gzip"})),
+        Route("/text", lambda r: PlainTextResponse("<head>"))],
+        middleware=server.middleware(head))
+    client = TestClient(app)
+    r = client.get("/")
+    assert r.status_code == 200 and int(r.headers["content-length"]) == len(r.content)
+    assert r.text.startswith("<!doctype html><html><head lang='en'>\n" + head)
+    assert r.text.endswith("<title>x</title></head><body>app</body></html>") and r.text.count("/web/main.js") == 1
+    assert r.headers["cross-origin-embedder-policy"] == "require-corp"  # isolation headers still there
+    assert client.get("/other").text == page
+    assert client.get("/text").text == "<head>"
+    assert client.post("/").status_code == 405
+    # without a head, only the isolation headers
+    plain = TestClient(Starlette(routes=[Route("/", lambda r: HTMLResponse(page))], middleware=server.middleware()))
+    assert plain.get("/").text == page

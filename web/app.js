@@ -128,8 +128,19 @@ export class MsamApp {
 
   // ------------------------------------------------------------------ image
 
-  async setImage(infoArg, prompts) {
+  setImage(infoArg, prompts) {
+    // Gradio may hand over the same image info twice in a row: the load in flight goes on.
+    const key = typeof infoArg === "string" ? infoArg : JSON.stringify(infoArg ?? null);
+    const inFlight = this._inFlight;
+    if (inFlight && inFlight.key === key && prompts == null && inFlight.token === this.loadToken) return inFlight.promise;
     const token = ++this.loadToken;
+    const promise = this._loadImage(infoArg, prompts, token);
+    this._inFlight = { key, token, promise };
+    promise.finally(() => { if (this._inFlight?.promise === promise) this._inFlight = null; });
+    return promise;
+  }
+
+  async _loadImage(infoArg, prompts, token) {
     let done;
     this.loading = new Promise((r) => { done = r; });
     try {

@@ -159,7 +159,7 @@ export class MaskModel {
     this.info = null;
     this.fast = false; // the session is the fast decoder (takes an image cache)
     this.prepareMs = null; // fast decoder: time of the last per-image run
-    this.loadTimings = null; // {fetchMs, createMs, bytes} of the last load
+    this.loadTimings = null; // {fetchMs, createMs, sessionMs, startedAt, readyAt, optimizationLevel, bytes} of the last load
     this.warmUpResult = null; // {runs, ms} of the warm-up after load
     this._prepared = Promise.resolve();
   }
@@ -195,6 +195,7 @@ export class MaskModel {
       this.fast = res.fast;
       this.provider = backend.inPage ? "wasm" : "wasm (worker)";
       this.loadTimings = { fetchMs: t1 - t0, createMs: performance.now() - t1, sessionMs: res.createMs,
+        startedAt: t0, readyAt: performance.now(),
         optimizationLevel: res.optimizationLevel, bytes: res.bytes };
       if (!backend.inPage && this.config.warmUp !== false) {
         // in the background; a real embedding stops it (and queues behind at most one of its runs)

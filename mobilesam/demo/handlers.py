@@ -7,8 +7,10 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 import urllib.parse
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -48,6 +50,7 @@ class Handlers:
             log.warning("output folder %s is not usable (%s); writing outputs to %s", self.output_dir, exc, fallback)
             self.output_dir = fallback
         self._pruned_at = 0.0
+        self._uploads = SingleFlight()
 
     # ---- routes' lookups -------------------------------------------------------------
     def embedding_bytes(self, model_type: str, image_id: str) -> Optional[bytes]:
@@ -76,13 +79,15 @@ class Handlers:
         if not path:
             return json.dumps(None), None, bool(compare_on), self._compare_idle_status(compare_on, compare_model)
         progress(0.05, desc="Reading image")
-        image = self._load(path)
-        progress(0.2, desc=f"Encoding with {cmp.label(self.engine.model_type)}")
-        encoded = self.engine.encode(image)
+        encoded, image = self._encode_upload_once(path, progress)
         display = {"display_url": gradio_file_url(path)} if browser_shows_as_loaded(path) else {}
         if not compare_on:
             progress(1.0, desc="Done")
             return json.dumps({**self._client_info(encoded), **display}), encoded.image_id, False, cmp.HELP
+        if image is None:
+            image = self.engine.store.get(encoded.image_id)
+            if image is None:
+                image = self._load(path)
         try:
             sam = self._sam_encode(compare_model, image, encoded.image_id, progress)
         except gr.Error as exc:  # MobileSAM still works: leave compare mode, say why
@@ -91,6 +96,26 @@ class Handlers:
                     _failed_status(exc))
         return (json.dumps({**self._client_info(encoded, sam), **display}), encoded.image_id, True,
                 self._compare_status(encoded, sam))
+
+    def _encode_upload_once(self, path: str, progress) -> Tuple[EncodedImage, Optional[np.ndarray]]:
+        """Read and encode an uploaded file once, however many events ask for it (Gradio fires
+        `change` twice for one upload: the second call used to decode the photo again while the
+        first one encoded, on the same cores). Returns (encoded, image); image is None for a caller
+        that got the result of another call (the store has it, from memory until written)."""
+        try:
+            st = os.stat(path)
+            key = (str(path), st.st_size, st.st_mtime_ns)
+        except OSError:
+            key = None
+        holder = {}
+
+        def work() -> EncodedImage:
+            holder["image"] = image = self._load(path)
+            progress(0.2, desc=f"Encoding with {cmp.label(self.engine.model_type)}")
+            return self.engine.encode(image)
+
+        encoded = work() if key is None else self._uploads.run(key, work)
+        return encoded, holder.get("image")
 
     def restore_from_link(self, request: gr.Request, progress=gr.Progress(track_tqdm=True)):
         """Page opened from a shared link (?image=<id>&...[&compare=vit_b]): re-encode that stored image,
@@ -338,6 +363,40 @@ def _encoder_params(engine: Engine) -> int:
     if count is None:
         count = sum(p.numel() for p in engine.model.image_encoder.parameters())
     return int(count)
+
+
+class SingleFlight:
+    """`run(key, fn)`: concurrent calls with the same key share one call of `fn` (the others wait for
+    its result or its exception), and a result is returned again for `ttl_s` seconds after it is
+    made (Gradio's second event for an upload may come just after the first one's encode)."""
+
+    def __init__(self, ttl_s: float = 10.0) -> None:
+        self.ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._calls: Dict[object, Tuple[Future, float]] = {}
+
+    def run(self, key, fn):
+        now = time.monotonic()
+        with self._lock:
+            for k in [k for k, (f, t) in self._calls.items() if f.done() and now - t > self.ttl_s]:
+                del self._calls[k]
+            entry = self._calls.get(key)
+            owner = entry is None
+            if owner:
+                entry = self._calls[key] = (Future(), now)
+        future = entry[0]
+        if owner:
+            try:
+                result = fn()
+            except BaseException as exc:
+                with self._lock:  # a failure is not kept: the next call tries again
+                    self._calls.pop(key, None)
+                future.set_exception(exc)
+                raise
+            with self._lock:
+                self._calls[key] = (future, time.monotonic())  # kept ttl_s from now
+            future.set_result(result)
+        return future.result()
 
 
 def gradio_file_url(path: str) -> str:

@@ -65,6 +65,54 @@ class IsolationHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
+class EarlyHeadMiddleware:
+    """Writes the page's head additions (`page_head`) into the HTML of "/" as it is served.
+
+    Gradio adds a Blocks' `head` to the page only once its own JavaScript has started, about a
+    second after the page opens on these machines; written into the HTML, the decoder worker
+    starts right away and onnxruntime-web's runtime and the decoder download while Gradio boots.
+    Gradio's own copy, added later, changes nothing: the config is the same, the guarded stub keeps
+    the real API, and a module already run is not run again. Other responses pass untouched.
+    """
+
+    HEAD = re.compile(rb"<head(\s[^>]*)?>", re.IGNORECASE)
+
+    def __init__(self, app, head: str) -> None:
+        self.app = app
+        self.snippet = head.encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("method") != "GET" or scope.get("path") != "/":
+            return await self.app(scope, receive, send)
+        start = None
+        chunks = []
+
+        async def rewrite(message):
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            if message["type"] != "http.response.body" or start is None:
+                return await send(message)
+            chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            body = b"".join(chunks)
+            headers = list(start.get("headers", []))
+            names = {k.lower(): v for k, v in headers}
+            if (start.get("status") == 200 and names.get(b"content-type", b"").startswith(b"text/html")
+                    and b"content-encoding" not in names):
+                match = self.HEAD.search(body)
+                if match:
+                    body = body[:match.end()] + b"\n" + self.snippet + body[match.end():]
+                    headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+                    headers.append((b"content-length", str(len(body)).encode()))
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, rewrite)
+
+
 def ort_version() -> str:
     """The onnxruntime-web version pinned in web/package.json."""
     with open(WEB_DIR / "package.json") as f:
@@ -310,5 +358,7 @@ def _not_found(message: str = "not found") -> PlainTextResponse:
     return PlainTextResponse(message, status_code=404)
 
 
-def middleware() -> list:
-    return [Middleware(IsolationHeadersMiddleware)]
+def middleware(head: Optional[str] = None) -> list:
+    """The isolation headers on every response; with `head` (page_head's), that written into "/"."""
+    extra = [Middleware(EarlyHeadMiddleware, head=head)] if head else []
+    return [Middleware(IsolationHeadersMiddleware)] + extra
