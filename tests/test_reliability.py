@@ -314,6 +314,26 @@ def test_image_store_writes_later_and_knows_the_image_meanwhile(tmp_path, monkey
     assert store.path_of(image_id) is None and not found[0].exists()
 
 
+def test_image_store_write_waits_its_delay_unless_the_file_is_asked_for(tmp_path):
+    image = np.random.default_rng(2).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    image_id = image_id_of(image)
+    store = ImageStore(tmp_path, write_delay_s=0.5)
+    start = time.monotonic()
+    store.put_later(image_id, image)
+    time.sleep(0.25)
+    assert not (tmp_path / f"{image_id}.png").exists()  # not yet: the delay runs
+    deadline = time.monotonic() + 10
+    while store.has(image_id) and not (tmp_path / f"{image_id}.png").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert (tmp_path / f"{image_id}.png").exists() and time.monotonic() - start >= 0.5  # written after it
+    other = image[::-1].copy()
+    slow = ImageStore(tmp_path, write_delay_s=60)
+    slow.put_later(image_id_of(other), other)
+    start = time.monotonic()
+    assert slow.path_of(image_id_of(other)) == tmp_path / f"{image_id_of(other)}.png"  # asked for: written now
+    assert time.monotonic() - start < 10
+
+
 def test_image_store_background_write_failure_keeps_serving(tmp_path, monkeypatch, caplog):
     store = ImageStore(tmp_path)
     image = np.zeros((8, 8, 3), np.uint8)

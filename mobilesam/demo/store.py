@@ -12,7 +12,6 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Dict, Generic, Optional, Tuple, TypeVar
 
@@ -45,22 +44,26 @@ class ImageStore:
     Writes are atomic. When the folder is not writable the store keeps working without
     persistence (shared links then only work for the examples) and logs a warning once.
 
-    `put_later` writes in a background thread at the lowest CPU priority (PNG compression of a
-    1800×1200 photo takes ~0.1 s, which a new upload's reply should not wait for); until the file is written, `get` returns the
-    image from memory and `path_of` waits for the file. A file this store wrote or checked is not
-    decoded again to check it while its bytes are unchanged.
+    `put_later` writes in a background thread at the lowest CPU priority, `write_delay_s` later: PNG
+    compression of a 1800×1200 photo takes ~0.1 s, and writing it right after the upload's reply
+    made the page's first mask ~0.1 s later on 2 cores (bench/first_mask.py). Until the file is
+    written, `get` returns the image from memory and `path_of` has it written at once and waits
+    for it. A file this store wrote or checked is not decoded again to check it while its bytes are
+    unchanged.
     """
 
-    def __init__(self, root: Path, max_bytes: int = 512 * 2**20, max_age_s: float = 7 * 24 * 3600) -> None:
+    def __init__(self, root: Path, max_bytes: int = 512 * 2**20, max_age_s: float = 7 * 24 * 3600,
+                 write_delay_s: float = 2.0) -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
         self._lock = threading.Lock()
         self._warned = False
         self._failed_at = -float("inf")
-        self._pending: Dict[str, Tuple[np.ndarray, threading.Event]] = {}
+        self._pending: Dict[str, _PendingWrite] = {}
         self._checked: Dict[str, str] = {}  # image id -> SHA-256 of its file when written or verified
-        self._writer: Optional[ThreadPoolExecutor] = None
+        self._write_lock = threading.Lock()
+        self.write_delay_s = write_delay_s
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -71,11 +74,12 @@ class ImageStore:
         return image_id in self._pending or self._file(image_id) is not None
 
     def path_of(self, image_id: str, timeout: float = 30.0) -> Optional[Path]:
-        """The stored file of `image_id` if its pixels still match the id (waiting for a write in
-        progress); a corrupted file is removed."""
+        """The stored file of `image_id` if its pixels still match the id (a delayed write is done
+        now, and waited for); a corrupted file is removed."""
         pending = self._pending.get(image_id)
         if pending is not None:
-            pending[1].wait(timeout)
+            pending.needed.set()
+            pending.done.wait(timeout)
         return self._verified_file(image_id)
 
     def _verified_file(self, image_id: str) -> Optional[Path]:
@@ -98,34 +102,35 @@ class ImageStore:
             self._checked[image_id] = digest
 
     def put_later(self, image_id: str, image: np.ndarray) -> None:
-        """`put` in a background thread; meanwhile `get`/`has`/`path_of` already know the image."""
+        """`put` in a background thread at the lowest CPU priority, `write_delay_s` after the call
+        (or as soon as `path_of` asks for the file); meanwhile `get`/`has`/`path_of` know the image."""
         if not is_image_id(image_id):
             raise ValueError(f"not an image id: {image_id!r}")
         with self._lock:
             if image_id in self._pending:
                 return
-            done = threading.Event()
-            self._pending[image_id] = (image, done)
-            if self._writer is None:
-                self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mobilesam-store",
-                                                  initializer=lower_thread_priority)
+            pending = self._pending[image_id] = _PendingWrite(image)
 
         def write():
+            lower_thread_priority()
+            pending.needed.wait(self.write_delay_s)
             try:
-                self.put(image_id, image)
+                with self._write_lock:  # one PNG compression at a time
+                    self.put(image_id, image)
             except Exception as exc:  # never lose the server to a failed write
                 log.warning("storing image %s failed: %s", image_id, exc)
             finally:
                 with self._lock:
                     self._pending.pop(image_id, None)
-                done.set()
+                pending.done.set()
 
-        self._writer.submit(write)
+        threading.Thread(target=write, name="mobilesam-store", daemon=True).start()
 
     def wait_writes(self, timeout: float = 30.0) -> None:
-        """Block until the writes queued so far are done."""
-        for _, done in list(self._pending.values()):
-            done.wait(timeout)
+        """Do the delayed writes now and block until they are done."""
+        for pending in list(self._pending.values()):
+            pending.needed.set()
+            pending.done.wait(timeout)
 
     def _file(self, image_id: str) -> Optional[Path]:
         if not is_image_id(image_id):
@@ -168,7 +173,7 @@ class ImageStore:
     def get(self, image_id: str) -> Optional[np.ndarray]:
         pending = self._pending.get(image_id)
         if pending is not None:
-            return pending[0]
+            return pending.image
         path = self._file(image_id)
         return None if path is None else self._load_verified(path, image_id)
 
@@ -210,6 +215,15 @@ class ImageStore:
         if not self._warned:
             log.warning(message)
             self._warned = True
+
+
+class _PendingWrite:
+    """An image waiting to be written: `needed` cuts the delay short, `done` is set once written."""
+
+    def __init__(self, image: np.ndarray) -> None:
+        self.image = image
+        self.needed = threading.Event()
+        self.done = threading.Event()
 
 
 def lower_thread_priority() -> None:
