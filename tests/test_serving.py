@@ -85,13 +85,19 @@ def test_which_uploads_the_page_shows_from_its_own_file(tmp_path):
     exif = rgb.getexif()
     exif[0x0112] = 6  # rotated: browsers apply EXIF orientation as load_rgb_image does
     shown.append(_save(tmp_path, "rot.jpg", rgb, exif=exif))
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    lab = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()  # any profile but sRGB
+    shown.append(_save(tmp_path, "srgb.jpg", rgb, icc_profile=srgb))
     for path in shown:
         assert browser_shows_as_loaded(path), path.name
     hidden = [_save(tmp_path, "rgba.png", rgb.convert("RGBA")), _save(tmp_path, "cmyk.jpg", rgb.convert("CMYK")),
               _save(tmp_path, "p.png", rgb.convert("P")), _save(tmp_path, "a.gif", rgb),
               _save(tmp_path, "a.bmp", rgb), _save(tmp_path, "a.tiff", rgb),
               _save(tmp_path, "anim.webp", rgb, save_all=True, append_images=[rgb.rotate(90)]),
-              _save(tmp_path, "i16.png", Image.fromarray(np.full((8, 8), 40000, np.uint16)))]
+              _save(tmp_path, "i16.png", Image.fromarray(np.full((8, 8), 40000, np.uint16))),
+              _save(tmp_path, "other-profile.jpg", rgb, icc_profile=lab)]
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 not really")
     hidden.append(tmp_path / "bad.jpg")
     hidden.append(tmp_path / "missing.jpg")

@@ -7,7 +7,7 @@ files, non-images (SVG, HTML, text) and images over a pixel limit before decodin
 import io
 import os
 import warnings
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -51,8 +51,9 @@ def load_rgb_image(source: Union[str, os.PathLike, bytes], max_pixels: int = DEF
     return to_rgb_array(image)
 
 
-# Files a browser shows as load_rgb_image reads them: 8-bit RGB or gray, one frame, no alpha, in a
-# format every browser decodes (EXIF orientation is applied by both).
+# Files a browser shows as load_rgb_image reads them: 8-bit RGB or gray, one frame, no alpha, no
+# colour profile but sRGB (browsers convert others, load_rgb_image does not), in a format every
+# browser decodes (EXIF orientation is applied by both).
 BROWSER_FORMATS = {"JPEG", "PNG", "WEBP"}
 BROWSER_MODES = {"RGB", "L"}
 
@@ -61,13 +62,24 @@ def browser_shows_as_loaded(path: Union[str, os.PathLike]) -> bool:
     """Whether a browser would show the file at `path` as the same picture (size, orientation) as
     `load_rgb_image` reads it, so the page may display the uploaded file itself (which it has just
     sent) instead of the server's PNG copy. Reads only the header; False for anything unusual (CMYK,
-    16-bit, alpha, palette, animation, other formats), which the page then gets as PNG."""
+    16-bit, alpha, palette, animation, a colour profile other than sRGB, other formats), which the
+    page then gets as PNG."""
     try:
         with Image.open(path) as image:
             return (image.format in BROWSER_FORMATS and image.mode in BROWSER_MODES
-                    and not getattr(image, "is_animated", False) and "transparency" not in image.info)
+                    and not getattr(image, "is_animated", False) and "transparency" not in image.info
+                    and _is_srgb_or_none(image.info.get("icc_profile")))
     except Exception:
         return False
+
+
+def _is_srgb_or_none(icc: Optional[bytes]) -> bool:
+    if not icc:
+        return True
+    from PIL import ImageCms
+
+    description = ImageCms.ImageCmsProfile(io.BytesIO(icc)).profile.profile_description or ""
+    return "srgb" in description.lower()
 
 
 def _read_bytes(source, max_bytes: int) -> bytes:
