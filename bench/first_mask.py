@@ -212,7 +212,7 @@ def main(argv=None) -> int:
         f"  click -> mask drawn:                         {out['click_to_drawn_s']:.3f} s "
         f"(decode {out['first_decode_ms']} ms)",
         f"  total:                                       {out['ours_s']:.3f} s   (target <= 1.0 s) {out['all_s']}",
-        f"  reference, PyTorch float32 encoder:          "
+        "  reference, PyTorch float32 encoder:          "
         + (f"{baseline_s:.3f} s (encode {out['baseline_server_encode_ms']} ms); ratio {out['ratio']:.3f}"
            if baseline_s else "not measured"),
         f"  page open (navigation start) -> decoder loading {out['page_open']['decoder_start_s']:.3f} s, decoder ready "

@@ -4,7 +4,6 @@ Screenshots of each step are saved under test-output/e2e/ for a reviewer.
 """
 import base64
 import os
-from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np

@@ -1,6 +1,5 @@
 """The model matches the official MobileSAM / segment-anything outputs on stand-in checkpoints."""
 import numpy as np
-import pytest
 
 from conftest import golden_index, load_golden_prompt, load_sample, GOLDEN
 from mobilesam import SamPredictor

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Callable, Dict, Generic, Optional, Tuple, TypeVar
+from typing import Callable, Dict, Generic, Optional, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -146,7 +146,6 @@ class ImageStore:
         if existing is not None:
             try:
                 os.utime(existing)  # refresh its age
-                self._remember(existing, image_id)
             except OSError:
                 pass
             return existing
