@@ -43,46 +43,46 @@ function readVarint(bytes, pos) {
   }
 }
 
-/** The string fields (field number -> text) of a protobuf message's bytes. */
-function protoStrings(bytes) {
-  const out = {};
+/**
+ * The fields of a protobuf message's bytes, in order: [field number, bytes] for length-delimited
+ * ones (sub-messages and strings, not parsed), [field number, null] for numbers (skipped). Throws
+ * on malformed bytes.
+ */
+function* protoFields(bytes) {
   let pos = 0;
   while (pos < bytes.length) {
     let tag, len;
     [tag, pos] = readVarint(bytes, pos);
-    if ((tag & 7) !== 2) return out;
-    [len, pos] = readVarint(bytes, pos);
-    out[Math.floor(tag / 8)] = new TextDecoder().decode(bytes.subarray(pos, pos + len));
-    pos += len;
+    const field = Math.floor(tag / 8);
+    switch (tag & 7) {
+      case 0: [, pos] = readVarint(bytes, pos); yield [field, null]; break;
+      case 1: pos += 8; yield [field, null]; break;
+      case 5: pos += 4; yield [field, null]; break;
+      case 2:
+        [len, pos] = readVarint(bytes, pos);
+        if (pos + len > bytes.length) throw new Error("truncated field");
+        yield [field, bytes.subarray(pos, pos + len)];
+        pos += len;
+        break;
+      default: throw new Error("unsupported wire type");
+    }
   }
-  return out;
 }
 
 /**
- * An ONNX model's metadata_props (ModelProto field 14) as {key: value}, read by walking the top-level
- * fields only: the graph (field 7, nearly all of the bytes) is skipped by its length, not parsed.
- * Returns {} for bytes that are not a well-formed model.
+ * An ONNX model's metadata_props (ModelProto field 14: StringStringEntryProto, key 1, value 2) as
+ * {key: value}, read by walking the top-level fields only: the graph (field 7, nearly all of the
+ * bytes) is skipped by its length, not parsed. Returns {} for bytes that are not a well-formed model.
  */
 export function onnxMetadata(bytes) {
   const meta = {};
-  let pos = 0;
+  const text = new TextDecoder();
   try {
-    while (pos < bytes.length) {
-      let tag, len;
-      [tag, pos] = readVarint(bytes, pos);
-      const wire = tag & 7;
-      if (wire === 0) [, pos] = readVarint(bytes, pos);
-      else if (wire === 1) pos += 8;
-      else if (wire === 5) pos += 4;
-      else if (wire === 2) {
-        [len, pos] = readVarint(bytes, pos);
-        if (pos + len > bytes.length) return {};
-        if (Math.floor(tag / 8) === 14) {
-          const entry = protoStrings(bytes.subarray(pos, pos + len));
-          if (entry[1] != null) meta[entry[1]] = entry[2] ?? "";
-        }
-        pos += len;
-      } else return {};
+    for (const [field, value] of protoFields(bytes)) {
+      if (field !== 14 || !value) continue;
+      const entry = {};
+      for (const [f, v] of protoFields(value)) if (v) entry[f] = text.decode(v);
+      if (entry[1] != null) meta[entry[1]] = entry[2] ?? "";
     }
   } catch {
     return {};

@@ -194,8 +194,8 @@ export class MaskModel {
       this.backend = backend;
       this.fast = res.fast;
       this.provider = backend.inPage ? "wasm" : "wasm (worker)";
-      this.loadTimings = { fetchMs: t1 - t0, createMs: performance.now() - t1, sessionMs: res.createMs,
-        startedAt: t0, readyAt: performance.now(),
+      const t2 = performance.now();
+      this.loadTimings = { fetchMs: t1 - t0, createMs: t2 - t1, sessionMs: res.createMs, startedAt: t0, readyAt: t2,
         optimizationLevel: res.optimizationLevel, bytes: res.bytes };
       if (!backend.inPage && this.config.warmUp !== false) {
         // in the background; a real embedding stops it (and queues behind at most one of its runs)

@@ -166,6 +166,16 @@ def accepts_encoding(header: str, coding: str) -> bool:
     return False
 
 
+class _MemoryFile:
+    """A file's bytes as read at `mtime_ns`, and its compressed copies ({coding: bytes}) once made."""
+
+    def __init__(self, mtime_ns: int, data: bytes) -> None:
+        self.mtime_ns = mtime_ns
+        self.data = data
+        self.compressed: Dict[str, bytes] = {}
+        self.compressing = False
+
+
 class MemoryFiles:
     """Static files (the browser code, onnxruntime-web's runtime) served from memory, read once and
     again when a file's mtime changes, plus a compressed copy for browsers that accept it.
@@ -173,7 +183,8 @@ class MemoryFiles:
     onnxruntime-web's WebAssembly is 14.2 MB: Starlette's FileResponse sends it in 64 KB chunks at
     about 100 MB/s here (compiling it waits for those bytes), from memory it goes out about twice as
     fast, and Brotli makes it 2.7 MB (gzip 3.7 MB) for a real network. Compression runs once per file
-    in a background thread at the lowest CPU priority (1.8 s for the wasm); until it is done the file goes out uncompressed.
+    in a background thread at the lowest CPU priority (1.8 s for the wasm); until it is done the file
+    goes out uncompressed.
     """
 
     MIN_COMPRESS = 1024
@@ -181,51 +192,38 @@ class MemoryFiles:
     def __init__(self, folder: Path, suffixes: Dict[str, str]) -> None:
         self.folder = folder
         self.suffixes = suffixes
-        self._files: Dict[str, tuple] = {}  # name -> (mtime_ns, data, {coding: bytes})
+        self._files: Dict[str, _MemoryFile] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mobilesam-compress",
                                         initializer=lower_thread_priority)
-        self._pending: set = set()
 
-    def _entry(self, name: str) -> Optional[tuple]:
+    def _entry(self, name: str) -> Optional["_MemoryFile"]:
         if not SAFE_NAME.match(name) or Path(name).suffix not in self.suffixes:
             return None
         path = self.folder / name
         try:
             mtime = path.stat().st_mtime_ns
+            with self._lock:
+                entry = self._files.get(name)
+            if entry is None or entry.mtime_ns != mtime:
+                entry = _MemoryFile(mtime, path.read_bytes())
+                with self._lock:
+                    self._files[name] = entry
         except OSError:
             return None
-        with self._lock:
-            entry = self._files.get(name)
-        if entry is None or entry[0] != mtime:
-            try:
-                data = path.read_bytes()
-            except OSError:
-                return None
-            entry = (mtime, data, {})
+        if len(entry.data) >= self.MIN_COMPRESS:
             with self._lock:
-                self._files[name] = entry
-        if len(entry[1]) >= self.MIN_COMPRESS and not entry[2]:
-            self._compress_later(name, entry)
+                start, entry.compressing = not entry.compressing, True
+            if start:  # once per version of the file
+                self._pool.submit(self._compress, name, entry)
         return entry
 
-    def _compress_later(self, name: str, entry: tuple) -> None:
-        key = (name, entry[0])
-        with self._lock:
-            if key in self._pending:
-                return
-            self._pending.add(key)
-
-        def work():
-            try:
-                entry[2].update(_compressed_copies(entry[1]))
-            except Exception as exc:  # serving uncompressed is always possible
-                log.warning("cannot compress %s: %s", name, exc)
-            finally:
-                with self._lock:
-                    self._pending.discard(key)
-
-        self._pool.submit(work)
+    @staticmethod
+    def _compress(name: str, entry: "_MemoryFile") -> None:
+        try:
+            entry.compressed.update(_compressed_copies(entry.data))
+        except Exception as exc:  # serving uncompressed is always possible
+            log.warning("cannot compress %s: %s", name, exc)
 
     def prepare(self, *names: str) -> None:
         """Read and start compressing these files now (at start-up), not on their first request."""
@@ -241,9 +239,9 @@ class MemoryFiles:
         if entry is None:
             return None
         headers = {"Cache-Control": "public, max-age=3600", "Vary": "Accept-Encoding"}
-        body = entry[1]
+        body = entry.data
         accept = request.headers.get("accept-encoding", "")
-        for coding, packed in list(entry[2].items()):
+        for coding, packed in list(entry.compressed.items()):
             if accepts_encoding(accept, coding):
                 headers["Content-Encoding"] = coding
                 body = packed
