@@ -98,7 +98,8 @@ def free_port() -> int:
 class BenchServer:
     """The app's routes (mobilesam.demo.server.make_routes: /web/*, /web/ort/*, /msam/models/*,
     /msam/embedding/*) and the isolation headers, plus /bench/* (bench/web/), served by uvicorn in a
-    thread. `models` maps file names to paths; `embeddings` maps (model, image id) to raw bytes."""
+    thread. `models` maps file names to paths; `embeddings` maps (model, image id) to float16 bytes
+    (served in the format asked for, as the app does)."""
 
     def __init__(self) -> None:
         self.models: Dict[str, Path] = {}
@@ -107,6 +108,12 @@ class BenchServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self._server = None
         self._thread: Optional[threading.Thread] = None
+
+    def _embedding_bytes(self, model: str, image_id: str, fmt: str) -> Optional[bytes]:
+        from mobilesam.utils.embedding_codec import transcode
+
+        data = self.embeddings.get((model, image_id))
+        return None if data is None else transcode(data, fmt)
 
     def __enter__(self) -> "BenchServer":
         import uvicorn
@@ -124,8 +131,7 @@ class BenchServer:
             media = {".html": "text/html", ".js": "text/javascript"}.get(path.suffix, "application/octet-stream")
             return FileResponse(path, media_type=media, headers={"Cache-Control": "no-store"})
 
-        routes = app_server.make_routes(lambda: self.models, lambda m, i: self.embeddings.get((m, i)),
-                                        lambda image_id: None)
+        routes = app_server.make_routes(lambda: self.models, self._embedding_bytes, lambda image_id: None)
         routes.append(Route("/bench/{name}", bench_file))
         app = Starlette(routes=routes, middleware=app_server.middleware())
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)

@@ -85,9 +85,21 @@ def test_client_info_and_routes(tmp_path):
     assert encoded.client_info("vit_t")["embedding_url"] == f"/msam/embedding/vit_t/{'a' * 64}.u8"
     assert encoded.client_info("vit_b")["embedding_url"].endswith(".f16")  # not checked with uint8
     assert encoded.embedding_u8_bytes() == codec.encode_u8(emb)
+    wire = encoded.wire_bytes("u8")  # what the route sends: the float16 bytes transcoded, made once
+    assert wire == codec.transcode(encoded.embedding_f16_bytes(), "u8") and encoded.wire_bytes("u8") is wire
+    assert encoded.nbytes == emb.nbytes + codec.U8_BYTES
+    with pytest.raises(ValueError, match="unknown embedding format"):
+        encoded.wire_bytes("u9")
 
-    store = {("vit_t", "a" * 64): encoded.embedding_f16_bytes()}
-    app = Starlette(routes=server.make_routes(lambda: {}, lambda m, i: store.get((m, i)), lambda i: None))
+    store = {("vit_t", "a" * 64): encoded}
+    asked = []
+
+    def embedding_bytes(model, image_id, fmt):
+        asked.append(fmt)
+        found = store.get((model, image_id))
+        return None if found is None else found.wire_bytes(fmt)
+
+    app = Starlette(routes=server.make_routes(lambda: {}, embedding_bytes, lambda i: None))
     client = TestClient(app)
     r = client.get(f"/msam/embedding/vit_t/{'a' * 64}.u8")
     assert r.status_code == 200 and len(r.content) == codec.U8_BYTES
@@ -97,6 +109,7 @@ def test_client_info_and_routes(tmp_path):
     assert r.status_code == 200 and r.content == encoded.embedding_f16_bytes()
     assert client.get(f"/msam/embedding/vit_t/{'b' * 64}.u8").status_code == 404
     assert client.get(f"/msam/embedding/vit_t/{'a' * 64}.u9").status_code == 404
+    assert asked == ["u8", "f16", "u8"]  # the route asks for the format in the URL (.u9 is no route)
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")

@@ -87,6 +87,11 @@ def test_engine_encodes_with_the_fast_encoder(vit_t_model, tmp_path):
     assert (encoded.input_height, encoded.input_width) == (683, 1024)
     np.testing.assert_allclose(encoded.embedding, np.load(GOLDEN / "vit_t" / "truck_embedding.npy"),
                                atol=EMBEDDING_ATOL, rtol=0)
+    # the page's uint8 bytes are made with the encode (held, and counted in the cache's memory)
+    from mobilesam.utils import embedding_codec as codec
+
+    assert encoded.nbytes == encoded.embedding.nbytes + codec.U8_BYTES
+    assert engine.cache.get(encoded.image_id) is encoded
 
 
 def test_bf16_backend_is_close(vit_t_model):

@@ -334,6 +334,41 @@ def test_image_store_write_waits_its_delay_unless_the_file_is_asked_for(tmp_path
     assert time.monotonic() - start < 10
 
 
+def test_image_store_writes_wait_while_encodes_run(tmp_path):
+    """Each encode (defer_writes) pushes a delayed write back: it happens once the store is quiet
+    for write_delay_s, at most max_defer_s after put_later, and at once when many bytes wait."""
+    image = np.random.default_rng(3).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    image_id = image_id_of(image)
+    path = tmp_path / f"{image_id}.png"
+    store = ImageStore(tmp_path, write_delay_s=0.3)
+    store.put_later(image_id, image)
+    busy_until = time.monotonic() + 1.0
+    while time.monotonic() < busy_until:  # an encode every 0.1 s
+        store.defer_writes()
+        assert not path.exists()
+        time.sleep(0.1)
+    quiet = time.monotonic()
+    while not path.exists() and time.monotonic() - quiet < 10:
+        time.sleep(0.02)
+    assert path.exists() and time.monotonic() - quiet >= 0.2
+
+    capped = ImageStore(tmp_path / "capped", write_delay_s=0.3, max_defer_s=0.5)
+    start = time.monotonic()
+    capped.put_later(image_id, image)
+    while capped.has(image_id) and not (tmp_path / "capped" / path.name).exists():
+        capped.defer_writes()  # busy all the time: written anyway once max_defer_s is over
+        assert time.monotonic() - start < 10
+        time.sleep(0.05)
+    assert 0.4 <= time.monotonic() - start < 5
+
+    crowded = ImageStore(tmp_path / "crowded", write_delay_s=60, max_pending_bytes=image.nbytes - 1)
+    crowded.put_later(image_id, image)
+    start = time.monotonic()
+    while not (tmp_path / "crowded" / path.name).exists():  # more than max_pending_bytes wait: no delay
+        assert time.monotonic() - start < 10
+        time.sleep(0.02)
+
+
 def test_image_store_background_write_failure_keeps_serving(tmp_path, monkeypatch, caplog):
     store = ImageStore(tmp_path)
     image = np.zeros((8, 8, 3), np.uint8)

@@ -207,3 +207,22 @@ def test_head_is_written_into_the_index_html_only():
     # without a head, only the isolation headers
     plain = TestClient(Starlette(routes=[Route("/", lambda r: HTMLResponse(page))], middleware=server.middleware()))
     assert plain.get("/").text == page
+
+
+def test_gradio_summarises_its_analytics_rarely(monkeypatch):
+    """Gradio's per-event analytics summary (pandas, GIL held) runs every 200th event in the app,
+    unless the environment asks otherwise."""
+    import gradio as gr
+
+    from mobilesam.demo.startup import spare_gradio_analytics
+
+    def queue_frequency(env):
+        monkeypatch.setattr(os, "environ", env)
+        spare_gradio_analytics()
+        with gr.Blocks() as demo:
+            gr.Textbox()
+        demo.queue()
+        return demo._queue.ANAYLTICS_CACHE_FREQUENCY
+
+    assert queue_frequency({}) == 200
+    assert queue_frequency({"GRADIO_ANALYTICS_CACHE_FREQUENCY": "5"}) == 5

@@ -7,7 +7,7 @@
 
 import { MaskModel, getOrtInfo } from "./decoder.js";
 import { selectIndex, parsePrompts, clampPrompts, isMultimask } from "./prompts.js";
-import { fetchEmbedding } from "./embedding.js";
+import { fetchEmbeddingBytes } from "./embedding.js";
 import { setCompare, dropCompare, cmpResultOf, renderCompare, compareState } from "./compare.js";
 import { buildUI, overlay, renderPaneLabels, renderThumbs, renderInfo } from "./ui.js";
 import { needsDecode, pump } from "./scheduler.js";
@@ -199,7 +199,7 @@ export class MsamApp {
     // The photo and the embedding load at once; prompts need only the embedding, so the decoder
     // gets it (and starts its per-image work) as soon as it arrives, whichever comes first.
     const imgP = loadPhoto(info);
-    const embP = fetchEmbedding(info.embedding_url);
+    const embP = fetchEmbeddingBytes(info.embedding_url); // decoded in the decoder's worker
     embP.catch(() => {});
     const shownP = imgP.then((img) => {
       if (stale()) return;
@@ -212,9 +212,9 @@ export class MsamApp {
     });
     // the comparison model's embedding and decoder load meanwhile
     const cmpP = setCompare(this, info.compare, token);
-    let f32;
+    let bytes;
     try {
-      f32 = await embP;
+      bytes = await embP;
     } catch (e) {
       if (!stale()) this.setStatus(errText(e), "error");
       return;
@@ -231,7 +231,12 @@ export class MsamApp {
       return;
     }
     if (stale()) return;
-    model.setEmbedding(f32, info);
+    model.setEmbedding(bytes, info).catch((e) => { // bytes that are not an embedding
+      if (stale()) return;
+      this.ready = false;
+      this.setStatus(errText(e), "error");
+      this.render();
+    });
     this.ready = true;
     if (this.status.kind !== "error") this.setStatus("");
     this.render();

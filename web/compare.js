@@ -11,7 +11,7 @@
 import { MaskModel } from "./decoder.js";
 import { postprocessMask, maskArea, LOW_RES } from "./masks.js";
 import { selectIndex } from "./prompts.js";
-import { fetchEmbedding } from "./embedding.js";
+import { fetchEmbeddingBytes } from "./embedding.js";
 import { fullMask } from "./exports.js";
 import { el, errText, modelLabel, fmtInt, fmtMs, fmtParams, describePrompts, maskIoU } from "./util.js";
 
@@ -106,9 +106,15 @@ export async function setCompare(app, c, token) {
   const cm = ensureCmpModel(app);
   app.render();
   try {
-    const [f32] = await Promise.all([fetchEmbedding(c.embedding_url), cm.load(c.decoder_url)]);
+    const [bytes] = await Promise.all([fetchEmbeddingBytes(c.embedding_url), cm.load(c.decoder_url)]);
     if (stale()) return;
-    cm.setEmbedding(f32, app.info);
+    cm.setEmbedding(bytes, app.info).catch((e) => { // bytes that are not an embedding
+      if (stale()) return;
+      cmp.ready = false;
+      cmp.error = errText(e);
+      app.setStatus(`${cmp.label}: ${cmp.error}`, "error");
+      app.render();
+    });
     cmp.ready = true;
   } catch (e) {
     if (stale()) return;

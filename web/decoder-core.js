@@ -3,6 +3,8 @@
 // prompt then sends only its points across, and the page never blocks on inference), or in the
 // page itself when a worker cannot start. Every call is queued: one session run at a time.
 
+import { decodeEmbedding, encodeU8Bytes } from "./embedding.js";
+
 export const EMBED_SHAPE = [1, 256, 64, 64];
 export const EMBED_SIZE = 256 * 64 * 64;
 export const LOW_RES_SIZE = 256 * 256;
@@ -185,16 +187,20 @@ export class DecoderEngine {
   }
 
   /**
-   * Set model `id`'s embedding (Float32Array, kept); with the fast decoder its image cache is computed
-   * now. Resolves to {prepareMs} (null when there is nothing to prepare).
+   * Set model `id`'s embedding: a Float32Array (kept), or the fetched wire bytes (Uint8Array,
+   * decoded here by web/embedding.js; a malformed one throws now and leaves no embedding), or null.
+   * With the fast decoder its image cache is computed now. Resolves to {prepareMs} (null when there
+   * is nothing to prepare).
    */
-  setEmbedding(id, f32) {
+  setEmbedding(id, data) {
     const m = this._model(id);
     m.generation++; // stops a warm-up between two of its runs
-    m.embedding = f32;
+    m.embedding = null;
     m.cache = null;
-    if (!f32) return Promise.resolve({ prepareMs: null });
+    if (!data) return Promise.resolve({ prepareMs: null });
+    const f32 = data instanceof Float32Array ? data : decodeEmbedding(data);
     if (f32.length !== EMBED_SIZE) throw new Error(`embedding has ${f32.length} values, expected ${EMBED_SIZE}`);
+    m.embedding = f32;
     const generation = m.generation;
     return this._enqueue(async () => {
       if (!m.fast || m.generation !== generation) return { prepareMs: null };
@@ -281,8 +287,10 @@ export class DecoderEngine {
   async warmUp(id, runs = 6, pauseMs = 40) {
     const m = this._model(id);
     const generation = m.generation;
-    const f32 = new Float32Array(EMBED_SIZE);
-    for (let i = 0; i < f32.length; i++) f32[i] = Math.sin(i) * 0.5;
+    // a synthetic embedding, made through the wire format's decoder so that decoding a real one is
+    // warm too (its first run takes twice as long)
+    const q = Uint8Array.from({ length: EMBED_SIZE }, (_, i) => 128 + Math.round(127 * Math.sin(i)));
+    const f32 = decodeEmbedding(encodeU8Bytes(new Float32Array(256).fill(1 / 255), new Float32Array(256).fill(-0.5), q));
     const prompt = { coords: Float32Array.of(300, 400, 700, 600, 0, 0), labels: Float32Array.of(1, 0, -1), n: 3,
       maskInput: null, origSize: [1024, 1024] };
     const times = [];

@@ -212,18 +212,23 @@ export class MaskModel {
   }
 
   /**
-   * Set the image embedding (Float32Array of 1*256*64*64; the decoder gets a copy) and its image info. With the fast decoder this also starts the per-image
-   * run (queued before any decode); the returned promise settles when it is done (callers need not
-   * wait: decodes are queued after it).
+   * Set the image embedding and its image info; the decoder gets a copy of `embedding`: a
+   * Float32Array of 1*256*64*64 values, or the bytes fetched from the server (Uint8Array, either
+   * wire format of web/embedding.js), which the decoder engine decodes in its worker, off the
+   * page's thread. With the fast decoder this also starts the per-image run (queued before any
+   * decode). The returned promise settles when that is done, or rejects if the bytes are not an
+   * embedding (callers need not wait: decodes are queued after it).
    */
-  setEmbedding(f32, info) {
-    this.hasEmbedding = !!f32;
-    this.info = f32 ? info : null;
-    if (f32 && f32.length !== EMBED_SIZE) throw new Error(`embedding has ${f32.length} values, expected ${EMBED_SIZE}`);
+  setEmbedding(embedding, info) {
+    this.hasEmbedding = !!embedding;
+    this.info = embedding ? info : null;
+    if (embedding instanceof Float32Array && embedding.length !== EMBED_SIZE) {
+      throw new Error(`embedding has ${embedding.length} values, expected ${EMBED_SIZE}`);
+    }
     if (!this.loading) return Promise.resolve();
     const p = (async () => {
       await this.loading;
-      const data = f32 ? f32.slice() : null;
+      const data = embedding ? embedding.slice() : null;
       const res = await this.backend.call("setEmbedding", [this.id, data], data ? [data.buffer] : []);
       if (res && res.prepareMs != null) this.prepareMs = res.prepareMs;
     })();

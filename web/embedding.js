@@ -17,6 +17,25 @@ function isU8(bytes) {
   return bytes.length >= HEADER_BYTES && MAGIC.every((b, i) => bytes[i] === b);
 }
 
+/**
+ * Bytes of the uint8 format from its parts (the server writes them; the decoder's warm-up and the
+ * tests make synthetic ones): scale, offset: 256 float32 each; q: 256*64*64 uint8, channel-major.
+ */
+export function encodeU8Bytes(scale, offset, q) {
+  const bytes = new Uint8Array(U8_BYTES);
+  const view = new DataView(bytes.buffer);
+  bytes.set(MAGIC, 0);
+  view.setUint8(4, 1);
+  view.setUint8(5, 1);
+  [256, 64, 64].forEach((n, i) => view.setUint16(6 + 2 * i, n, true));
+  for (let c = 0; c < 256; c++) {
+    view.setFloat32(HEADER_BYTES + 4 * c, scale[c], true);
+    view.setFloat32(HEADER_BYTES + 4 * (256 + c), offset[c], true);
+  }
+  bytes.set(q, HEADER_BYTES + 8 * 256);
+  return bytes;
+}
+
 /** Decode a fetched embedding (ArrayBuffer or Uint8Array) to a Float32Array of 256*64*64 values. */
 export function decodeEmbedding(buf) {
   const bytes = buf instanceof Uint8Array ? buf : new Uint8Array(buf);
@@ -50,8 +69,11 @@ export function decodeEmbedding(buf) {
   return float16ToFloat32(bytes);
 }
 
-/** Fetch `url` and return the embedding as a Float32Array of 256*64*64 values. */
-export async function fetchEmbedding(url) {
+/**
+ * Fetch `url` and return its bytes (a Uint8Array in either wire format, not yet decoded: the app
+ * hands them to the decoder worker, which decodes them where the values are used).
+ */
+export async function fetchEmbeddingBytes(url) {
   let r;
   try {
     r = await fetch(url, { credentials: "same-origin" });
@@ -59,5 +81,10 @@ export async function fetchEmbedding(url) {
     throw new Error(`embedding fetch failed: ${e && e.message ? e.message : e}`);
   }
   if (!r.ok) throw new Error(`embedding fetch failed: HTTP ${r.status}`);
-  return decodeEmbedding(await r.arrayBuffer());
+  return new Uint8Array(await r.arrayBuffer());
+}
+
+/** Fetch `url` and return the embedding as a Float32Array of 256*64*64 values. */
+export async function fetchEmbedding(url) {
+  return decodeEmbedding(await fetchEmbeddingBytes(url));
 }

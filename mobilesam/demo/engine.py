@@ -2,7 +2,7 @@
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Tuple
 
@@ -11,6 +11,7 @@ import torch
 
 from ..modeling import Sam
 from ..predictor import SamPredictor
+from ..utils.embedding_codec import wire_format
 from ..utils.transforms import ResizeLongestSide
 from . import memory
 from .store import ImageStore, LRUCache, image_id_of
@@ -29,6 +30,7 @@ class EncodedImage:
     input_width: int
     embedding: np.ndarray
     encode_ms: float
+    _wire: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def original_size(self) -> Tuple[int, int]:
@@ -43,6 +45,21 @@ class EncodedImage:
         from ..utils.embedding_codec import encode_u8
 
         return encode_u8(self.embedding)
+
+    def wire_bytes(self, fmt: str) -> bytes:
+        """The embedding in wire format `fmt` ("f16" or "u8", embedding_codec.transcode of the float16
+        bytes), computed once: the first request after an encode then only sends bytes."""
+        data = self._wire.get(fmt)
+        if data is None:
+            from ..utils.embedding_codec import transcode
+
+            data = self._wire[fmt] = transcode(self.embedding_f16_bytes(), fmt)
+        return data
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held: the float32 embedding and the wire bytes made so far."""
+        return self.embedding.nbytes + sum(len(b) for b in list(self._wire.values()))
 
     def client_info(self, model_type: str) -> dict:
         """What the browser needs: ids, sizes and where to fetch the embedding and the image. The
@@ -78,7 +95,7 @@ class Engine:
         # export is cached next to the decoder exports (<cache dir>/onnx) and made in the background.
         self.encoder = ImageEncoder(model, model_type, backend=encoder_backend,
                                     cache_dir=Path(store.root).parent / "onnx")
-        self.cache: LRUCache[str, EncodedImage] = LRUCache(cache_bytes, lambda e: e.embedding.nbytes)
+        self.cache: LRUCache[str, EncodedImage] = LRUCache(cache_bytes, lambda e: e.nbytes)
         self._encode_lock = threading.Lock()
         self._encoder_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mobilesam-encoder")
         self.parameter_count = sum(p.numel() for p in model.image_encoder.parameters())
@@ -100,12 +117,14 @@ class Engine:
             cached = self.cache.get(image_id)  # encoded by a concurrent request meanwhile
             if cached is not None:
                 return cached
+            self.store.defer_writes()  # no PNG write of an earlier upload during this encode
             start = time.perf_counter()
             embedding, input_size = self.encoder.embed(image)
             elapsed_ms = (time.perf_counter() - start) * 1000
             memory.trim()  # give the encoder run's freed temporaries back to the system
         encoded = EncodedImage(image_id, image.shape[0], image.shape[1], input_size[0], input_size[1],
                                embedding, elapsed_ms)
+        encoded.wire_bytes(wire_format(self.model_type))  # ready before the page asks for it
         self.cache.put(image_id, encoded)
         self.store.put_later(image_id, image)  # PNG compression (~0.1 s) after the reply, not before
         return encoded

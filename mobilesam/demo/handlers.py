@@ -53,13 +53,14 @@ class Handlers:
         self._uploads = SingleFlight()
 
     # ---- routes' lookups -------------------------------------------------------------
-    def embedding_bytes(self, model_type: str, image_id: str) -> Optional[bytes]:
-        """The embedding the browser fetches, from MobileSAM's engine or a loaded comparison model's."""
+    def embedding_bytes(self, model_type: str, image_id: str, fmt: str = "f16") -> Optional[bytes]:
+        """The embedding the browser fetches (wire format `fmt`), from MobileSAM's engine or a loaded
+        comparison model's."""
         engine = self._engine_for(model_type)
         if engine is None or not is_image_id(image_id):
             return None
         encoded = engine.cache.get(image_id)
-        return None if encoded is None else encoded.embedding_f16_bytes()
+        return None if encoded is None else encoded.wire_bytes(fmt)
 
     def _engine_for(self, model_type: str) -> Optional[Engine]:
         if model_type == self.engine.model_type:

@@ -284,9 +284,10 @@ class VerifiedFiles:
             return data
 
 
-def make_routes(models: Callable[[], Dict[str, Path]], embedding_bytes: Callable[[str, str], Optional[bytes]],
+def make_routes(models: Callable[[], Dict[str, Path]], embedding_bytes: Callable[[str, str, str], Optional[bytes]],
                 image_path: Callable[[str], Optional[Path]]):
-    """Starlette routes; the callables look up decoder files, embeddings and stored images."""
+    """Starlette routes; the callables look up decoder files, embeddings (model, image id, wire format
+    "f16" / "u8" -> bytes) and stored images."""
 
     ORT_FILES.prepare(*ORT_RUNTIME_FILES)
 
@@ -312,17 +313,13 @@ def make_routes(models: Callable[[], Dict[str, Path]], embedding_bytes: Callable
         return Response(data, media_type="application/octet-stream", headers=headers)
 
     def embedding_route(fmt: str):
-        from ..utils.embedding_codec import transcode
-
         dtype = "float16" if fmt == "f16" else "uint8-per-channel-affine;v=1"
 
         async def embedding(request: Request):
             data = await run_in_threadpool(embedding_bytes, request.path_params["model"],
-                                           request.path_params["image_id"])
+                                           request.path_params["image_id"], fmt)
             if data is None:
                 return _not_found("embedding not found: encode the image first")
-            if fmt != "f16":
-                data = await run_in_threadpool(transcode, data, fmt)
             return Response(data, media_type="application/octet-stream",
                             headers={"X-Embedding-Shape": "1,256,64,64", "X-Embedding-Dtype": dtype,
                                      "Cache-Control": "private, max-age=3600"})

@@ -36,12 +36,21 @@ def browser_decoder(checkpoint: Path, model_type: str, cache_dir: Path, model) -
     return cached_decoder(checkpoint, model_type, Path(cache_dir) / "onnx", variant="fast", sam=model)
 
 
+def spare_gradio_analytics(every: int = 200) -> None:
+    """Gradio summarises its event analytics (pandas over up to 10,000 recorded events: 2-11 ms with
+    the GIL held) after every event by default; every `every`-th event is enough for its monitoring
+    page, and keeps that work away from the moment a photo's embedding is being fetched. Set before
+    the queue is made (an explicit GRADIO_ANALYTICS_CACHE_FREQUENCY wins)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", str(every))
+
+
 def prepare(config: AppConfig) -> Handlers:
     """Resolve and load the weights, export (or reuse) the browser decoder, set up caches.
 
     The comparison models (compare mode) are only set up here; each loads on first use.
     """
     tune_malloc()
+    spare_gradio_analytics()
     checkpoint = resolve_checkpoint(config.model_type, config.checkpoint)
     device = pick_device(None if config.device == "auto" else config.device)
     log.info("loading %s from %s on %s", config.model_type, checkpoint, device)

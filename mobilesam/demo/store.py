@@ -44,16 +44,19 @@ class ImageStore:
     Writes are atomic. When the folder is not writable the store keeps working without
     persistence (shared links then only work for the examples) and logs a warning once.
 
-    `put_later` writes in a background thread at the lowest CPU priority, `write_delay_s` later: PNG
+    `put_later` writes in a background thread at the lowest CPU priority, once the store has been
+    quiet for `write_delay_s` (`defer_writes`, which the engine calls when it encodes, starts that
+    wait again; at most `max_defer_s`, or none once `max_pending_bytes` of images wait): PNG
     compression of a 1800×1200 photo takes ~0.1 s, and writing it right after the upload's reply
-    made the page's first mask ~0.1 s later on 2 cores (bench/first_mask.py). Until the file is
-    written, `get` returns the image from memory and `path_of` has it written at once and waits
-    for it. A file this store wrote or checked is not decoded again to check it while its bytes are
+    made the page's first mask ~0.1 s later on 2 cores (bench/first_mask.py); a write during the
+    next photo's encode slows that one down. Until the file is written, `get` returns the image
+    from memory and `path_of` has it written at once and waits for it. A file this store wrote or checked is not decoded again to check it while its bytes are
     unchanged.
     """
 
     def __init__(self, root: Path, max_bytes: int = 512 * 2**20, max_age_s: float = 7 * 24 * 3600,
-                 write_delay_s: float = 2.0) -> None:
+                 write_delay_s: float = 2.0, max_defer_s: float = 30.0,
+                 max_pending_bytes: int = 128 * 2**20) -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
@@ -64,6 +67,9 @@ class ImageStore:
         self._checked: Dict[str, str] = {}  # image id -> SHA-256 of its file when written or verified
         self._write_lock = threading.Lock()
         self.write_delay_s = write_delay_s
+        self.max_defer_s = max_defer_s
+        self.max_pending_bytes = max_pending_bytes
+        self._quiet_from = 0.0  # time.monotonic() before which delayed writes wait
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -101,19 +107,27 @@ class ImageStore:
         if digest is not None:
             self._checked[image_id] = digest
 
+    def defer_writes(self) -> None:
+        """Busy now (an encode): delayed writes wait until `write_delay_s` from now."""
+        self._quiet_from = max(self._quiet_from, time.monotonic() + self.write_delay_s)
+
     def put_later(self, image_id: str, image: np.ndarray) -> None:
-        """`put` in a background thread at the lowest CPU priority, `write_delay_s` after the call
-        (or as soon as `path_of` asks for the file); meanwhile `get`/`has`/`path_of` know the image."""
+        """`put` in a background thread at the lowest CPU priority, once the store has been quiet for
+        `write_delay_s` (or as soon as `path_of` asks for the file); meanwhile `get`/`has`/`path_of`
+        know the image."""
         if not is_image_id(image_id):
             raise ValueError(f"not an image id: {image_id!r}")
         with self._lock:
             if image_id in self._pending:
                 return
             pending = self._pending[image_id] = _PendingWrite(image)
+            crowded = sum(p.image.nbytes for p in self._pending.values()) > self.max_pending_bytes
+        self.defer_writes()
 
         def write():
             lower_thread_priority()
-            pending.needed.wait(self.write_delay_s)
+            if not crowded:
+                self._wait_until_quiet(pending)
             try:
                 with self._write_lock:  # one PNG compression at a time
                     self.put(image_id, image)
@@ -125,6 +139,14 @@ class ImageStore:
                 pending.done.set()
 
         threading.Thread(target=write, name="mobilesam-store", daemon=True).start()
+
+    def _wait_until_quiet(self, pending: "_PendingWrite") -> None:
+        """Until no `defer_writes` for `write_delay_s`, the file is asked for, or `max_defer_s` passed."""
+        give_up = time.monotonic() + self.max_defer_s
+        while True:
+            left = min(self._quiet_from, give_up) - time.monotonic()
+            if left <= 0 or pending.needed.wait(left):
+                return
 
     def wait_writes(self, timeout: float = 30.0) -> None:
         """Do the delayed writes now and block until they are done."""

@@ -1,25 +1,11 @@
 // Unit tests of web/embedding.js: both wire formats, and refusals of bad data.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { decodeEmbedding, EMBED_VALUES, F16_BYTES, U8_BYTES } from "../embedding.js";
+import { decodeEmbedding, encodeU8Bytes, EMBED_VALUES, F16_BYTES, U8_BYTES } from "../embedding.js";
 
 function u8Embedding(scales, offsets, fill) {
-  const buf = new ArrayBuffer(U8_BYTES);
-  const bytes = new Uint8Array(buf);
-  const view = new DataView(buf);
-  bytes.set([0x4d, 0x53, 0x41, 0x4d], 0);
-  view.setUint8(4, 1);
-  view.setUint8(5, 1);
-  view.setUint16(6, 256, true);
-  view.setUint16(8, 64, true);
-  view.setUint16(10, 64, true);
-  for (let c = 0; c < 256; c++) {
-    view.setFloat32(16 + 4 * c, scales(c), true);
-    view.setFloat32(16 + 4 * (256 + c), offsets(c), true);
-  }
-  const q = bytes.subarray(16 + 8 * 256);
-  for (let i = 0; i < EMBED_VALUES; i++) q[i] = fill(i);
-  return bytes;
+  const idx = Array.from({ length: 256 }, (_, c) => c);
+  return encodeU8Bytes(idx.map(scales), idx.map(offsets), Uint8Array.from({ length: EMBED_VALUES }, (_, i) => fill(i)));
 }
 
 test("uint8 embedding: value = offset[c] + scale[c] * q in float32, channel-major", () => {
@@ -57,4 +43,24 @@ test("float16 embedding still decodes; other sizes are refused", () => {
   assert.equal(out[0], 1);
   assert.equal(out[1], -2);
   assert.throws(() => decodeEmbedding(new Uint8Array(1000)), /1000 bytes/);
+});
+
+test("the decoder engine decodes fetched bytes itself, and keeps no embedding from bad ones", async () => {
+  const { DecoderEngine } = await import("../decoder-core.js");
+  const engine = new DecoderEngine();
+  const model = { session: null, fast: false, embedding: null, cache: null, generation: 0 };
+  engine.models.set(1, model);
+  const bytes = u8Embedding((c) => 0.5 / (c + 1), (c) => c - 128, (i) => (i * 7) % 256);
+  const res = await engine.setEmbedding(1, bytes); // not the fast decoder: nothing to prepare
+  assert.deepEqual(res, { prepareMs: null });
+  assert.deepEqual(model.embedding, decodeEmbedding(bytes));
+  const floats = new Float32Array(EMBED_VALUES).fill(0.25);
+  await engine.setEmbedding(1, floats);
+  assert.equal(model.embedding, floats); // a Float32Array is kept as it is
+  const wrong = bytes.slice();
+  wrong[4] = 9; // a format version this page does not know
+  assert.throws(() => engine.setEmbedding(1, wrong), /version 9\/1 is not supported/);
+  assert.equal(model.embedding, null);
+  assert.throws(() => engine.setEmbedding(1, new Uint8Array(10)), /expected 1050640 \(uint8\)/);
+  assert.equal(model.embedding, null);
 });
