@@ -159,6 +159,7 @@ def main(argv=None) -> None:
     demo.queue(max_size=64, default_concurrency_limit=4).launch(
         server_name=args.host, server_port=args.port, share=args.share, head=head, ssr_mode=False,
         max_file_size="50mb", show_error=True,
+        allowed_paths=[str(handlers.output_dir)],  # the API's mask / annotation files (under --cache-dir)
         app_kwargs={"routes": routes, "middleware": server.middleware(head)})
 
 

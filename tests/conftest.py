@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -102,13 +103,18 @@ def wait_for_http(url: str, proc, timeout: float = 300.0) -> None:
 
 
 @contextlib.contextmanager
-def running_app(args, cache: Path):
-    """Run `app.py` with `args` on a free port, its cache in `cache`; yields the base URL."""
+def running_app(args, cache: Path, tmp: Optional[Path] = None):
+    """Run `app.py` with `args` on a free port, its cache in `cache`; yields the base URL. With `tmp`,
+    that is the app's temporary folder (TMPDIR), so `cache` lies outside both the app's temporary
+    folder and its working directory, as the default ~/.cache/mobilesam does (Gradio serves only
+    files from those two and from the folders the app allows)."""
     import os
 
     port = free_port()
     log_path = cache / "app.log"
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
+    if tmp is not None:
+        env["TMPDIR"] = str(tmp)
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [sys.executable, str(ROOT / "app.py"), *map(str, args), "--host", "127.0.0.1",
@@ -132,7 +138,8 @@ def running_app(args, cache: Path):
 @pytest.fixture(scope="session")
 def app_url(vit_t_checkpoint, tmp_path_factory):
     """The app started on a free port with the vit_t stand-in checkpoint; yields its base URL."""
-    with running_app(["--checkpoint", vit_t_checkpoint], tmp_path_factory.mktemp("app-cache")) as url:
+    with running_app(["--checkpoint", vit_t_checkpoint], tmp_path_factory.mktemp("app-cache"),
+                     tmp=tmp_path_factory.mktemp("app-tmp")) as url:
         yield url
 
 

@@ -27,7 +27,7 @@ SLOW_MS = 600_000  # loading SAM and encoding with it on a shared CPU
 def compare_app_url(vit_t_checkpoint, vit_b_checkpoint, tmp_path_factory):
     """The app with the vit_t stand-in and `--sam-checkpoint <vit_b stand-in>` on a free port."""
     args = ["--checkpoint", vit_t_checkpoint, "--sam-checkpoint", vit_b_checkpoint, "--sam-model-type", "vit_b"]
-    with running_app(args, tmp_path_factory.mktemp("compare-app-cache")) as url:
+    with running_app(args, tmp_path_factory.mktemp("compare-app-cache"), tmp=tmp_path_factory.mktemp("app-tmp")) as url:
         yield url
 
 
