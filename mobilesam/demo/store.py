@@ -50,8 +50,8 @@ class ImageStore:
     compression of a 1800×1200 photo takes ~0.1 s, and writing it right after the upload's reply
     made the page's first mask ~0.1 s later on 2 cores (bench/first_mask.py); a write during the
     next photo's encode slows that one down. Until the file is written, `get` returns the image
-    from memory and `path_of` has it written at once and waits for it. A file this store wrote or checked is not decoded again to check it while its bytes are
-    unchanged.
+    from memory and `path_of` has it written at once and waits for it. A file this store wrote or
+    checked is not decoded again to check it while its bytes are unchanged.
     """
 
     def __init__(self, root: Path, max_bytes: int = 512 * 2**20, max_age_s: float = 7 * 24 * 3600,
