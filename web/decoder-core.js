@@ -102,6 +102,25 @@ export function graphOptimizationLevel(bytes) {
   return /ORT_ENABLE_(EXTENDED|ALL)\b/.test(done) ? "disabled" : "all";
 }
 
+/**
+ * Import onnxruntime-web's ESM bundle from `base` (a URL ending in "/") and configure its wasm
+ * backend. `query` tells a second instance of the module apart (the benchmarks' proxy one).
+ */
+export async function importOrt({ base, bundle = "ort.wasm.min.mjs", threads = 1, proxy = false, query = "" }) {
+  let mod;
+  try {
+    mod = await import(/* webpackIgnore: true */ base + bundle + query);
+  } catch (e) {
+    throw new Error(`onnxruntime-web failed to load from ${base}: ${errorText(e)}`);
+  }
+  const ort = mod.InferenceSession ? mod : mod.default;
+  ort.env.wasm.wasmPaths = base;
+  ort.env.wasm.numThreads = Math.max(1, threads || 1);
+  ort.env.wasm.proxy = proxy;
+  ort.env.logLevel = "error";
+  return ort;
+}
+
 export class DecoderEngine {
   constructor() {
     this.ort = null;
@@ -128,17 +147,7 @@ export class DecoderEngine {
         let base = config.ortBase;
         if (!base.endsWith("/")) base += "/";
         const t0 = performance.now();
-        let mod;
-        try {
-          mod = await import(/* webpackIgnore: true */ base + (config.ortBundle || "ort.wasm.min.mjs"));
-        } catch (e) {
-          throw new Error(`onnxruntime-web failed to load from ${base}: ${errorText(e)}`);
-        }
-        const ort = mod.InferenceSession ? mod : mod.default;
-        ort.env.wasm.wasmPaths = base;
-        ort.env.wasm.numThreads = Math.max(1, config.threads || 1);
-        ort.env.wasm.proxy = false;
-        ort.env.logLevel = "error";
+        const ort = await importOrt({ base, bundle: config.ortBundle || undefined, threads: config.threads });
         const t1 = performance.now();
         const bytes = Uint8Array.from(atob(WARMUP_MODEL), (c) => c.charCodeAt(0));
         try {

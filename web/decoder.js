@@ -4,7 +4,7 @@
 // and the fast decoder's per-image cache stay there, so a prompt sends only its points and gets its
 // masks back. Without worker support the same engine runs in the page.
 
-import { DecoderEngine, EMBED_SIZE, errorText } from "./decoder-core.js";
+import { DecoderEngine, EMBED_SIZE, errorText, importOrt } from "./decoder-core.js";
 import { decoderPointInputs } from "./prompts.js";
 
 const ortPromises = new Map();
@@ -33,18 +33,9 @@ export function loadOrt(config, proxy = false) {
   const key = proxy ? "proxy" : "direct";
   let p = ortPromises.get(key);
   if (!p) {
-    p = (async () => {
-      const base = ortBaseUrl(config);
-      const bundle = config.ortBundle || "ort.wasm.min.mjs";
-      const url = base + bundle + (ortPromises.size > 0 ? "?instance=" + key : "");
-      const mod = await import(/* webpackIgnore: true */ url);
-      const ort = mod.InferenceSession ? mod : mod.default;
-      ort.env.wasm.wasmPaths = base;
-      ort.env.wasm.numThreads = threadCount(config);
-      ort.env.wasm.proxy = proxy;
-      ort.env.logLevel = "error";
-      return ort;
-    })();
+    const query = ortPromises.size > 0 ? "?instance=" + key : ""; // a second instance of the module
+    p = importOrt({ base: ortBaseUrl(config), bundle: config.ortBundle || undefined, threads: threadCount(config),
+      proxy, query });
     p.catch(() => ortPromises.delete(key)); // allow a retry
     ortPromises.set(key, p);
   }

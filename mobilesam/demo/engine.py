@@ -11,7 +11,7 @@ import torch
 
 from ..modeling import Sam
 from ..predictor import SamPredictor
-from ..utils.embedding_codec import wire_format
+from ..utils.embedding_codec import encode_u8, transcode, wire_format
 from ..utils.transforms import ResizeLongestSide
 from . import memory
 from .store import ImageStore, LRUCache, image_id_of
@@ -42,8 +42,6 @@ class EncodedImage:
 
     def embedding_u8_bytes(self) -> bytes:
         """The embedding as versioned per-channel uint8 (mobilesam/utils/embedding_codec.py): 1,050,640 bytes."""
-        from ..utils.embedding_codec import encode_u8
-
         return encode_u8(self.embedding)
 
     def wire_bytes(self, fmt: str) -> bytes:
@@ -51,8 +49,6 @@ class EncodedImage:
         bytes), computed once: the first request after an encode then only sends bytes."""
         data = self._wire.get(fmt)
         if data is None:
-            from ..utils.embedding_codec import transcode
-
             data = self._wire[fmt] = transcode(self.embedding_f16_bytes(), fmt)
         return data
 
@@ -65,8 +61,6 @@ class EncodedImage:
         """What the browser needs: ids, sizes and where to fetch the embedding and the image. The
         embedding comes as uint8 for models checked with it against the goldens (MobileSAM), else
         as float16 (embedding_codec.wire_format)."""
-        from ..utils.embedding_codec import wire_format
-
         return {
             "image_id": self.image_id, "width": self.width, "height": self.height,
             "input_width": self.input_width, "input_height": self.input_height,
