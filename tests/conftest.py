@@ -3,6 +3,7 @@ import contextlib
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -26,6 +27,17 @@ def build_standin_checkpoint(model_type: str, out_dir: Path, seed: int = 0) -> P
             check=True,
         )
     return out
+
+
+@pytest.fixture
+def private_tempdir(tmp_path, monkeypatch) -> Path:
+    """Point `tempfile` at a folder under the test's tmp_path, so fallbacks that export to a fresh
+    temporary folder (an unwritable cache) are removed with the test's files instead of piling up
+    (20 MB each) in the system's temporary folder."""
+    folder = tmp_path / "system-tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
 
 
 @pytest.fixture(scope="session")

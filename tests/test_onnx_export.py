@@ -444,7 +444,8 @@ def test_cached_decoder_reuses_and_rebuilds(vit_t_checkpoint, vit_t_model, tmp_p
     assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # no temporaries left behind
 
 
-def test_cached_decoder_degrades_when_the_cache_is_unwritable(vit_t_checkpoint, vit_t_model, tmp_path, caplog):
+def test_cached_decoder_degrades_when_the_cache_is_unwritable(vit_t_checkpoint, vit_t_model, tmp_path, caplog,
+                                                              private_tempdir):
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("a file where the cache folder's parent should be")
     cache = blocker / "cache"
@@ -452,4 +453,5 @@ def test_cached_decoder_degrades_when_the_cache_is_unwritable(vit_t_checkpoint, 
         path = cached_decoder(vit_t_checkpoint, "vit_t", cache, sam=vit_t_model)
     assert "not writable" in caplog.text
     assert not str(path).startswith(str(cache)) and path.is_file()
+    assert path.parent.parent == private_tempdir  # a fresh temporary folder
     assert_valid_cached(path)

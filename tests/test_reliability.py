@@ -412,7 +412,8 @@ def test_image_store_under_a_file_works_without_storing(tmp_path, caplog):
     store.prune()
 
 
-def test_cached_decoder_degrades_when_a_write_fails(vit_t_checkpoint, vit_t_model, tmp_path, monkeypatch, caplog):
+def test_cached_decoder_degrades_when_a_write_fails(vit_t_checkpoint, vit_t_model, tmp_path, monkeypatch, caplog,
+                                                    private_tempdir):
     from mobilesam import export
 
     cache = tmp_path / "onnx"
@@ -427,7 +428,7 @@ def test_cached_decoder_degrades_when_a_write_fails(vit_t_checkpoint, vit_t_mode
     with caplog.at_level(logging.WARNING, logger="mobilesam"):
         path = export.cached_decoder(vit_t_checkpoint, "vit_t", cache, sam=vit_t_model)
     assert "cannot write the ONNX decoder" in caplog.text and "No space left" in caplog.text
-    assert path.parent != cache and path.is_file()
+    assert path.parent != cache and path.parent.parent == private_tempdir and path.is_file()
     assert (path.parent / (path.name + ".sha256")).read_text().split()[0] == export.sha256_of_file(path)
     assert not [p for p in cache.iterdir() if not p.name.startswith(".write-test")]
 
@@ -440,7 +441,7 @@ def test_lru_cache_stays_within_its_bound():
     assert len(cache) == 3 and 99 in cache and 96 not in cache
 
 
-def test_app_starts_and_serves_with_an_unusable_cache_folder(vit_t_checkpoint, tmp_path, caplog):
+def test_app_starts_and_serves_with_an_unusable_cache_folder(vit_t_checkpoint, tmp_path, caplog, private_tempdir):
     from mobilesam.demo.startup import AppConfig, prepare
 
     blocker = tmp_path / "file"
@@ -450,6 +451,7 @@ def test_app_starts_and_serves_with_an_unusable_cache_folder(vit_t_checkpoint, t
     assert "not writable" in caplog.text and "unavailable" in caplog.text
     decoder = next(iter(handlers.decoder_files.values()))
     assert decoder.is_file() and not str(decoder).startswith(str(blocker))
+    assert decoder.parent.parent == private_tempdir
     image = load_sample("groceries.jpg")[::4, ::4].copy()
     path = tmp_path / "small.png"
     Image.fromarray(image).save(path)
