@@ -103,7 +103,7 @@ class CheckpointUnavailableError(RuntimeError):
     """The official checkpoint could not be downloaded (offline, blocked, or the Hub failed)."""
 
     def __init__(self, pin: CheckpointPin, cause: BaseException):
-        self.pin = pin
+        self.pin, self.cause = pin, cause
         first, *alias = env_vars(pin.model_type)
         names = f"{first}=PATH" + "".join(f" (or {name}=PATH)" for name in alias)
         super().__init__(

@@ -148,10 +148,15 @@ def running_app(args, cache: Path, tmp: Optional[Path] = None):
 
 
 @pytest.fixture(scope="session")
-def app_url(vit_t_checkpoint, tmp_path_factory):
+def app_cache(tmp_path_factory) -> Path:
+    """The --cache-dir of the session's app (its log is app.log there)."""
+    return tmp_path_factory.mktemp("app-cache")
+
+
+@pytest.fixture(scope="session")
+def app_url(vit_t_checkpoint, app_cache, tmp_path_factory):
     """The app started on a free port with the vit_t stand-in checkpoint; yields its base URL."""
-    with running_app(["--checkpoint", vit_t_checkpoint], tmp_path_factory.mktemp("app-cache"),
-                     tmp=tmp_path_factory.mktemp("app-tmp")) as url:
+    with running_app(["--checkpoint", vit_t_checkpoint], app_cache, tmp=tmp_path_factory.mktemp("app-tmp")) as url:
         yield url
 
 

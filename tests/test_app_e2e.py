@@ -166,11 +166,27 @@ def test_click_box_undo_download_and_bad_upload(browser, app_url, predictor_vit_
     assert mask_iou(png > 127, torch_mask(predictor_vit_t, page.state())) >= 0.99
     page.shot("06-downloaded")
 
+    kept = page.state()
     bad = tmp_path / "holiday.jpg"
     bad.write_text("not really a photo")
     page.upload(bad)
     page.page.get_by_text("Cannot use this file").first.wait_for(timeout=30_000)
+    page.page.wait_for_timeout(1500)  # Gradio's second event for the upload has ended too
+    assert page.page.get_by_text("Cannot use this file").count() == 1  # one error, shown once
     page.shot("07-bad-upload")
+    state = page.state()
+    assert (state["imageId"], state["points"], state["box"]) == (kept["imageId"], kept["points"], kept["box"])
+
+    huge = tmp_path / "huge.png"  # over the upload limit: Gradio refuses it and empties the upload box
+    huge.write_bytes(b"\x89PNG" + b"\0" * (50 * 2**20 + 16))
+    page.upload(huge)
+    page.page.get_by_text("exceed the maximum allowed size").first.wait_for(timeout=30_000)
+    page.page.wait_for_timeout(1500)
+    page.idle()
+    state = page.state()
+    assert state["ready"] and (state["imageId"], state["points"], state["box"]) == (
+        kept["imageId"], kept["points"], kept["box"]), "the photo and its prompts must stay"
+    page.shot("07b-too-big-upload")
 
     groceries = load_sample("groceries.jpg")
     page.upload(SAMPLES / "groceries.jpg")

@@ -151,8 +151,11 @@ def test_unavailable_weights_say_how_to_give_a_local_copy(store, vit_t_model, tm
     monkeypatch.delenv("MOBILESAM_CHECKPOINT_VIT_L", raising=False)
     monkeypatch.setattr(cmp, "available_memory", lambda device=None, meminfo=None: 64 * GIB)
     models = make_models(store, vit_t_model, tmp_path, resolve=offline)
-    with pytest.raises(cmp.CompareError, match="--sam-checkpoint PATH --sam-model-type vit_l"):
+    with pytest.raises(cmp.CompareError, match="--sam-checkpoint PATH --sam-model-type vit_l") as raised:
         models.get("vit_l")
+    message = str(raised.value)
+    assert "OSError: offline" in message and "MOBILESAM_CHECKPOINT_VIT_L=PATH" in message
+    assert "--checkpoint PATH" not in message  # the app's MobileSAM flag would load the wrong model
     with pytest.raises(cmp.CompareError, match="Unknown comparison model"):
         models.get("vit_t")
 

@@ -45,6 +45,9 @@ def test_box_only_defaults_to_multimask():
     ('{"points": [[1, 2, 1]], "multimask": "yes"}', "true or false"),
     ('{"points": [[1, 2, 1]], "extra": 1}', "unknown key"),
     ('{"points": {"x": 1}}', "list"),
+    ('{"points": 0, "box": [0, 0, 10, 10]}', "list"),  # not taken for "no points"
+    ('{"points": "", "box": [0, 0, 10, 10]}', "list"),
+    ('{"points": false, "box": [0, 0, 10, 10]}', "list"),
     (json.dumps({"points": [[1, 2, 1]] * 65}), "at most 64"),
     ("[" * 100000, "longer than"),
 ])

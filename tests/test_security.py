@@ -97,7 +97,9 @@ def _decompression_bomb():
 BAD_FILES = {
     "truncated.jpg": (_truncated_jpeg, "truncated or corrupt"),
     "truncated.png": (_truncated_png, "truncated or corrupt"),
-    "declares-100000x100000.png": (lambda: png_declaring(100_000, 100_000), "limit is 50 MP"),
+    # over Pillow's own limits (89 MP: warning, 179 MP: error), which are checked first
+    "declares-100000x100000.png": (lambda: png_declaring(100_000, 100_000), "image is 10000 MP; the limit is 50 MP"),
+    "declares-12000x9000.png": (lambda: png_declaring(12_000, 9_000), "image is 108 MP; the limit is 50 MP"),
     "bomb-10000x6000.png": (_decompression_bomb, "limit is 50 MP"),
     "drawing.svg": (lambda: b'<svg xmlns="http://www.w3.org/2000/svg" width="99" height="99"><rect/></svg>',
                     "SVG"),
@@ -121,6 +123,21 @@ def test_unusable_images_get_a_clear_error_and_the_app_keeps_serving(client, tmp
     assert "Cannot use this file" in text and message in text, text
     assert "Traceback" not in text and "File \"" not in text
     assert_next_request_works(client)
+
+
+def test_user_errors_are_logged_in_one_line(client, app_cache, tmp_path):
+    """A refused file is the user's to put right: one line in the server's log, not a traceback."""
+    log = app_cache / "app.log"
+    start = log.stat().st_size
+    path = tmp_path / "half.jpg"
+    path.write_bytes(_truncated_jpeg())
+    with pytest.raises(Exception, match="truncated or corrupt"):
+        segment(client, path)
+    with open(log, encoding="utf-8", errors="replace") as f:
+        f.seek(start)
+        written = f.read()
+    assert "refused a request: Cannot use this file: the image file is truncated or corrupt" in written, written
+    assert "Traceback" not in written, written
 
 
 @pytest.mark.parametrize("width, height", [(4000, 2), (2, 4000)])

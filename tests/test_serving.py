@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from conftest import SAMPLES
 from mobilesam.demo import server
 from mobilesam.demo.images import browser_shows_as_loaded, load_rgb_image
 
@@ -117,7 +118,7 @@ def test_single_flight_shares_concurrent_calls_and_recent_results():
     import threading
     import time
 
-    from mobilesam.demo.handlers import SingleFlight
+    from mobilesam.demo.handlers import SharedCallFailed, SingleFlight
 
     flight = SingleFlight(ttl_s=0.5)
     calls = []
@@ -142,10 +143,48 @@ def test_single_flight_shares_concurrent_calls_and_recent_results():
         calls.append(1)
         raise ValueError("bad file")
 
-    for _ in range(2):  # a failure is raised to its callers and not kept
-        with pytest.raises(ValueError, match="bad file"):
-            flight.run("c", broken)
+    # a failure: its own caller gets the exception, later callers within ttl_s a SharedCallFailed
+    with pytest.raises(ValueError, match="bad file"):
+        flight.run("c", broken)
+    with pytest.raises(SharedCallFailed, match="bad file") as raised:
+        flight.run("c", broken)
+    assert isinstance(raised.value.__cause__, ValueError) and len(calls) == 4
+    time.sleep(0.6)
+    with pytest.raises(ValueError, match="bad file"):  # expired: tried again
+        flight.run("c", broken)
     assert len(calls) == 5
+
+
+def test_single_flight_tells_waiting_callers_the_call_failed():
+    import threading
+    import time
+
+    from mobilesam.demo.handlers import SharedCallFailed, SingleFlight
+
+    flight = SingleFlight()
+    started = threading.Event()
+
+    def slow_failure():
+        started.set()
+        time.sleep(0.2)
+        raise ValueError("corrupt")
+
+    errors = []
+
+    def call():
+        try:
+            flight.run("k", slow_failure)
+        except Exception as exc:
+            errors.append(type(exc))
+
+    first = threading.Thread(target=call)
+    first.start()
+    started.wait(5)
+    second = threading.Thread(target=call)
+    second.start()
+    first.join()
+    second.join()
+    assert errors == [ValueError, SharedCallFailed]
 
 
 def test_two_events_for_one_upload_read_and_encode_it_once(tmp_path, monkeypatch):
@@ -180,6 +219,85 @@ def test_two_events_for_one_upload_read_and_encode_it_once(tmp_path, monkeypatch
     assert len(loads) == 1 and encodes == [(24, 32, 3)]
     assert out[0][0] is out[1][0]  # the same encoding
     assert sorted(image is None for _, image in out) == [False, True]  # the image only for the caller that read it
+
+
+def _bare_handlers():
+    from mobilesam.demo import handlers as handlers_mod
+
+    class Engine:
+        model_type = "vit_t"
+
+        def encode(self, image):
+            raise AssertionError("not reached: the file cannot be read")
+
+    h = handlers_mod.Handlers.__new__(handlers_mod.Handlers)
+    h.engine, h._uploads = Engine(), handlers_mod.SingleFlight()
+    return h
+
+
+def test_an_emptied_upload_box_leaves_the_photo_and_its_prompts():
+    """Gradio empties the upload box after refusing a file over its size limit (and its clear button
+    does too): the event then changes none of its outputs, so the page keeps the photo and prompts."""
+    import gradio as gr
+
+    out = _bare_handlers().encode_upload(None, False, None, progress=lambda *a, **k: None)
+    assert len(out) == 4 and all(value == gr.skip() for value in out)
+
+
+def test_one_bad_upload_shows_its_error_once(tmp_path):
+    """Gradio fires two events for one upload: one of them shows the file's error, the other one
+    leaves the page as it is (it used to show the same error a second time)."""
+    import threading
+
+    import gradio as gr
+
+    bad = tmp_path / "truncated.jpg"
+    data = (SAMPLES / "groceries.jpg").read_bytes()
+    bad.write_bytes(data[: len(data) // 3])
+    h = _bare_handlers()
+    errors, unchanged = [], []
+
+    def event():
+        try:
+            out = h.encode_upload(str(bad), False, None, progress=lambda *a, **k: None)
+            unchanged.append(all(value == gr.skip() for value in out))
+        except gr.Error as exc:
+            errors.append(exc.message)
+
+    threads = [threading.Thread(target=event) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(errors) == 1 and "Cannot use this file" in errors[0] and "truncated or corrupt" in errors[0]
+    assert unchanged == [True]
+
+
+def test_an_image_sent_as_a_data_url_goes_through_the_apps_own_checks(tmp_path):
+    import base64
+
+    import gradio as gr
+    from gradio.data_classes import ImageData as FileData
+
+    from mobilesam.demo.handlers import raw_image_input
+    from mobilesam.demo.images import ImageLoadError
+
+    component = raw_image_input()
+    component.GRADIO_CACHE = str(tmp_path)
+    photo = (SAMPLES / "groceries.jpg").read_bytes()
+
+    def data_url(data: bytes, mime="image/jpeg") -> FileData:
+        return FileData(path=None, url=f"data:{mime};base64," + base64.b64encode(data).decode())
+
+    path = component.preprocess(data_url(photo))
+    assert path.startswith(str(tmp_path)) and path.endswith(".jpg") and open(path, "rb").read() == photo
+    np.testing.assert_array_equal(load_rgb_image(path), load_rgb_image(str(SAMPLES / "groceries.jpg")))
+    # a corrupt image reaches the app's loader (Gradio's own decoding failed with a generic error)
+    with pytest.raises(ImageLoadError, match="truncated or corrupt"):
+        load_rgb_image(component.preprocess(data_url(photo[: len(photo) // 3])))
+    for url in ("http://example.com/photo.jpg", "data:image/png,notbase64", "data:image/png;base64,%%%"):
+        with pytest.raises(gr.Error, match="Cannot use this image"):
+            component.preprocess(FileData(path=None, url=url))
 
 
 # --------------------------------------------------------------------------- head written into the page

@@ -41,7 +41,9 @@ def parse_prompts(text: Any, image_size) -> Dict[str, Any]:
         raise RequestError(f"unknown key(s) in prompts: {sorted(unknown)}")
 
     kwargs: Dict[str, Any] = {"multimask_output": _parse_multimask(data.get("multimask", True))}
-    points = data.get("points") or []
+    points = data.get("points")
+    if points is None:
+        points = []
     if not isinstance(points, list):
         raise RequestError("points must be a list of [x, y, label]")
     if len(points) > MAX_POINTS:

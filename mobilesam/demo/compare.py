@@ -201,9 +201,13 @@ class SamModels:
         try:
             return Path(resolve(model_type, None if local is None else str(local)))
         except CheckpointUnavailableError as exc:
+            variables = " or ".join(f"{name}=PATH" for name in env_vars(model_type))
             raise CompareError(
-                f"The {label(model_type)} weights are not available on this server: {exc}\n"
-                f"Start the app with --sam-checkpoint PATH --sam-model-type {model_type} to use a local copy."
+                f"The {label(model_type)} weights are not available on this server: could not download "
+                f"{pin.filename!r} from the Hugging Face Hub repo {pin.repo_id!r} "
+                f"({type(exc.cause).__name__}: {exc.cause}).\n"
+                f"To use a local copy ({pin.size} bytes, sha256 {pin.sha256}), start the app with "
+                f"--sam-checkpoint PATH --sam-model-type {model_type}, or set {variables}."
             ) from exc
         except (FileNotFoundError, ValueError) as exc:
             raise CompareError(f"The {label(model_type)} weights cannot be used: {exc}") from exc

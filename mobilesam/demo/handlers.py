@@ -3,8 +3,10 @@
 Every user error becomes a `gr.Error` with a specific message; nothing else a session did
 is lost, and the server keeps serving.
 """
+import base64
 import json
 import logging
+import mimetypes
 import os
 import tempfile
 import threading
@@ -16,12 +18,13 @@ from typing import Dict, Optional, Tuple
 
 import gradio as gr
 import numpy as np
+from gradio import processing_utils
 
 from ..utils.sa1b import sa1b_json
 from . import api
 from . import compare as cmp
 from .engine import EncodedImage, Engine
-from .images import ImageLoadError, browser_shows_as_loaded, load_rgb_image
+from .images import DEFAULT_MAX_BYTES, ImageLoadError, browser_shows_as_loaded, load_rgb_image
 from .render import overlay_masks
 from .store import is_image_id
 
@@ -78,9 +81,14 @@ class Handlers:
         Returns (client info JSON, session image id, compare mode on, compare status Markdown).
         """
         if not path:
-            return json.dumps(None), None, bool(compare_on), self._compare_idle_status(compare_on, compare_model)
+            # The upload box was emptied: by its clear button, or by Gradio after refusing a file (over
+            # its size limit). The photo being worked on stays, with its prompts.
+            return _unchanged(4)
         progress(0.05, desc="Reading image")
-        encoded, image = self._encode_upload_once(path, progress)
+        try:
+            encoded, image = self._encode_upload_once(path, progress)
+        except SharedCallFailed:  # Gradio's second event for this upload: the first one shows the error
+            return _unchanged(4)
         display = {"display_url": gradio_file_url(path)} if browser_shows_as_loaded(path) else {}
         if not compare_on:
             progress(1.0, desc="Done")
@@ -165,7 +173,7 @@ class Handlers:
                     "Choose an image: it will be segmented by both models.")
         image = self.engine.store.get(encoded.image_id)
         if image is None:
-            raise gr.Error("This image is no longer on the server; please upload it again.")
+            raise user_error("This image is no longer on the server; please upload it again.")
         sam = self._sam_encode(compare_model, image, encoded.image_id, progress)
         return json.dumps(self._client_info(encoded, sam)), True, self._compare_status(encoded, sam)
 
@@ -173,10 +181,10 @@ class Handlers:
                               progress=gr.Progress()) -> Tuple[np.ndarray, str, str]:
         """All masks of the session's image: (overlay picture, SA-1B JSON file, summary)."""
         if not image_id:
-            raise gr.Error("Choose or upload an image first.")
+            raise user_error("Choose or upload an image first.")
         image = self.engine.store.get(image_id)
         if image is None:
-            raise gr.Error("This image is no longer on the server; please upload it again.")
+            raise user_error("This image is no longer on the server; please upload it again.")
         records, path, seconds = self._segment_everything(image, points_per_side, progress)
         overlay = overlay_masks(image, [r["segmentation"] for r in records])
         return overlay, str(path), f"{len(records)} masks in {seconds:.1f} s ({points_per_side}×{points_per_side} grid)"
@@ -187,13 +195,13 @@ class Handlers:
         summary JSON), both computed here with the PyTorch predictors; SAM is the server's default
         comparison model (--sam-model-type)."""
         if self.sam_models is None:
-            raise gr.Error("Compare mode is not available on this server.")
+            raise user_error("Compare mode is not available on this server.")
         image = self._load(_file_path(image_file))
         encoded = self.engine.encode(image)
         try:
             prompt = api.parse_prompts(prompts_json, encoded.original_size)
         except ValueError as exc:
-            raise gr.Error(f"Invalid prompts: {exc}") from exc
+            raise user_error(f"Invalid prompts: {exc}") from exc
         loaded, sam_encoded = self._sam_encode(self.sam_models.default_type, image, encoded.image_id, progress)
         results = []
         for engine, enc in ((self.engine, encoded), (loaded.engine, sam_encoded)):
@@ -253,12 +261,12 @@ class Handlers:
 
     def _check_compare_model(self, model_type: Optional[str]) -> str:
         if self.sam_models is None:
-            raise gr.Error("Compare mode is not available on this server.")
+            raise user_error("Compare mode is not available on this server.")
         model_type = model_type or self.sam_models.default_type
         if model_type == self.engine.model_type:
-            raise gr.Error(f"This app already runs {cmp.label(model_type)}; choose another model to compare with.")
+            raise user_error(f"This app already runs {cmp.label(model_type)}; choose another model to compare with.")
         if not self.sam_models.valid(model_type):
-            raise gr.Error(f"Cannot compare with {model_type!r}: choose one of {', '.join(self.sam_models.choices)}.")
+            raise user_error(f"Cannot compare with {model_type!r}: choose one of {', '.join(self.sam_models.choices)}.")
         return model_type
 
     def _sam_get(self, model_type: Optional[str], progress):
@@ -266,7 +274,7 @@ class Handlers:
         try:
             return self.sam_models.get(model_type, _progress_fn(progress))
         except cmp.CompareError as exc:
-            raise gr.Error(str(exc), duration=None) from exc
+            raise user_error(str(exc), duration=None) from exc
 
     def _sam_encode(self, model_type: Optional[str], image: np.ndarray, image_id: str, progress):
         """(LoadedSam, EncodedImage) of `image` by the SAM model; gr.Error with a clear message on failure."""
@@ -274,7 +282,7 @@ class Handlers:
         try:
             return self.sam_models.encode(model_type, image, image_id, _progress_fn(progress))
         except cmp.CompareError as exc:
-            raise gr.Error(str(exc), duration=None) from exc
+            raise user_error(str(exc), duration=None) from exc
 
     def _session_encoded(self, image_id: str) -> Optional[EncodedImage]:
         """MobileSAM's encoding of the session's image (from the cache, or encoded again from the store)."""
@@ -285,7 +293,7 @@ class Handlers:
             return encoded
         image = self.engine.store.get(image_id)
         if image is None:
-            raise gr.Error("This image is no longer on the server; please upload it again.")
+            raise user_error("This image is no longer on the server; please upload it again.")
         return self.engine.encode(image, image_id=image_id)
 
     def _compare_status(self, encoded: EncodedImage, sam) -> str:
@@ -306,7 +314,7 @@ class Handlers:
             prompt = api.parse_prompts(prompts_json, encoded.original_size)
             return self.engine.predict(encoded, **prompt)
         except ValueError as exc:
-            raise gr.Error(f"Invalid prompts: {exc}") from exc
+            raise user_error(f"Invalid prompts: {exc}") from exc
 
     def _encode_file(self, image_file) -> EncodedImage:
         return self.engine.encode(self._load(_file_path(image_file)))
@@ -328,7 +336,7 @@ class Handlers:
         try:
             return load_rgb_image(path)
         except ImageLoadError as exc:
-            raise gr.Error(f"Cannot use this file: {exc}") from exc
+            raise user_error(f"Cannot use this file: {exc}") from exc
 
     def _output_path(self, prefix: str, suffix: str) -> Path:
         """A new file for a download; its name (`prefix` + random + `suffix`) is what the user saves."""
@@ -366,10 +374,28 @@ def _encoder_params(engine: Engine) -> int:
     return int(count)
 
 
+def user_error(message: str, duration: Optional[float] = 10) -> gr.Error:
+    """The error for a request the user can put right: shown to them, and logged here in one line
+    (Gradio would print its whole traceback for every bad file or prompt)."""
+    log.info("refused a request: %s", message)
+    return gr.Error(message, duration=duration, print_exception=False)
+
+
+def _unchanged(count: int) -> tuple:
+    """Outputs of an event that leaves all its `count` output components as they are."""
+    return tuple(gr.skip() for _ in range(count))
+
+
+class SharedCallFailed(Exception):
+    """Raised by SingleFlight.run to the callers that joined a call which failed; the call's own
+    caller got the exception itself (it is this one's __cause__)."""
+
+
 class SingleFlight:
-    """`run(key, fn)`: concurrent calls with the same key share one call of `fn` (the others wait for
-    its result or its exception), and a result is returned again for `ttl_s` seconds after it is
-    made (Gradio's second event for an upload may come just after the first one's encode)."""
+    """`run(key, fn)`: concurrent calls with the same key share one call of `fn`, and its outcome
+    is returned again for `ttl_s` seconds after it is made (Gradio's second event for an upload may
+    come just after the first one's encode). The first caller gets `fn`'s result or exception; the
+    others get the result, or SharedCallFailed for an exception (so that one error is shown once)."""
 
     def __init__(self, ttl_s: float = 10.0) -> None:
         self.ttl_s = ttl_s
@@ -386,18 +412,22 @@ class SingleFlight:
             if owner:
                 entry = self._calls[key] = (Future(), now)
         future = entry[0]
-        if owner:
+        if not owner:
             try:
-                result = fn()
-            except BaseException as exc:
-                with self._lock:  # a failure is not kept: the next call tries again
-                    self._calls.pop(key, None)
-                future.set_exception(exc)
-                raise
+                return future.result()
+            except Exception as exc:
+                raise SharedCallFailed(str(exc)) from exc
+        try:
+            result = fn()
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
             with self._lock:
                 self._calls[key] = (future, time.monotonic())  # kept ttl_s from now
-            future.set_result(result)
-        return future.result()
 
 
 def gradio_file_url(path: str) -> str:
@@ -408,10 +438,10 @@ def gradio_file_url(path: str) -> str:
 def _file_path(image_file) -> str:
     """gradio_client sends a file; Gradio hands us a path (str) or a FileData-like object."""
     if image_file is None:
-        raise gr.Error("No image file was sent.")
+        raise user_error("No image file was sent.")
     path = getattr(image_file, "path", None) or (image_file.get("path") if isinstance(image_file, dict) else image_file)
     if not isinstance(path, str):
-        raise gr.Error("No image file was sent.")
+        raise user_error("No image file was sent.")
     return path
 
 
@@ -419,9 +449,9 @@ def _points_per_side(value) -> int:
     try:
         n = int(value)
     except (TypeError, ValueError, OverflowError):  # OverflowError: infinity
-        raise gr.Error(f"points_per_side must be a whole number, got {value!r}") from None
+        raise user_error(f"points_per_side must be a whole number, got {value!r}") from None
     if not 1 <= n <= MAX_POINTS_PER_SIDE or n != value:
-        raise gr.Error(f"points_per_side must be a whole number from 1 to {MAX_POINTS_PER_SIDE}, got {value!r}")
+        raise user_error(f"points_per_side must be a whole number from 1 to {MAX_POINTS_PER_SIDE}, got {value!r}")
     return n
 
 
@@ -433,14 +463,31 @@ def raw_image_input(**kwargs) -> gr.Image:
     next to this module at import time.
     """
     component = gr.Image(type="filepath", **kwargs)
-    default_preprocess = component.preprocess
 
     def preprocess(payload):
         if payload is None:
             return None
-        if payload.path is None:  # pasted data: URL
-            return default_preprocess(payload)
+        if payload.path is None:  # an image sent as a data: URL, not uploaded
+            return data_url_to_file(payload.url or "", component.GRADIO_CACHE)
         return payload.path
 
     component.preprocess = preprocess
     return component
+
+
+def data_url_to_file(url: str, cache_dir: str, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
+    """The bytes of a base64 `data:` URL saved as a file in Gradio's cache folder, where an upload
+    would be, so that the same loader checks them (size limit before decoding, clear errors).
+    Other URLs are refused: the server fetches nothing for a request."""
+    header, comma, body = url.partition(",")
+    if not (header.startswith("data:") and header.endswith(";base64") and comma):
+        raise user_error("Cannot use this image: send a file, or a pasted image as a base64 data: URL.")
+    if len(body) > 4 * (max_bytes // 3 + 1):
+        raise user_error(f"Cannot use this file: it is larger than {max_bytes / 2 ** 20:.0f} MB")
+    try:
+        data = base64.b64decode(body, validate=True)
+    except ValueError:  # binascii.Error
+        raise user_error("Cannot use this image: its data: URL is not valid base64.") from None
+    mime = header[len("data:"):-len(";base64")].split(";")[0].strip().lower()
+    extension = mimetypes.guess_extension(mime) or ".bin"
+    return processing_utils.save_bytes_to_cache(data, "pasted" + extension, cache_dir)

@@ -6,6 +6,7 @@ files, non-images (SVG, HTML, text) and images over a pixel limit before decodin
 """
 import io
 import os
+import re
 import warnings
 from typing import Optional, Union
 
@@ -39,7 +40,8 @@ def load_rgb_image(source: Union[str, os.PathLike, bytes], max_pixels: int = DEF
     except ImageLoadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageLoadError(f"the image is too large; the limit is {max_pixels / 1e6:.0f} MP ({exc})") from exc
+        # Pillow's own check (at 89 MP) runs inside Image.open, before ours could see the size
+        raise ImageLoadError(f"the image {_bomb_size(exc)}; the limit is {max_pixels / 1e6:.0f} MP") from exc
     except UnidentifiedImageError as exc:
         raise ImageLoadError(f"not an image file that can be read ({_describe(data)})") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -97,6 +99,13 @@ def _read_bytes(source, max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         raise ImageLoadError(f"the file is {len(data) / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.0f} MiB")
     return data
+
+
+def _bomb_size(exc: Exception) -> str:
+    """"is N MP" from Pillow's decompression-bomb message ("Image size (N pixels) exceeds ..."), or
+    "is too large" if it has another wording."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    return f"is {int(found.group(1)) / 1e6:.0f} MP" if found else "is too large"
 
 
 def _check_declared_size(image: Image.Image, max_pixels: int) -> None:
