@@ -156,6 +156,15 @@ def test_unavailable_weights_say_how_to_give_a_local_copy(store, vit_t_model, tm
     message = str(raised.value)
     assert "OSError: offline" in message and "MOBILESAM_CHECKPOINT_VIT_L=PATH" in message
     assert "--checkpoint PATH" not in message  # the app's MobileSAM flag would load the wrong model
+    tries = []
+    models._resolve = lambda model_type, checkpoint: tries.append(model_type) or offline(model_type, checkpoint)
+    with pytest.raises(cmp.CompareError, match="tried again 5 minutes after"):  # no new ~25 s try
+        models.get("vit_l")
+    assert tries == []
+    monkeypatch.setattr(cmp, "DOWNLOAD_RETRY_S", 0.0)
+    with pytest.raises(cmp.CompareError, match="not available on this server"):
+        models.get("vit_l")
+    assert tries == ["vit_l"]
     with pytest.raises(cmp.CompareError, match="Unknown comparison model"):
         models.get("vit_t")
 

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 SAM_TYPES = ("vit_b", "vit_l", "vit_h")
 LABELS = {"vit_t": "MobileSAM", "vit_b": "SAM ViT-B", "vit_l": "SAM ViT-L", "vit_h": "SAM ViT-H"}
 GIB = 2**30
+DOWNLOAD_RETRY_S = 300.0  # after a failed weights download, how long requests get its error without a new try
 # Peak memory of one encoder run at 1024×1024 beyond the weights (CPU, float32). The global
 # attention blocks hold several heads × 4096 × 4096 float maps at once: vit_b (12 heads) was
 # measured at 2.45 GiB over the loaded model; vit_l and vit_h (16 heads, wider) scaled from it.
@@ -150,6 +151,7 @@ class SamModels:
         self._build = build
         self._resolve = resolve
         self._loaded: Dict[str, LoadedSam] = {}
+        self._unavailable: Dict[str, Tuple[float, str]] = {}  # model type -> (when, message) of a failed download
         self._locks: Dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self.load_count = 0  # models actually loaded (tests check that concurrent requests load once)
@@ -191,6 +193,11 @@ class SamModels:
 
         local = self.checkpoints.get(model_type)
         pin = get_pin(model_type)
+        failed = self._unavailable.get(model_type)
+        if failed is not None and time.monotonic() - failed[0] < DOWNLOAD_RETRY_S:
+            # each try of an unreachable Hub takes ~25 s of retries and holds one of compare's slots
+            raise CompareError(f"{failed[1]}\n(The download is tried again {DOWNLOAD_RETRY_S / 60:.0f} minutes after "
+                               f"it failed.)")
         resolve = self._resolve or resolve_checkpoint
         if local is None and not any(os.environ.get(name) for name in env_vars(model_type)):
             # a download: refuse before fetching a file that could not be loaded anyway
@@ -202,13 +209,14 @@ class SamModels:
             return Path(resolve(model_type, None if local is None else str(local)))
         except CheckpointUnavailableError as exc:
             variables = " or ".join(f"{name}=PATH" for name in env_vars(model_type))
-            raise CompareError(
+            message = (
                 f"The {label(model_type)} weights are not available on this server: could not download "
                 f"{pin.filename!r} from the Hugging Face Hub repo {pin.repo_id!r} "
                 f"({type(exc.cause).__name__}: {exc.cause}).\n"
                 f"To use a local copy ({pin.size} bytes, sha256 {pin.sha256}), start the app with "
-                f"--sam-checkpoint PATH --sam-model-type {model_type}, or set {variables}."
-            ) from exc
+                f"--sam-checkpoint PATH --sam-model-type {model_type}, or set {variables}.")
+            self._unavailable[model_type] = (time.monotonic(), message)
+            raise CompareError(message) from exc
         except (FileNotFoundError, ValueError) as exc:
             raise CompareError(f"The {label(model_type)} weights cannot be used: {exc}") from exc
 
