@@ -268,14 +268,14 @@ def test_segment_api_answers_generated_prompts_like_the_parser(client, text):
 
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(st.integers(-10**30, 10**30), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=5),
-                 st.none(), st.lists(st.integers(), max_size=2)))
+                 st.none(), st.booleans(), st.lists(st.integers(), max_size=2)))
 def test_points_per_side_is_a_whole_number_from_1_to_64_or_a_clear_error(value):
     try:
         n = _points_per_side(value)
     except gr.Error as exc:
         assert "points_per_side" in str(exc.message)
         return
-    assert 1 <= n <= MAX_POINTS_PER_SIDE and n == value
+    assert 1 <= n <= MAX_POINTS_PER_SIDE and n == value and not isinstance(value, bool)
 
 
 def _call_raw(app_url: str, api: str, data: list) -> str:

@@ -446,6 +446,8 @@ def _file_path(image_file) -> str:
 
 
 def _points_per_side(value) -> int:
+    if isinstance(value, bool):  # True == 1 in Python, but it is not a count
+        raise user_error(f"points_per_side must be a whole number, got {value!r}")
     try:
         n = int(value)
     except (TypeError, ValueError, OverflowError):  # OverflowError: infinity
