@@ -54,10 +54,13 @@ def build_demo(handlers: Handlers) -> gr.Blocks:
                 everything_image = gr.Image(label="All masks", type="numpy", interactive=False)
                 everything_file = gr.File(label="SA-1B annotations (JSON)")
 
-        image_input.change(handlers.encode_upload, [image_input, compare_on, compare_model],
-                           [client_info, session_image, compare_on, compare_status],
-                           concurrency_limit=4, show_progress="full", show_progress_on=[compare_status],
-                           api_name=False).then(None, [client_info], None, js=SET_IMAGE_JS)
+        uploaded = image_input.change(handlers.encode_upload, [image_input, compare_on, compare_model],
+                                      [client_info, session_image, compare_on, compare_status],
+                                      concurrency_limit=4, show_progress="full", show_progress_on=[compare_status],
+                                      api_name=False)
+        uploaded.then(None, [client_info], None, js=SET_IMAGE_JS)
+        # a refused file leaves the upload box (the photo being worked on stays: see encode_upload)
+        uploaded.failure(None, None, image_input, js="() => null", api_name=False)
         demo.load(handlers.restore_from_link, None, [client_info, session_image, compare_on, compare_model,
                                                      compare_status],
                   show_progress_on=[compare_status], api_name=False

@@ -173,6 +173,7 @@ def test_click_box_undo_download_and_bad_upload(browser, app_url, predictor_vit_
     page.page.get_by_text("Cannot use this file").first.wait_for(timeout=30_000)
     page.page.wait_for_timeout(1500)  # Gradio's second event for the upload has ended too
     assert page.page.get_by_text("Cannot use this file").count() == 1  # one error, shown once
+    assert page.page.locator("#msam-upload img").count() == 0  # the refused file left the upload box
     page.shot("07-bad-upload")
     state = page.state()
     assert (state["imageId"], state["points"], state["box"]) == (kept["imageId"], kept["points"], kept["box"])
