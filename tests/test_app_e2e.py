@@ -161,8 +161,13 @@ def test_click_box_undo_download_and_bad_upload(browser, app_url, predictor_vit_
         page.page.get_by_role("button", name="Download mask PNG").click()
     path = tmp_path / "mask.png"
     download.value.save_as(path)
-    png = np.array(Image.open(path).convert("L"))
-    assert png.shape == size
+    with Image.open(path) as downloaded:
+        assert downloaded.mode == "L"  # as the segment API writes it
+        png = np.array(downloaded)
+    assert png.shape == size and set(np.unique(png)) <= {0, 255}
+    url = page.page.evaluate("() => window.msam.getMaskDataURL()")
+    assert url.startswith("data:image/png;base64,")
+    assert base64.b64decode(url.split(",", 1)[1]) == path.read_bytes()  # the same file as the download
     assert mask_iou(png > 127, torch_mask(predictor_vit_t, page.state())) >= 0.99
     page.shot("06-downloaded")
 

@@ -2,7 +2,7 @@
 // size (exactly as SamPredictor gives it), its PNG / cut-out / SA-1B RLE downloads, the
 // base64 form the window.msam API hands out, and the share link.
 
-import { postprocessMask, maskToGrayRGBA, applyCutout, sa1bRecord } from "./masks.js";
+import { postprocessMask, maskToGrayPng, applyCutout, sa1bRecord } from "./masks.js";
 import { selectIndex, formatPrompts } from "./prompts.js";
 import { errText, downloadBlob, canvasToBlob, safeName } from "./util.js";
 
@@ -23,21 +23,18 @@ export function fullMask(app) {
   return value;
 }
 
-export function maskCanvas(app) {
+/** The committed full-size mask as an 8-bit grayscale PNG Blob (255 inside), or null without image. */
+export async function maskPng(app) {
   const m = fullMask(app);
   if (!m) return null;
-  const c = document.createElement("canvas");
-  c.width = m.width;
-  c.height = m.height;
-  c.getContext("2d").putImageData(new ImageData(maskToGrayRGBA(m.mask), m.width, m.height), 0, 0);
-  return c;
+  return new Blob([await maskToGrayPng(m.mask, m.width, m.height)], { type: "image/png" });
 }
 
 export async function exportMask(app) {
   try {
-    const c = maskCanvas(app);
-    if (!c) return;
-    downloadBlob(await canvasToBlob(c), `${safeName(app.info.image_id)}_mask.png`);
+    const png = await maskPng(app);
+    if (!png) return;
+    downloadBlob(png, `${safeName(app.info.image_id)}_mask.png`);
   } catch (e) {
     app.setStatus("Export failed: " + errText(e), "error");
   }

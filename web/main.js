@@ -19,8 +19,8 @@
 import { MsamApp } from "./app.js";
 import { parsePrompts, formatPrompts } from "./prompts.js";
 import { cmpFullMask } from "./compare.js";
-import { fullMask, maskCanvas, maskBitsBase64, rleRecord, shareLink } from "./exports.js";
-import { errText, el } from "./util.js";
+import { fullMask, maskPng, maskBitsBase64, rleRecord, shareLink } from "./exports.js";
+import { blobToDataURL, errText, el } from "./util.js";
 
 // -------------------------------------------------------------------- bootstrap
 
@@ -44,8 +44,11 @@ const api = {
   parsePrompts: safe((search) => parsePrompts(search ?? location.search)),
   formatPrompts: safe((p) => formatPrompts(p)),
   whenIdle: () => app.whenIdle().catch(() => {}),
-  /** Full-size mask of the committed prompts as a PNG data URL (null without image). */
-  getMaskDataURL: safe(() => maskCanvas(app)?.toDataURL("image/png") ?? null),
+  /** Full-size mask of the committed prompts as a grayscale PNG data URL (a Promise; null without image). */
+  getMaskDataURL: () => maskPng(app).then((png) => (png ? blobToDataURL(png) : null)).catch((e) => {
+    app.setStatus(errText(e), "error");
+    return null;
+  }),
   /** {width, height, data: Uint8Array 0/1 row-major} of the full-size committed mask. */
   getMaskBits: safe(() => {
     const m = fullMask(app);

@@ -365,14 +365,61 @@ export function overlayRGBA(mask, width, height, fill, edge, radius = 1, out) {
   return px;
 }
 
-/** 0/1 mask -> opaque RGBA: white inside, black outside (mask PNG). */
-export function maskToGrayRGBA(mask, out) {
-  const px = out || new Uint8ClampedArray(mask.length * 4);
-  for (let i = 0, j = 0; i < mask.length; i++, j += 4) {
-    const v = mask[i] ? 255 : 0;
-    px[j] = v; px[j + 1] = v; px[j + 2] = v; px[j + 3] = 255;
+// ---------------------------------------------------------------------------
+// Mask PNG: 8-bit grayscale, 255 inside and 0 outside (as the server's `segment` API writes it)
+// ---------------------------------------------------------------------------
+
+let CRC_TABLE = null;
+
+function crc32(bytes) {
+  let crc = 0xffffffff;
+  if (!CRC_TABLE) {
+    CRC_TABLE = new Uint32Array(256);
+    for (let n = 0; n < 256; n++) {
+      let c = n;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+      CRC_TABLE[n] = c >>> 0;
+    }
   }
-  return px;
+  for (let i = 0; i < bytes.length; i++) crc = CRC_TABLE[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8);
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+function pngChunk(type, data) {
+  const out = new Uint8Array(12 + data.length);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, data.length);
+  for (let i = 0; i < 4; i++) out[4 + i] = type.charCodeAt(i);
+  out.set(data, 8);
+  view.setUint32(8 + data.length, crc32(out.subarray(4, 8 + data.length)));
+  return out;
+}
+
+/**
+ * A 0/1 mask (Uint8Array, row-major width x height) as the bytes of an 8-bit grayscale PNG,
+ * compressed with the platform's zlib (CompressionStream "deflate": browsers and Node 18+).
+ * @returns {Promise<Uint8Array>}
+ */
+export async function maskToGrayPng(mask, width, height) {
+  if (mask.length !== width * height) throw new Error(`mask has ${mask.length} values, expected ${width}x${height}`);
+  const rows = new Uint8Array((width + 1) * height); // each row: filter type 0, then its pixels
+  for (let y = 0; y < height; y++) {
+    const o = y * (width + 1) + 1;
+    for (let x = 0, i = y * width; x < width; x++, i++) rows[o + x] = mask[i] ? 255 : 0;
+  }
+  const zlib = new Uint8Array(await new Response(
+    new Blob([rows]).stream().pipeThrough(new CompressionStream("deflate"))).arrayBuffer());
+  const header = new Uint8Array(13);
+  const h = new DataView(header.buffer);
+  h.setUint32(0, width);
+  h.setUint32(4, height);
+  header[8] = 8; // bit depth; colour type 0 (gray), compression 0, filter 0, no interlace
+  const parts = [Uint8Array.of(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a), pngChunk("IHDR", header),
+    pngChunk("IDAT", zlib), pngChunk("IEND", new Uint8Array(0))];
+  const png = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) { png.set(p, at); at += p.length; }
+  return png;
 }
 
 /** Cut-out: keeps the image pixels inside the mask, transparent (all 0) outside. In place. */

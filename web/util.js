@@ -111,6 +111,15 @@ export function canvasToBlob(canvas) {
   });
 }
 
+export function blobToDataURL(blob) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error || new Error("cannot read the blob"));
+    reader.readAsDataURL(blob);
+  });
+}
+
 export function safeName(s) {
   return String(s || "image").replace(/[^A-Za-z0-9._-]+/g, "_").slice(0, 80);
 }

@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import {
   halfToFloat, float16ToFloat32, resizeTable, resizeBilinear, upscaleLowRes, postprocessMask,
   threshold, maskArea, maskBBox, rleCounts, rleCountsToString, rleStringToCounts, rleDecode,
-  cocoRLE, sa1bRecord, overlayRGBA, maskToGrayRGBA, applyCutout,
+  cocoRLE, sa1bRecord, overlayRGBA, maskToGrayPng, applyCutout,
 } from "../masks.js";
 
 const REF = JSON.parse(readFileSync(new URL("./reference.json", import.meta.url), "utf8"));
@@ -247,11 +247,39 @@ test("overlay, grayscale and cut-out pixels", () => {
   assert.deepEqual(at(0, 0), edge); // image border counts as outside
   assert.deepEqual(at(2, 1), edge);
   assert.deepEqual(at(3, 3), [0, 0, 0, 0]);
-  const g = maskToGrayRGBA(m);
-  assert.deepEqual(Array.from(g.subarray(0, 4)), [255, 255, 255, 255]);
-  assert.deepEqual(Array.from(g.subarray(12, 16)), [0, 0, 0, 255]);
   const rgba = new Uint8ClampedArray(16 * 4).fill(200);
   applyCutout(rgba, m);
   assert.deepEqual(Array.from(rgba.subarray(0, 4)), [200, 200, 200, 255]);
   assert.deepEqual(Array.from(rgba.subarray(12, 16)), [0, 0, 0, 0]);
+});
+
+// ------------------------------------------------------------------ mask PNG
+
+test("mask PNG: 8-bit grayscale, 255 inside, valid chunks (CRC-32) and zlib data", async () => {
+  const { inflateSync, crc32 } = await import("node:zlib").then((z) => ({ inflateSync: z.inflateSync, crc32: z.crc32 }));
+  const width = 7, height = 5;
+  const mask = new Uint8Array(width * height);
+  for (let i = 0; i < mask.length; i++) mask[i] = (i * 7) % 3 === 0 ? 1 : 0;
+  const png = await maskToGrayPng(mask, width, height);
+  assert.deepEqual(Array.from(png.subarray(0, 8)), [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  const view = new DataView(png.buffer, png.byteOffset, png.byteLength);
+  const chunks = {};
+  for (let at = 8; at < png.length;) {
+    const len = view.getUint32(at);
+    const type = String.fromCharCode(...png.subarray(at + 4, at + 8));
+    const data = png.subarray(at + 8, at + 8 + len);
+    assert.equal(view.getUint32(at + 8 + len), crc32(png.subarray(at + 4, at + 8 + len)), type);
+    chunks[type] = data;
+    at += 12 + len;
+  }
+  assert.deepEqual(Object.keys(chunks), ["IHDR", "IDAT", "IEND"]);
+  const ihdr = new DataView(chunks.IHDR.buffer, chunks.IHDR.byteOffset, 13);
+  assert.deepEqual([ihdr.getUint32(0), ihdr.getUint32(4), ...chunks.IHDR.subarray(8)], [width, height, 8, 0, 0, 0, 0]);
+  const rows = inflateSync(chunks.IDAT);
+  assert.equal(rows.length, (width + 1) * height);
+  for (let y = 0; y < height; y++) {
+    assert.equal(rows[y * (width + 1)], 0); // filter: none
+    for (let x = 0; x < width; x++) assert.equal(rows[y * (width + 1) + 1 + x], mask[y * width + x] ? 255 : 0);
+  }
+  await assert.rejects(maskToGrayPng(mask, width + 1, height), /expected 8x5/);
 });
