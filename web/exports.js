@@ -27,7 +27,7 @@ export function fullMask(app) {
 export async function maskPng(app) {
   const m = fullMask(app);
   if (!m) return null;
-  return new Blob([await maskToGrayPng(m.mask, m.width, m.height)], { type: "image/png" });
+  return maskToGrayPng(m.mask, m.width, m.height);
 }
 
 export async function exportMask(app) {

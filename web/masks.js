@@ -396,9 +396,9 @@ function pngChunk(type, data) {
 }
 
 /**
- * A 0/1 mask (Uint8Array, row-major width x height) as the bytes of an 8-bit grayscale PNG,
- * compressed with the platform's zlib (CompressionStream "deflate": browsers and Node 18+).
- * @returns {Promise<Uint8Array>}
+ * A 0/1 mask (Uint8Array, row-major width x height) as an 8-bit grayscale PNG file, compressed
+ * with the platform's zlib (CompressionStream "deflate": browsers and Node 18+).
+ * @returns {Promise<Blob>} of type image/png
  */
 export async function maskToGrayPng(mask, width, height) {
   if (mask.length !== width * height) throw new Error(`mask has ${mask.length} values, expected ${width}x${height}`);
@@ -414,12 +414,9 @@ export async function maskToGrayPng(mask, width, height) {
   h.setUint32(0, width);
   h.setUint32(4, height);
   header[8] = 8; // bit depth; colour type 0 (gray), compression 0, filter 0, no interlace
-  const parts = [Uint8Array.of(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a), pngChunk("IHDR", header),
-    pngChunk("IDAT", zlib), pngChunk("IEND", new Uint8Array(0))];
-  const png = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) { png.set(p, at); at += p.length; }
-  return png;
+  const signature = Uint8Array.of(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a);
+  return new Blob([signature, pngChunk("IHDR", header), pngChunk("IDAT", zlib), pngChunk("IEND", new Uint8Array(0))],
+    { type: "image/png" });
 }
 
 /** Cut-out: keeps the image pixels inside the mask, transparent (all 0) outside. In place. */

@@ -260,7 +260,9 @@ test("mask PNG: 8-bit grayscale, 255 inside, valid chunks (CRC-32) and zlib data
   const width = 7, height = 5;
   const mask = new Uint8Array(width * height);
   for (let i = 0; i < mask.length; i++) mask[i] = (i * 7) % 3 === 0 ? 1 : 0;
-  const png = await maskToGrayPng(mask, width, height);
+  const blob = await maskToGrayPng(mask, width, height);
+  assert.equal(blob.type, "image/png");
+  const png = new Uint8Array(await blob.arrayBuffer());
   assert.deepEqual(Array.from(png.subarray(0, 8)), [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
   const view = new DataView(png.buffer, png.byteOffset, png.byteLength);
   const chunks = {};
