@@ -166,6 +166,21 @@ def chromium(headless: bool = True) -> Iterator[object]:
             browser.close()
 
 
+@contextlib.contextmanager
+def chromium_profile(folder: Path, headless: bool = True) -> Iterator[object]:
+    """Headless Chromium with an on-disk profile in `folder`: a browser context that keeps its HTTP cache
+    and V8's code caches (JavaScript and WebAssembly) between pages, as a returning visitor's browser does."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(str(folder), executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                                       headless=headless)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
 def open_bench_page(browser, url: str, errors: Optional[list] = None, threads: Optional[int] = None):
     """A new page on /bench/decoder.html with window.bench loaded (threads=1: onnxruntime-web single-threaded)."""
     page = browser.new_page()
