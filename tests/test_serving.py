@@ -99,6 +99,11 @@ def test_which_uploads_the_page_shows_from_its_own_file(tmp_path):
               _save(tmp_path, "anim.webp", rgb, save_all=True, append_images=[rgb.rotate(90)]),
               _save(tmp_path, "i16.png", Image.fromarray(np.full((8, 8), 40000, np.uint16))),
               _save(tmp_path, "other-profile.jpg", rgb, icc_profile=lab)]
+    for orientation in (2, 3, 6):  # Chromium ignores the EXIF orientation of WebP and PNG files
+        turned = rgb.getexif()
+        turned[0x0112] = orientation
+        hidden += [_save(tmp_path, f"o{orientation}.webp", rgb, exif=turned, lossless=True),
+                   _save(tmp_path, f"o{orientation}.png", rgb, exif=turned)]
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 not really")
     hidden.append(tmp_path / "bad.jpg")
     hidden.append(tmp_path / "missing.jpg")

@@ -58,6 +58,7 @@ def load_rgb_image(source: Union[str, os.PathLike, bytes], max_pixels: int = DEF
 # browser decodes (EXIF orientation is applied by both).
 BROWSER_FORMATS = {"JPEG", "PNG", "WEBP"}
 BROWSER_MODES = {"RGB", "L"}
+EXIF_ORIENTATION = 0x0112
 
 
 def browser_shows_as_loaded(path: Union[str, os.PathLike]) -> bool:
@@ -65,14 +66,22 @@ def browser_shows_as_loaded(path: Union[str, os.PathLike]) -> bool:
     `load_rgb_image` reads it, so the page may display the uploaded file itself (which it has just
     sent) instead of the server's PNG copy. Reads only the header; False for anything unusual (CMYK,
     16-bit, alpha, palette, animation, a colour profile other than sRGB, other formats), which the
-    page then gets as PNG."""
+    page then gets as PNG. EXIF orientation: browsers apply it to JPEG (CSS `image-orientation:
+    from-image`, the default) as `load_rgb_image` does, but not to WebP or PNG (Chromium shows those
+    unrotated), so those must have none."""
     try:
         with Image.open(path) as image:
             return (image.format in BROWSER_FORMATS and image.mode in BROWSER_MODES
                     and not getattr(image, "is_animated", False) and "transparency" not in image.info
-                    and _is_srgb_or_none(image.info.get("icc_profile")))
+                    and _is_srgb_or_none(image.info.get("icc_profile"))
+                    and (image.format == "JPEG" or _exif_orientation(image) == 1))
     except Exception:
         return False
+
+
+def _exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag (1: upright, also when there is none)."""
+    return image.getexif().get(EXIF_ORIENTATION, 1)
 
 
 def _is_srgb_or_none(icc: Optional[bytes]) -> bool:
