@@ -21,6 +21,11 @@ from mobilesam.hub import CheckpointUnavailableError
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 EXAMPLES = sorted(str(p) for p in EXAMPLES_DIR.glob("*.jpg"))
 SET_IMAGE_JS = "(info) => { window.msam && window.msam.setImage(info); return []; }"
+# a share link's image, restored as the page opens: the page drops it if the user chose an image meanwhile
+LINK_IMAGE_JS = "(info) => { window.msam && window.msam.setImage(info, null, {fromLink: true}); return []; }"
+# events about "the image": the one the page shows (its id replaces the last input), which a late
+# link restore may have made differ from the session's last encoded image
+PAGE_IMAGE_ID = "(((s) => (s && s.imageId) || null)(window.msam && window.msam.getState && window.msam.getState()))"
 COMPARE_FAILED_JS = """(model, status) => {
   const c = window.msam && window.msam.getState && window.msam.getState().compare;
   return c ? [true, c.model, status] : [false, model, %s];
@@ -36,6 +41,7 @@ def build_demo(handlers: Handlers) -> gr.Blocks:
     with gr.Blocks(title="MobileSAM", delete_cache=(3600, 3600)) as demo:
         session_image = gr.State(None)
         client_info = gr.Textbox(visible=False, elem_id="msam-info")
+        page_image = gr.Textbox(visible=False)  # the id of the image the page shows (set by PAGE_IMAGE_ID)
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column(scale=1, min_width=280):
@@ -55,7 +61,8 @@ def build_demo(handlers: Handlers) -> gr.Blocks:
                 everything_file = gr.File(label="SA-1B annotations (JSON)")
 
         uploaded = image_input.change(handlers.encode_upload, [image_input, compare_on, compare_model],
-                                      [client_info, session_image, compare_on, compare_status],
+                                      [client_info, session_image, compare_on, compare_status,
+                                       everything_image, everything_file, everything_summary],
                                       concurrency_limit=4, show_progress="full", show_progress_on=[compare_status],
                                       api_name=False)
         uploaded.then(None, [client_info], None, js=SET_IMAGE_JS)
@@ -64,19 +71,20 @@ def build_demo(handlers: Handlers) -> gr.Blocks:
         demo.load(handlers.restore_from_link, None, [client_info, session_image, compare_on, compare_model,
                                                      compare_status],
                   show_progress_on=[compare_status], api_name=False
-                  ).then(None, [client_info], None, js=SET_IMAGE_JS)
+                  ).then(None, [client_info], None, js=LINK_IMAGE_JS)
         # the user's changes only (.input / .select), not the handlers' updates of these components
         for listener in (compare_on.input, compare_model.select):
-            switched = listener(handlers.set_compare, [compare_on, compare_model, session_image],
+            switched = listener(handlers.set_compare, [compare_on, compare_model, session_image, page_image],
                                 [client_info, compare_on, compare_status], concurrency_limit=2,
+                                js=f"(on, model, id) => [on, model, id, {PAGE_IMAGE_ID}]",
                                 show_progress="full", show_progress_on=[compare_status], api_name=False)
             switched.success(None, [client_info], None, js=SET_IMAGE_JS)
             # (the error is shown; the controls go back to what the page still compares with, if anything)
             switched.failure(None, [compare_model, compare_status], [compare_on, compare_model, compare_status],
                              js=COMPARE_FAILED_JS)
-        everything_button.click(handlers.segment_everything_ui, [session_image, grid],
+        everything_button.click(handlers.segment_everything_ui, [session_image, grid, page_image],
                                 [everything_image, everything_file, everything_summary],
-                                concurrency_limit=1, api_name=False)
+                                js=f"(id, grid) => [id, grid, {PAGE_IMAGE_ID}]", concurrency_limit=1, api_name=False)
 
         with gr.Column(visible=False):  # API-only endpoints for gradio_client
             api_image = gr.File(label="image")

@@ -242,6 +242,55 @@ def test_share_link_reproduces_the_masks_and_segment_everything_draws_them(brows
     page.shot("11-segment-everything")
 
 
+def test_segment_everything_and_links_follow_the_photo_the_page_shows(browser, app_url):
+    """A share link's restore that finishes after the user's own upload is dropped by the page; segment
+    everything segments the photo the page shows (not the session's last encoded one), and its results
+    leave when another photo is chosen."""
+    truck, groceries = load_sample("truck.jpg"), load_sample("groceries.jpg")
+    other = Page(browser, app_url)
+    other.upload(SAMPLES / "truck.jpg")
+    other.wait_image(truck)
+    truck_info = other.page.evaluate("() => window.msam._app.info")
+    other.page.close()
+
+    page = Page(browser, app_url)
+    page.upload(SAMPLES / "groceries.jpg")
+    page.wait_image(groceries)
+    page.click(360, 277, groceries.shape[:2])
+    # what app.py's LINK_IMAGE_JS does when a link's restore comes back late
+    applied = page.page.evaluate("(info) => window.msam.setImage(info, null, {fromLink: true})", truck_info)
+    assert applied is False
+    state = page.state()
+    assert state["imageId"] == image_id(groceries) and len(state["points"]) == 1
+
+    # the page shows truck; the server's session still has groceries as its last encoded image
+    page.page.evaluate("(info) => window.msam.setImage(info)", truck_info)
+    page.wait_image(truck)
+    page.page.get_by_text("Segment everything (server").click()
+    slider = page.page.locator("input[type=number]").last
+    slider.fill("4")
+    slider.press("Enter")
+    page.page.get_by_role("button", name="Segment everything", exact=True).click()
+    page.page.get_by_text("masks in").first.wait_for(timeout=120_000)
+    picture = page.page.locator("[data-testid=accordion-content] img").first
+    picture.wait_for(timeout=30_000)
+    page.page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=picture.element_handle())
+    size = picture.evaluate("(img) => [img.naturalHeight, img.naturalWidth]")
+    assert tuple(size) == truck.shape[:2]
+
+    page.upload(SAMPLES / "groceries.jpg")
+    page.wait_image(groceries)
+    page.page.get_by_text("masks in").first.wait_for(state="detached", timeout=30_000)
+    assert page.page.locator("[data-testid=accordion-content] img").count() == 0
+    assert page.errors == []
+
+
+def image_id(image):
+    from mobilesam.demo.store import image_id_of
+
+    return image_id_of(image)
+
+
 ENGINES_JS = """
 async () => {
   const app = window.msam._app;

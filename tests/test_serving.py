@@ -246,7 +246,7 @@ def test_an_emptied_upload_box_leaves_the_photo_and_its_prompts():
     import gradio as gr
 
     out = _bare_handlers().encode_upload(None, False, None, progress=lambda *a, **k: None)
-    assert len(out) == 4 and all(value == gr.skip() for value in out)
+    assert len(out) == 7 and all(value == gr.skip() for value in out)
 
 
 def test_one_bad_upload_shows_its_error_once(tmp_path):

@@ -18,6 +18,15 @@ import { getConfig, errText, normalizeInfo, loadPhoto } from "./util.js";
 let ENTRY_ID = 0;
 // In compare mode `cmp` holds the comparison model's decode: {key, result} or {key, error},
 // key = that model's embedding URL (a result for another model or image is stale).
+/** Whether server info names an image (not null / "{}" / invalid). */
+function hasImage(infoArg) {
+  try {
+    return normalizeInfo(infoArg) != null;
+  } catch {
+    return false;
+  }
+}
+
 function makeEntry(prev, points, box, maskMode = "auto", refine = false) {
   return { id: ++ENTRY_ID, prev, points, box, maskMode, refine, result: null, error: null, pending: false, cmp: null };
 }
@@ -61,6 +70,7 @@ export class MsamApp {
     this.previewSeq = 0;
 
     this.urlPrompts = null;
+    this.userChoseImage = false; // a share link's late restore must not replace the user's choice
     try {
       const p = parsePrompts(location.search);
       if (p.imageId) this.urlPrompts = p;
@@ -128,7 +138,12 @@ export class MsamApp {
 
   // ------------------------------------------------------------------ image
 
-  setImage(infoArg, prompts) {
+  /** Show the image of `infoArg` (server info; null clears). `fromLink`: the image of the page's share
+   * link, restored by the server as the page opened; it is dropped if the user has chosen an image
+   * meanwhile (the restore of an image no longer cached can take longer than a new upload). */
+  setImage(infoArg, prompts, { fromLink = false } = {}) {
+    if (fromLink && this.userChoseImage) return Promise.resolve(false);
+    if (!fromLink && hasImage(infoArg)) this.userChoseImage = true;
     // Gradio may hand over the same image info twice in a row: the load in flight goes on.
     const key = typeof infoArg === "string" ? infoArg : JSON.stringify(infoArg ?? null);
     const inFlight = this._inFlight;

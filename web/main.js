@@ -38,8 +38,9 @@ function safe(fn) {
 }
 
 const api = {
-  /** Load an image: info from the server (object or JSON string; null/{} clears). */
-  setImage: (info, prompts) => app.setImage(info, prompts).catch((e) => { app.setStatus(errText(e), "error"); return false; }),
+  /** Load an image: info from the server (object or JSON string; null/{} clears). options.fromLink:
+   * the share link's image, ignored once the user has chosen one. */
+  setImage: (info, prompts, options) => app.setImage(info, prompts, options).catch((e) => { app.setStatus(errText(e), "error"); return false; }),
   getState: safe(() => app.getState()),
   parsePrompts: safe((search) => parsePrompts(search ?? location.search)),
   formatPrompts: safe((p) => formatPrompts(p)),

@@ -75,24 +75,26 @@ class Handlers:
 
     # ---- UI events ------------------------------------------------------------------
     def encode_upload(self, path: Optional[str], compare_on: bool = False, compare_model: Optional[str] = None,
-                      progress=gr.Progress()) -> Tuple[str, Optional[str], bool, str]:
+                      progress=gr.Progress()) -> tuple:
         """New image chosen: encode it (and with SAM too in compare mode).
 
-        Returns (client info JSON, session image id, compare mode on, compare status Markdown).
+        Returns (client info JSON, session image id, compare mode on, compare status Markdown), then
+        the segment-everything outputs (picture, annotations file, summary), emptied: they were the
+        previous photo's.
         """
         if not path:
             # The upload box was emptied: by its clear button, or by Gradio after refusing a file (over
             # its size limit). The photo being worked on stays, with its prompts.
-            return _unchanged(4)
+            return _unchanged(4 + len(NO_EVERYTHING))
         progress(0.05, desc="Reading image")
         try:
             encoded, image = self._encode_upload_once(path, progress)
         except SharedCallFailed:  # Gradio's second event for this upload: the first one shows the error
-            return _unchanged(4)
+            return _unchanged(4 + len(NO_EVERYTHING))
         display = {"display_url": gradio_file_url(path)} if browser_shows_as_loaded(path) else {}
         if not compare_on:
             progress(1.0, desc="Done")
-            return json.dumps({**self._client_info(encoded), **display}), encoded.image_id, False, cmp.HELP
+            return json.dumps({**self._client_info(encoded), **display}), encoded.image_id, False, cmp.HELP, *NO_EVERYTHING
         if image is None:
             image = self.engine.store.get(encoded.image_id)
             if image is None:
@@ -102,9 +104,9 @@ class Handlers:
         except gr.Error as exc:  # MobileSAM still works: leave compare mode, say why
             gr.Warning(str(exc.message))
             return (json.dumps({**self._client_info(encoded), **display}), encoded.image_id, False,
-                    _failed_status(exc))
+                    _failed_status(exc), *NO_EVERYTHING)
         return (json.dumps({**self._client_info(encoded, sam), **display}), encoded.image_id, True,
-                self._compare_status(encoded, sam))
+                self._compare_status(encoded, sam), *NO_EVERYTHING)
 
     def _encode_upload_once(self, path: str, progress) -> Tuple[EncodedImage, Optional[np.ndarray]]:
         """Read and encode an uploaded file once, however many events ask for it (Gradio fires
@@ -156,13 +158,16 @@ class Handlers:
                 self._compare_status(encoded, sam))
 
     def set_compare(self, compare_on: bool, compare_model: Optional[str], image_id: Optional[str],
+                    page_image_id: Optional[str] = None,
                     progress=gr.Progress(track_tqdm=True)) -> Tuple[str, bool, str]:
-        """Compare mode switched on or off, or another SAM model chosen.
+        """Compare mode switched on or off, or another SAM model chosen, for the image the page shows
+        (`page_image_id`; else the session's last image, `image_id`).
 
         Loads the SAM model on first use (with progress) and encodes the session's image with it.
         Returns (client info JSON, compare mode on, status Markdown); raises gr.Error when the model
         cannot be used (no memory, no weights), leaving MobileSAM as it was.
         """
+        image_id = _shown_image(image_id, page_image_id)
         encoded = self._session_encoded(image_id) if image_id else None
         if not compare_on:
             info = None if encoded is None else self._client_info(encoded)
@@ -177,9 +182,11 @@ class Handlers:
         sam = self._sam_encode(compare_model, image, encoded.image_id, progress)
         return json.dumps(self._client_info(encoded, sam)), True, self._compare_status(encoded, sam)
 
-    def segment_everything_ui(self, image_id: Optional[str], points_per_side: int,
+    def segment_everything_ui(self, image_id: Optional[str], points_per_side: int, page_image_id: Optional[str] = None,
                               progress=gr.Progress()) -> Tuple[np.ndarray, str, str]:
-        """All masks of the session's image: (overlay picture, SA-1B JSON file, summary)."""
+        """All masks of the image the page shows (`page_image_id`; else the session's last image,
+        `image_id`): (overlay picture, SA-1B JSON file, summary)."""
+        image_id = _shown_image(image_id, page_image_id)
         if not image_id:
             raise user_error("Choose or upload an image first.")
         image = self.engine.store.get(image_id)
@@ -379,6 +386,15 @@ def user_error(message: str, duration: Optional[float] = 10) -> gr.Error:
     (Gradio would print its whole traceback for every bad file or prompt)."""
     log.info("refused a request: %s", message)
     return gr.Error(message, duration=duration, print_exception=False)
+
+
+def _shown_image(session_image_id: Optional[str], page_image_id: Optional[str]) -> Optional[str]:
+    """The image an event from the page is about: the one the page shows, if it says (a share link's
+    restore that finished after the user's own upload sets the session's image but not the page's)."""
+    return page_image_id if isinstance(page_image_id, str) and is_image_id(page_image_id) else session_image_id
+
+
+NO_EVERYTHING = (None, None, "")  # segment everything's picture, annotations file and summary, emptied
 
 
 def _unchanged(count: int) -> tuple:
