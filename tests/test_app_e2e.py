@@ -285,6 +285,32 @@ def test_segment_everything_and_links_follow_the_photo_the_page_shows(browser, a
     assert page.errors == []
 
 
+def test_esc_and_ctrl_z_in_other_widgets_leave_the_prompts(browser, app_url):
+    """Esc closing the model dropdown, or Ctrl+Z typed in it, is not an edit of the prompts; on the
+    page (after a click on the photo) they still undo and clear."""
+    groceries = load_sample("groceries.jpg")
+    size = groceries.shape[:2]
+    page = Page(browser, app_url)
+    page.upload(SAMPLES / "groceries.jpg")
+    page.wait_image(groceries)
+    page.click(360, 277, size)
+    page.click(560, 347, size)
+    dropdown = page.page.locator("#msam-compare-model input")
+    for key in ("Escape", "Control+z"):  # (a clear is undoable: each key is checked on its own)
+        dropdown.click()
+        page.page.keyboard.press(key)
+        page.idle()
+        assert len(page.state()["points"]) == 2, key
+    page.click(200, 200, size)
+    page.page.keyboard.press("Control+z")
+    page.idle()
+    assert len(page.state()["points"]) == 2
+    page.page.keyboard.press("Escape")
+    page.idle()
+    assert page.state()["points"] == []
+    assert page.errors == []
+
+
 def image_id(image):
     from mobilesam.demo.store import image_id_of
 

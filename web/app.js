@@ -490,12 +490,15 @@ export class MsamApp {
 
   // ------------------------------------------------------------------ keyboard
 
+  /** Ctrl+Z / Esc, when meant for the prompts: pressed on the page itself or in this UI, not in
+   * another widget (a text field, the model dropdown, an image's fullscreen view) or already used. */
   onKey(e) {
-    if (!this.info || !this.ui || !this.ui.isConnected) return;
+    if (!this.info || !this.ui || !this.ui.isConnected || e.defaultPrevented) return;
     const t = e.target;
-    const editing = t && t !== this.seg?.canvas && !t.readOnly
-      && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName));
-    if (editing) return;
+    const onPage = !t || t === document.body || t === document.documentElement || this.ui.contains(t);
+    const editing = t && (t.isContentEditable || /^(TEXTAREA|SELECT)$/.test(t.tagName)
+      || (t.tagName === "INPUT" && !/^(checkbox|radio|button)$/.test(t.type)));
+    if (!onPage || editing) return;
     if (this.ui.offsetParent === null) return; // hidden tab
     if ((e.ctrlKey || e.metaKey) && !e.shiftKey && (e.key === "z" || e.key === "Z")) {
       e.preventDefault();
