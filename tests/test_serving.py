@@ -349,3 +349,27 @@ def test_gradio_summarises_its_analytics_rarely(monkeypatch):
 
     assert queue_frequency({}) == 200
     assert queue_frequency({"GRADIO_ANALYTICS_CACHE_FREQUENCY": "5"}) == 5
+
+
+def test_a_link_naming_an_image_twice_restores_the_first_as_the_page_reads_it():
+    """`?image=A&image=B`: the page's URLSearchParams.get takes A (and A's prompts), so the server must
+    restore A too (Starlette's QueryParams.get gives B)."""
+    from types import SimpleNamespace
+
+    from starlette.datastructures import QueryParams
+
+    first, second = "a" * 32, "b" * 32
+    asked = []
+
+    class Store:
+        def get(self, image_id):
+            asked.append(image_id)
+            return None  # no longer stored: the handler says so and restores nothing
+
+    h = _bare_handlers()
+    h.engine.store, h.sam_models = Store(), None
+    h._default_compare_model = lambda: None
+    request = SimpleNamespace(query_params=QueryParams(f"image={first}&image={second}&points=1,2,1"))
+    with pytest.warns(UserWarning, match="no longer available"):  # gr.Warning outside an event
+        info, session_image, *_ = h.restore_from_link(request, progress=lambda *a, **k: None)
+    assert asked == [first] and info == "null" and session_image is None

@@ -134,9 +134,8 @@ class Handlers:
 
         Returns (client info JSON, session image id, compare mode on, comparison model, status Markdown).
         """
-        params = request.query_params if request is not None else {}
-        image_id = params.get("image")
-        compare_model = params.get("compare")
+        params = request.query_params if request is not None else None
+        image_id, compare_model = _first_value(params, "image"), _first_value(params, "compare")
         want_compare = self.sam_models is not None and self.sam_models.valid(compare_model)
         default_model = compare_model if want_compare else self._default_compare_model()
         if not image_id:
@@ -386,6 +385,13 @@ def user_error(message: str, duration: Optional[float] = 10) -> gr.Error:
     (Gradio would print its whole traceback for every bad file or prompt)."""
     log.info("refused a request: %s", message)
     return gr.Error(message, duration=duration, print_exception=False)
+
+
+def _first_value(params, name: str) -> Optional[str]:
+    """A link parameter's first value, as the page reads it (URLSearchParams.get); Starlette's
+    QueryParams.get gives the last one, so `?image=A&image=B` would name two images."""
+    values = params.getlist(name) if params is not None else []
+    return values[0] if values else None
 
 
 def _shown_image(session_image_id: Optional[str], page_image_id: Optional[str]) -> Optional[str]:
