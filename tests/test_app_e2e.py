@@ -285,6 +285,36 @@ def test_segment_everything_and_links_follow_the_photo_the_page_shows(browser, a
     assert page.errors == []
 
 
+def test_share_link_of_refined_prompts_reproduces_their_mask(browser, app_url):
+    """With "refine with previous mask" each decode takes the previous mask as input: the link carries
+    that history and the opened page replays it, so the mask is the same (it used to be the
+    unrefined one), and the page goes on refining."""
+    truck = load_sample("truck.jpg")
+    size = truck.shape[:2]
+    page = Page(browser, app_url)
+    page.upload(SAMPLES / "truck.jpg")
+    page.wait_image(truck)
+    page.page.evaluate("() => window.msam.setRefine(true)")
+    for x, y in ((900, 600), (400, 300), (1300, 900)):
+        page.click(x, y, size)
+    original = page.mask()
+    link = page.page.evaluate("() => window.msam.getShareLink()")
+    assert "refine=1,2" in link
+
+    shared = Page(browser, link)
+    shared.wait_image(truck)
+    shared.page.wait_for_function("() => window.msam.getState().points.length === 3", timeout=60_000)
+    shared.idle()
+    assert np.array_equal(shared.mask(), original)
+    assert shared.state()["refine"] is True
+    plain = Page(browser, link.replace("&refine=1,2", ""))  # the same prompts decoded without the history
+    plain.wait_image(truck)
+    plain.page.wait_for_function("() => window.msam.getState().points.length === 3", timeout=60_000)
+    plain.idle()
+    assert not np.array_equal(plain.mask(), original)
+    assert page.errors == shared.errors == plain.errors == []
+
+
 def test_esc_and_ctrl_z_in_other_widgets_leave_the_prompts(browser, app_url):
     """Esc closing the model dropdown, or Ctrl+Z typed in it, is not an edit of the prompts; on the
     page (after a click on the photo) they still undo and clear."""

@@ -269,13 +269,24 @@ export class MsamApp {
     this.render();
   }
 
-  /** Replace the prompts (points, box, mask choice) in one decode. */
+  /** Replace the prompts (points, box, mask choice) in one decode, or, for prompts with a refinement
+   * history (`p.refine`, from a share link: see prompts.js refineSteps), replay that history with
+   * "refine with previous mask" on, so that the mask is the one the link was made from. */
   async applyPrompts(p) {
     if (!this.info) return;
     const c = clampPrompts({ points: p.points || [], box: p.box || null }, this.info.width, this.info.height);
     const mode = p.mask === 1 || p.mask === 2 || p.mask === 3 ? p.mask : "auto";
-    this.commit(c.points.map((pt) => ({ x: pt.x, y: pt.y, label: pt.label === 0 ? 0 : 1 })), c.box, mode, false);
+    const points = c.points.map((pt) => ({ x: pt.x, y: pt.y, label: pt.label === 0 ? 0 : 1 }));
+    const steps = Array.isArray(p.refine) ? p.refine : [];
+    steps.forEach((step, i) => this.commit(points.slice(0, step.points), step.box ? c.box : null, step.mask, i > 0));
+    this.commit(points, c.box, mode, steps.length > 0);
+    if (steps.length) this.setRefine(true); // further clicks go on refining, as on the page the link came from
     await this.decodesIdle();
+  }
+
+  setRefine(on) {
+    this.refine = !!on;
+    if (this.u) this.u.refine.checked = this.refine;
   }
 
   resetPrompts() {

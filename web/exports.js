@@ -3,7 +3,7 @@
 // base64 form the window.msam API hands out, and the share link.
 
 import { postprocessMask, maskToGrayPng, applyCutout, sa1bRecord } from "./masks.js";
-import { selectIndex, formatPrompts } from "./prompts.js";
+import { selectIndex, formatPrompts, refineSteps } from "./prompts.js";
 import { errText, downloadBlob, canvasToBlob, safeName } from "./util.js";
 
 /** Full-size mask of the committed prompts: {mask, width, height, area, stabilityScore, index, score}. */
@@ -83,6 +83,7 @@ export function shareLink(app) {
   if (!app.info) return null;
   return location.origin + location.pathname + formatPrompts({
     imageId: app.info.image_id, points: app.entry.points, box: app.entry.box, mask: app.entry.maskMode,
+    refine: refineSteps(app.entry), // the states a refined mask was decoded from
     compare: app.cmp ? app.cmp.model : null, // reopening it re-enters compare mode
   });
 }
@@ -93,11 +94,13 @@ export async function copyLink(app) {
   app.u.link.value = link;
   app.u.link.focus();
   app.u.link.select();
+  const caveat = refineSteps(app.entry) === null
+    ? " It replays the prompts without their refinement history (a redrawn box), so its mask may differ." : "";
   try {
     await navigator.clipboard.writeText(link);
-    app.setStatus("Link copied.");
+    app.setStatus("Link copied." + caveat, caveat ? "warn" : "info");
   } catch {
-    app.setStatus("Link ready to copy (the clipboard is not available here).");
+    app.setStatus("Link ready to copy (the clipboard is not available here)." + caveat, caveat ? "warn" : "info");
   }
 }
 

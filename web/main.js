@@ -71,7 +71,7 @@ const api = {
   undo: safe(() => app.undo()),
   clear: safe(() => app.clear()),
   selectMask: safe((mode) => app.selectMask(mode)),
-  setRefine: safe((on) => { app.refine = !!on; if (app.u) app.u.refine.checked = app.refine; }),
+  setRefine: safe((on) => app.setRefine(on)),
   setHoverPreview: safe((on) => app.setHoverEnabled(on)),
   /** Low-res logits [4*256*256] and scores [4] of the committed decode (copies), or null. */
   getLowRes: safe(() => (app.entry.result ? { lowRes: app.entry.result.lowRes.slice(), scores: Array.from(app.entry.result.scores) } : null)),

@@ -67,26 +67,77 @@ const fmt = (v) => String(q(v));
 /** Models the compare mode can put beside MobileSAM (the `compare` share-link parameter). */
 export const COMPARE_MODELS = ["vit_b", "vit_l", "vit_h"];
 
+/** Longest refinement history a link carries. */
+export const MAX_REFINE_STEPS = 100;
+
 /**
  * The query string of a share link:
- * "?image=ID&points=x,y,l;x,y,l&box=x0,y0,x1,y1&mask=auto[&compare=vit_b]".
- * Empty parts are left out; `compare` (compare mode's SAM model) only when given.
+ * "?image=ID&points=x,y,l;x,y,l&box=x0,y0,x1,y1&mask=auto[&refine=STEPS][&compare=vit_b]".
+ * Empty parts are left out; `compare` (compare mode's SAM model) only when given; `refine` (see
+ * refineSteps) only for prompts decoded with "refine with previous mask".
  */
-export function formatPrompts({ imageId, points = [], box = null, mask = "auto", compare = null }) {
+export function formatPrompts({ imageId, points = [], box = null, mask = "auto", refine = null, compare = null }) {
   const parts = [];
   if (imageId != null && imageId !== "") parts.push("image=" + encodeURIComponent(imageId));
   if (points.length) parts.push("points=" + points.map((p) => `${fmt(p.x)},${fmt(p.y)},${p.label}`).join(";"));
   if (box) parts.push("box=" + [box.x0, box.y0, box.x1, box.y1].map(fmt).join(","));
-  parts.push("mask=" + (mask === 1 || mask === 2 || mask === 3 ? mask : "auto"));
+  parts.push("mask=" + maskParam(mask));
+  if (refine && refine.length) {
+    parts.push("refine=" + refine.map((s) => `${s.points}${s.box ? "b" : ""}${s.mask === "auto" ? "" : "m" + s.mask}`).join(","));
+  }
   if (COMPARE_MODELS.includes(compare)) parts.push("compare=" + compare);
   return "?" + parts.join("&");
+}
+
+const maskParam = (mask) => (mask === 1 || mask === 2 || mask === 3 ? mask : "auto");
+
+const samePoint = (a, b) => a.x === b.x && a.y === b.y && a.label === b.label;
+const sameBox = (a, b) => a.x0 === b.x0 && a.y0 === b.y0 && a.x1 === b.x1 && a.y1 === b.y1;
+
+/**
+ * The refinement history behind a prompt state, for a share link. With "refine with previous mask"
+ * a decode takes the previous state's mask as input, so the mask depends on the states before it
+ * (back to the first one decoded without a mask input), not on the final prompts alone. Each such
+ * earlier state is described relative to the final one: its first `points` points, the final box
+ * or none, its mask choice.
+ * @param entry {points, box, maskMode, refine, prev} (app.js's history entries)
+ * @returns {{points: number, box: boolean, mask: "auto"|1|2|3}[] | null} the earlier states, oldest
+ *   first ([] when the final state was decoded without a mask input); null when one of them is not
+ *   a prefix of the final points with the final box or none (after a box was redrawn), or the
+ *   history is longer than MAX_REFINE_STEPS: a link cannot reproduce that mask.
+ */
+export function refineSteps(entry) {
+  const chain = [];
+  for (let e = entry; e.refine && e.prev && (e.prev.points.length || e.prev.box); e = e.prev) chain.unshift(e.prev);
+  if (chain.length > MAX_REFINE_STEPS) return null;
+  const steps = [];
+  for (const e of chain) {
+    const prefix = e.points.length <= entry.points.length && e.points.every((p, i) => samePoint(p, entry.points[i]));
+    const boxOk = !e.box || (entry.box && sameBox(e.box, entry.box));
+    if (!prefix || !boxOk) return null;
+    steps.push({ points: e.points.length, box: !!e.box, mask: maskParam(e.maskMode) });
+  }
+  return steps;
+}
+
+/** The `refine` parameter's steps, or null when absent or malformed (then the link replays without). */
+function parseRefine(text, nPoints, hasBox) {
+  if (!text) return null;
+  const steps = [];
+  for (const token of text.split(",")) {
+    const m = /^(\d{1,4})(b?)(?:m([123]))?$/.exec(token.trim());
+    if (!m || Number(m[1]) > nPoints || (m[2] && !hasBox) || steps.length >= MAX_REFINE_STEPS) return null;
+    steps.push({ points: Number(m[1]), box: m[2] === "b", mask: m[3] ? Number(m[3]) : "auto" });
+  }
+  return steps;
 }
 
 /**
  * Prompts from a query string (location.search) or URLSearchParams. Malformed parts are
  * skipped, never thrown on.
  * @returns {{imageId: string|null, points: {x,y,label}[], box: object|null, mask: "auto"|1|2|3,
- *           compare?: string}} `compare` only when the link names a known compare-mode model
+ *           refine?: object[], compare?: string}} `compare` only when the link names a known
+ *           compare-mode model; `refine` (see refineSteps) only when the link has a valid one
  */
 export function parsePrompts(search) {
   let params;
@@ -121,6 +172,8 @@ export function parsePrompts(search) {
   const mask = m === "1" || m === "2" || m === "3" ? Number(m) : "auto";
   const imageId = params.get("image");
   const out = { imageId: imageId || null, points, box, mask };
+  const refine = parseRefine(params.get("refine"), points.length, !!box);
+  if (refine) out.refine = refine;
   const compare = params.get("compare");
   if (COMPARE_MODELS.includes(compare)) out.compare = compare;
   return out;

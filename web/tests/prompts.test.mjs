@@ -3,6 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
   decoderPointInputs, selectIndex, isMultimask, parsePrompts, formatPrompts, normBox, clampPrompts, q,
+  refineSteps, MAX_REFINE_STEPS,
 } from "../prompts.js";
 
 const info = { width: 1500, height: 1000, input_width: 1024, input_height: 683 };
@@ -74,4 +75,60 @@ test("boxes and clamping", () => {
   assert.equal(c.box, null); // zero width
   assert.equal(q(1.25), 1.3);
   assert.equal(q(123.44999), 123.4);
+});
+
+// ---------------------------------------------------------------- refinement history in links
+
+const P = [{ x: 10, y: 20, label: 1 }, { x: 30, y: 40, label: 0 }, { x: 50.5, y: 60, label: 1 }];
+const BOX = { x0: 1, y0: 2, x1: 300, y1: 400 };
+/** History entries as app.js makes them: each commit links to the state before it. */
+function history(states) {
+  let prev = { points: [], box: null, maskMode: "auto", refine: false, prev: null };
+  for (const s of states) prev = { maskMode: "auto", refine: true, ...s, prev };
+  return prev;
+}
+
+test("refine steps: the earlier states a refined mask was decoded from, oldest first", () => {
+  const e = history([
+    { points: P.slice(0, 1), box: null, refine: false },
+    { points: P.slice(0, 1), box: BOX, maskMode: 2 },
+    { points: P.slice(0, 2), box: BOX },
+    { points: P, box: BOX, maskMode: 1 },
+  ]);
+  assert.deepEqual(refineSteps(e), [
+    { points: 1, box: false, mask: "auto" }, { points: 1, box: true, mask: 2 }, { points: 2, box: true, mask: "auto" },
+  ]);
+  // the chain stops at a state decoded without a mask input
+  assert.deepEqual(refineSteps(history([{ points: P.slice(0, 1), box: null }, { points: P.slice(0, 2), box: null, refine: false },
+    { points: P, box: null }])), [{ points: 2, box: false, mask: "auto" }]);
+  assert.deepEqual(refineSteps(history([{ points: P, box: null, refine: false }])), []);
+  assert.deepEqual(refineSteps(history([{ points: P, box: null }])), []); // its previous state is empty
+});
+
+test("refine steps: null when a link cannot reproduce the history", () => {
+  const redrawnBox = history([{ points: [], box: { ...BOX, x1: 200 } }, { points: [], box: BOX }]);
+  assert.equal(refineSteps(redrawnBox), null);
+  const notAPrefix = history([{ points: [P[1]], box: null }, { points: [P[0], P[1]], box: null }]);
+  assert.equal(refineSteps(notAPrefix), null);
+  const long = history(Array.from({ length: MAX_REFINE_STEPS + 2 }, () => ({ points: P.slice(0, 1), box: null })));
+  assert.equal(refineSteps(long), null);
+});
+
+test("refine steps survive the link: format then parse", () => {
+  const refine = [{ points: 0, box: true, mask: "auto" }, { points: 1, box: true, mask: 3 }, { points: 2, box: false, mask: "auto" }];
+  const s = formatPrompts({ imageId: "ab", points: P, box: BOX, mask: 1, refine });
+  assert.match(s, /&refine=0b,1bm3,2(&|$)/);
+  const back = parsePrompts(s);
+  assert.deepEqual(back.refine, refine);
+  assert.equal(back.mask, 1);
+  assert.equal(formatPrompts({ imageId: "ab", points: P, refine: [] }).includes("refine"), false);
+});
+
+test("a malformed or inconsistent refine parameter is dropped, never thrown on", () => {
+  const base = "?image=ab&points=1,2,1;3,4,1&box=0,0,9,9";
+  for (const bad of ["x", "3", "1,,2", "1c", "1m4", "-1", "1b;2"]) {
+    assert.equal(parsePrompts(`${base}&refine=${bad}`).refine, undefined, bad);
+  }
+  assert.equal(parsePrompts("?image=ab&points=1,2,1&refine=1b").refine, undefined); // no box in the link
+  assert.deepEqual(parsePrompts(`${base}&refine=0b,1`).refine, [{ points: 0, box: true, mask: "auto" }, { points: 1, box: false, mask: "auto" }]);
 });
