@@ -315,6 +315,23 @@ def test_share_link_of_refined_prompts_reproduces_their_mask(browser, app_url):
     assert page.errors == shared.errors == plain.errors == []
 
 
+def test_an_extreme_panorama_gets_a_canvas_that_can_be_clicked(browser, app_url, tmp_path):
+    """A 4000×20 photo (within the aspect limit) used to get a 4 px tall canvas: it now keeps 48 px
+    and scrolls sideways, with its aspect ratio, and a click lands where it should."""
+    strip = np.random.default_rng(0).integers(0, 255, (20, 4000, 3), dtype=np.uint8)
+    path = tmp_path / "strip.png"
+    Image.fromarray(strip).save(path)
+    page = Page(browser, app_url)
+    page.upload(path)
+    page.wait_image(strip)
+    box = page.page.locator("#msam-root canvas").first.bounding_box()
+    assert box["height"] >= 48 and abs(box["width"] / box["height"] - 200) < 2
+    page.click(100, 10, strip.shape[:2])
+    point = page.state()["points"][0]
+    assert abs(point["x"] - 100.5) <= 1.5 and abs(point["y"] - 10.5) <= 1.5
+    assert page.errors == []
+
+
 def test_esc_and_ctrl_z_in_other_widgets_leave_the_prompts(browser, app_url):
     """Esc closing the model dropdown, or Ctrl+Z typed in it, is not an edit of the prompts; on the
     page (after a click on the photo) they still undo and clear."""

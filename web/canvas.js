@@ -5,6 +5,10 @@
 import { normBox, q } from "./prompts.js";
 
 const DRAG_PX = 5; // CSS pixels of movement that turn a press into a box drag
+// CSS pixels: the short side of an extreme panorama stays big enough to click (the canvas then
+// scrolls sideways), and no side exceeds what a canvas may have
+const MIN_SIDE = 48;
+const MAX_SIDE = 16384;
 
 export class SegCanvas {
   /**
@@ -115,6 +119,10 @@ export class SegCanvas {
         h = maxH;
         w = (h * this.width) / this.height;
       }
+      if (h < MIN_SIDE) [w, h] = [(MIN_SIDE * this.width) / this.height, MIN_SIDE];
+      if (w < MIN_SIDE) [w, h] = [MIN_SIDE, (MIN_SIDE * this.height) / this.width];
+      const over = Math.max(w, h) / MAX_SIDE;
+      if (over > 1) [w, h] = [w / over, h / over];
     } else {
       h = Math.min(360, Math.max(160, w * 0.5));
     }
