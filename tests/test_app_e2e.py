@@ -324,6 +324,7 @@ def test_an_extreme_panorama_gets_a_canvas_that_can_be_clicked(browser, app_url,
     page = Page(browser, app_url)
     page.upload(path)
     page.wait_image(strip)
+    page.page.wait_for_function("() => window.msam._app.image != null")  # the photo is drawn, not the placeholder
     box = page.page.locator("#msam-root canvas").first.bounding_box()
     assert box["height"] >= 48 and abs(box["width"] / box["height"] - 200) < 2
     page.click(100, 10, strip.shape[:2])
