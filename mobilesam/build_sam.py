@@ -52,6 +52,12 @@ ENCODER_BUILDERS: Dict[str, Callable[[], nn.Module]] = {
     "vit_h": partial(_vit_encoder, 1280, 32, 16, (7, 15, 23, 31)),
 }
 VIT_WIDTHS = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
+MODEL_TYPE_ALIASES = {"default": "vit_h"}  # segment_anything's sam_model_registry["default"] is vit_h
+
+
+def canonical_model_type(model_type: str) -> str:
+    """`model_type` with the registry's alias resolved: "default" -> "vit_h"; other names unchanged."""
+    return MODEL_TYPE_ALIASES.get(model_type, model_type)
 
 
 def guess_model_type(state_dict: Mapping[str, torch.Tensor]) -> Optional[str]:
@@ -81,13 +87,19 @@ def read_state_dict(checkpoint: PathLike) -> Dict[str, torch.Tensor]:
     return state_dict
 
 
-def load_state_dict_strictly(model: nn.Module, state_dict: Mapping[str, torch.Tensor], model_type: str,
-                             source: str = "checkpoint") -> None:
-    """Load exactly the official keys: a missing, extra or misshapen tensor raises CheckpointError."""
+def check_checkpoint_type(state_dict: Mapping[str, torch.Tensor], model_type: str,
+                          source: str = "checkpoint") -> None:
+    """Raise CheckpointError if `state_dict` is recognisably a checkpoint of another model type."""
     guessed = guess_model_type(state_dict)
     if guessed is not None and guessed != model_type:
         raise CheckpointError(f"{source} is a {guessed} checkpoint, but model type {model_type} was requested; "
                               f"use sam_model_registry['{guessed}'] (or --model-type {guessed})")
+
+
+def load_state_dict_strictly(model: nn.Module, state_dict: Mapping[str, torch.Tensor], model_type: str,
+                             source: str = "checkpoint") -> None:
+    """Load exactly the official keys: a missing, extra or misshapen tensor raises CheckpointError."""
+    check_checkpoint_type(state_dict, model_type, source)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
@@ -107,28 +119,57 @@ def load_state_dict_strictly(model: nn.Module, state_dict: Mapping[str, torch.Te
     model.load_state_dict(state_dict, strict=True)
 
 
-def build_sam(model_type: str, checkpoint: Optional[PathLike] = None) -> Sam:
-    """Build a model of `model_type`; load `checkpoint` strictly if given. Returned in eval mode."""
-    if model_type == "default":
-        model_type = "vit_t"
+def build_sam_model(model_type: str, checkpoint: Optional[PathLike] = None) -> Sam:
+    """Build a model of `model_type` ("vit_t", "vit_b", "vit_l", "vit_h", or "default" = vit_h); load
+    `checkpoint` strictly if given. Returned in eval mode.
+
+    The checkpoint is read and its type checked before the model is built, so a checkpoint of another
+    model type fails fast (CheckpointError) instead of after building, say, a 636M-parameter vit_h.
+    """
+    model_type = canonical_model_type(model_type)
     if model_type not in ENCODER_BUILDERS:
         raise ValueError(f"unknown model type {model_type!r}; expected one of {sorted(sam_model_registry)}")
+    state_dict = source = None
+    if checkpoint is not None:
+        source = f"checkpoint {checkpoint}"
+        state_dict = read_state_dict(checkpoint)
+        check_checkpoint_type(state_dict, model_type, source)
     sam = Sam(image_encoder=ENCODER_BUILDERS[model_type](), prompt_encoder=_prompt_encoder(),
               mask_decoder=_mask_decoder())
-    if checkpoint is not None:
-        load_state_dict_strictly(sam, read_state_dict(checkpoint), model_type, source=f"checkpoint {checkpoint}")
+    if state_dict is not None:
+        load_state_dict_strictly(sam, state_dict, model_type, source=source)
     return sam.eval()
 
 
-build_sam_vit_t = partial(build_sam, "vit_t")
-build_sam_vit_b = partial(build_sam, "vit_b")
-build_sam_vit_l = partial(build_sam, "vit_l")
-build_sam_vit_h = partial(build_sam, "vit_h")
+def build_sam_vit_h(checkpoint: Optional[PathLike] = None) -> Sam:
+    """SAM with the ViT-H encoder (segment_anything's default)."""
+    return build_sam_model("vit_h", checkpoint)
 
+
+build_sam = build_sam_vit_h  # as in segment_anything: `build_sam(checkpoint=None)` builds vit_h
+
+
+def build_sam_vit_l(checkpoint: Optional[PathLike] = None) -> Sam:
+    """SAM with the ViT-L encoder."""
+    return build_sam_model("vit_l", checkpoint)
+
+
+def build_sam_vit_b(checkpoint: Optional[PathLike] = None) -> Sam:
+    """SAM with the ViT-B encoder."""
+    return build_sam_model("vit_b", checkpoint)
+
+
+def build_sam_vit_t(checkpoint: Optional[PathLike] = None) -> Sam:
+    """MobileSAM: SAM's prompt encoder and mask decoder with the 5M-parameter TinyViT encoder."""
+    return build_sam_model("vit_t", checkpoint)
+
+
+# The official registries: segment_anything's {"default", "vit_h", "vit_l", "vit_b"} ("default" is vit_h)
+# plus MobileSAM's "vit_t", exactly as in MobileSAM's own repository.
 sam_model_registry: Dict[str, Callable[..., Sam]] = {
-    "default": build_sam_vit_t,
-    "vit_t": build_sam_vit_t,
-    "vit_b": build_sam_vit_b,
+    "default": build_sam,
+    "vit_h": build_sam,
     "vit_l": build_sam_vit_l,
-    "vit_h": build_sam_vit_h,
+    "vit_b": build_sam_vit_b,
+    "vit_t": build_sam_vit_t,
 }

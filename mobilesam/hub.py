@@ -245,7 +245,7 @@ def load_model(model_type: str = "vit_t", device: str | torch.device | None = No
     """Build a `Sam` of `model_type` from the resolved checkpoint, on `device`, in eval mode."""
     from mobilesam.build_sam import sam_model_registry  # lazy: heavy, and optional for pins
 
-    get_pin(model_type)  # unknown types fail before any device or file work
+    model_type = get_pin(model_type).model_type  # unknown types fail first; the hub's "default" is vit_t
     dev = pick_device(device)
     path = resolve_checkpoint(model_type, checkpoint)
     return sam_model_registry[model_type](checkpoint=str(path)).to(dev).eval()

@@ -60,36 +60,43 @@ class SamPredictor:
                 return_logits: bool = False) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Masks for prompts in original-image pixel coordinates.
 
-        point_coords N×2 (x, y), point_labels N (1 foreground, 0 background), box 4 (x0, y0, x1, y1),
-        mask_input 1×256×256 (low-res logits of an earlier prediction). Returns masks C×H×W (bool, or
-        float logits with return_logits), scores C and low-res logits C×256×256, with C = 3 for
-        multimask_output else 1.
+        point_coords N×2 (x, y) with point_labels N (1 foreground, 0 background, -1 padding, 2 and 3
+        box corners; bools as 1/0), box 4 or 1×4 (x0, y0, x1, y1), mask_input 1×256×256 (low-res
+        logits of an earlier prediction). As officially, every prompt is optional (none at all gives
+        the model's prompt-free masks), N may be 0, and coordinates may lie outside the image and box
+        corners come in any order. NaN/inf, wrong shapes, unknown labels and point_labels without
+        point_coords raise ValueError. Returns masks C×H×W (bool, or float logits with
+        return_logits), scores C and low-res logits C×256×256, with C = 3 for multimask_output else 1.
         """
         self._require_image()
-        coords_torch = labels_torch = box_torch = mask_torch = None
-        coords = box_arr = mask_arr = None
-        if point_coords is not None:
-            coords, labels = checks.check_points(point_coords, point_labels, self.original_size)
-            if len(coords):
-                coords = self.transform.apply_coords(coords, self.original_size)
-                coords_torch = torch.as_tensor(coords, dtype=torch.float, device=self.device)[None]
-                labels_torch = torch.as_tensor(labels, dtype=torch.int, device=self.device)[None]
-        elif point_labels is not None:
+        if point_coords is None and point_labels is not None:
             raise ValueError("point_labels given without point_coords")
+        coords_torch = labels_torch = box_torch = mask_torch = None
+        if point_coords is not None:
+            coords_torch, labels_torch = self._point_prompt_tensors(point_coords, point_labels)
         if box is not None:
-            box_arr = checks.check_box(box, self.original_size)
-            box_torch = torch.as_tensor(self.transform.apply_boxes(box_arr, self.original_size),
-                                        dtype=torch.float, device=self.device)[None]
+            box_torch = self._box_prompt_tensor(box)
         if mask_input is not None:
-            mask_arr = checks.check_mask_input(mask_input)
-            mask_torch = torch.as_tensor(mask_arr, dtype=torch.float, device=self.device)[None]
-        if not checks.has_prompt(coords if coords_torch is not None else None, box_arr, mask_arr):
-            raise ValueError("empty prompt: give at least one point, a box or a mask_input")
+            mask_torch = torch.as_tensor(checks.check_mask_input(mask_input), dtype=torch.float,
+                                         device=self.device)[None]
 
         masks, iou_predictions, low_res_masks = self.predict_torch(
             coords_torch, labels_torch, box_torch, mask_torch, multimask_output, return_logits=return_logits)
         return (masks[0].detach().cpu().numpy(), iou_predictions[0].detach().cpu().numpy(),
                 low_res_masks[0].detach().cpu().numpy())
+
+    def _point_prompt_tensors(self, point_coords, point_labels) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Validated points -> coords 1×N×2 (float, model input frame) and labels 1×N (int)."""
+        coords, labels = checks.point_prompt_arrays(point_coords, point_labels)
+        coords = self.transform.apply_coords(coords, self.original_size)
+        return (torch.as_tensor(coords, dtype=torch.float, device=self.device)[None],
+                torch.as_tensor(labels, dtype=torch.int, device=self.device)[None])
+
+    def _box_prompt_tensor(self, box) -> torch.Tensor:
+        """A validated box -> 1×1×4 (float, model input frame)."""
+        box_arr = checks.box_prompt_array(box)
+        return torch.as_tensor(self.transform.apply_boxes(box_arr, self.original_size),
+                               dtype=torch.float, device=self.device)[None]
 
     @torch.no_grad()
     def predict_torch(self, point_coords: Optional[torch.Tensor], point_labels: Optional[torch.Tensor],
@@ -122,7 +129,8 @@ class SamPredictor:
 
     def get_image_embedding(self) -> torch.Tensor:
         """The current image's embedding, 1×256×64×64."""
-        self._require_image()
+        if not self.is_image_set:
+            raise RuntimeError("An image must be set with .set_image(...) to generate an embedding.")
         return self.features
 
     @property

@@ -21,6 +21,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 MODEL_TYPES = ("vit_t", "vit_b", "vit_l", "vit_h")
+# = mobilesam.export's DEFAULT_OPSET and MIN_OPSET (tests/test_onnx_export.py checks), repeated here so
+# that --help and the argument checks answer before the slow import of torch.
+DEFAULT_OPSET = 17
+MIN_OPSET = 11
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export the SAM prompt encoder + mask decoder (or, with --encoder, the image encoder) "
                     "to one self-contained ONNX file.")
     parser.add_argument("--model-type", default="vit_t", choices=MODEL_TYPES + ("default",),
-                        help="model of the checkpoint (default: vit_t, MobileSAM)")
+                        help="model of the checkpoint (default: vit_t, MobileSAM; the name 'default' is "
+                             "vit_h, as in segment_anything's sam_model_registry)")
     parser.add_argument("--checkpoint", default=None,
                         help="checkpoint path; default: the official weights via mobilesam.hub")
     parser.add_argument("--output", required=True, help="the ONNX file to write")
@@ -39,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "serves; see the README)")
     parser.add_argument("--return-single-mask", action="store_true",
                         help="official variant: return only the best mask (the official selection rule)")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17, minimum 11)")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                        help=f"ONNX opset (default {DEFAULT_OPSET}, minimum {MIN_OPSET})")
     parser.add_argument("--quantize-out", default=None,
                         help="also write a dynamically uint8-quantized copy of the decoder here")
     parser.add_argument("--gelu-approximate", action="store_true",
@@ -57,11 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.opset < MIN_OPSET:
+        parser.error(f"--opset {args.opset} is too old: the export needs opset {MIN_OPSET} or newer")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger("mobilesam").setLevel(logging.INFO)
-    model_type = "vit_t" if args.model_type == "default" else args.model_type
     if args.encoder:
         bad = [flag for flag, on in [("--return-single-mask", args.return_single_mask),
                                      ("--quantize-out", args.quantize_out is not None),
@@ -70,10 +78,10 @@ def main(argv=None) -> int:
                                      ("--return-extra-metrics", args.return_extra_metrics),
                                      ("--variant browser", args.variant != "official")] if on]
         if bad:
-            build_parser().error(f"{', '.join(bad)} apply to the decoder, not to --encoder")
+            parser.error(f"{', '.join(bad)} apply to the decoder, not to --encoder")
     if args.variant == "browser" and (args.return_single_mask or args.return_extra_metrics):
-        build_parser().error("--variant browser always returns all four low-res masks; "
-                             "--return-single-mask and --return-extra-metrics need --variant official")
+        parser.error("--variant browser always returns all four low-res masks; "
+                     "--return-single-mask and --return-extra-metrics need --variant official")
     if args.variant == "fast":
         bad = [flag for flag, on in [("--return-single-mask", args.return_single_mask),
                                      ("--return-extra-metrics", args.return_extra_metrics),
@@ -82,11 +90,14 @@ def main(argv=None) -> int:
                                      ("--quantize-out", args.quantize_out is not None),
                                      ("--exporter dynamo", args.exporter == "dynamo")] if on]
         if bad:
-            build_parser().error(f"{', '.join(bad)} do not apply to --variant fast (float32, TorchScript, "
-                                 f"the browser variant's interface)")
+            parser.error(f"{', '.join(bad)} do not apply to --variant fast (float32, TorchScript, "
+                         f"the browser variant's interface)")
 
     from mobilesam import sam_model_registry
+    from mobilesam.build_sam import CheckpointError, canonical_model_type
     from mobilesam.export import export_decoder, export_encoder, quantize_decoder
+
+    model_type = canonical_model_type(args.model_type)  # "default" is vit_h, as in segment_anything
 
     if args.checkpoint is None:
         from mobilesam.hub import resolve_checkpoint  # lazy: needs huggingface_hub, may download
@@ -99,7 +110,11 @@ def main(argv=None) -> int:
     else:
         checkpoint = Path(args.checkpoint)
     print(f"Loading {model_type} from {checkpoint}...")
-    sam = sam_model_registry[model_type](checkpoint=str(checkpoint))
+    try:
+        sam = sam_model_registry[model_type](checkpoint=str(checkpoint))
+    except (CheckpointError, FileNotFoundError) as exc:  # wrong model type, damaged file, ...: a message
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
     start = time.perf_counter()
     if args.encoder:

@@ -24,6 +24,7 @@ from mobilesam.utils.amg import (
     coco_rle_to_mask,
     generate_crop_boxes,
     is_box_near_crop_edge,
+    largest_component_like_opencv,
     mask_to_rle_pytorch,
     remove_small_regions,
     rle_to_mask,
@@ -493,6 +494,37 @@ def test_all_small_islands_keep_the_largest():
     expected = np.zeros_like(mask)
     expected[:2, :2] = True
     np.testing.assert_array_equal(out, expected)
+
+
+def test_largest_component_ties_go_to_the_first_in_opencv_block_order():
+    # Labels in raster order (as scipy numbers them). cv2.connectedComponents(m, 8) numbers by first
+    # 2×2 block in block-raster order (block row r // 2, then block column c // 2): 2, 1, 4, 3.
+    regions = np.array([[0, 0, 0, 0, 1, 0],
+                        [2, 0, 0, 0, 0, 0],
+                        [0, 0, 0, 0, 0, 3],
+                        [0, 4, 0, 0, 0, 3]])
+    assert largest_component_like_opencv(regions, np.array([1, 1, 2, 1])) == 3  # no tie
+    assert largest_component_like_opencv(regions, np.array([1, 1, 2, 2])) == 4  # block (1, 0) before (1, 2)
+    regions[3, 5] = 0
+    assert largest_component_like_opencv(regions, np.array([1, 1, 1, 1])) == 2  # block (0, 0) first
+
+
+@pytest.mark.parametrize("rows, kept", [
+    # The brief's example: raster order would keep (0, 6); OpenCV's block order keeps (1, 1).
+    (".......#.\n.#.......", [[1, 1]]),
+    ("......#.\n.#......", [[1, 1]]),
+    ("...#.\n#....", [[1, 0]]),                  # (1, 0) is in block column 0, (0, 3) in block column 1
+    (".....##\n##.....", [[1, 0], [1, 1]]),      # equally large 2-pixel islands
+    ("...#.\n.....\n#....", [[0, 3]]),          # odd sizes; block row 0 before block row 1
+    (".#......#\n.........", [[0, 1]]),          # same row: both orders agree
+])
+def test_tied_small_islands_keep_the_first_in_opencv_order(rows, kept):
+    """If every island is small, the largest is kept; among equally large ones, the official code keeps
+    cv2's label 1 (np.argmax of the sizes), the first in OpenCV's block order, not in raster order."""
+    mask = np.array([[c == "#" for c in row] for row in rows.split("\n")], dtype=bool)
+    out, changed = remove_small_regions(mask, 5, "islands")
+    assert changed
+    assert np.argwhere(out).tolist() == kept
 
 
 def test_remove_small_regions_edge_cases():

@@ -329,6 +329,16 @@ def test_load_model_from_env_var(monkeypatch, vit_t_checkpoint):
     assert {p.device for p in model.parameters()} == {torch.device("cpu")}
 
 
+def test_load_model_default_is_the_hubs_default_mobilesam(monkeypatch, vit_t_checkpoint):
+    """The hub's "default" is MobileSAM (vit_t), while sam_model_registry["default"] is vit_h as in
+    segment_anything: load_model("default") must build what it downloads."""
+    from mobilesam.modeling.tiny_vit import TinyViT
+
+    forbid_download(monkeypatch)
+    model = hub.load_model("default", device="cpu", checkpoint=vit_t_checkpoint)
+    assert isinstance(model.image_encoder, TinyViT)
+
+
 def test_load_model_bad_device_fails_before_download(monkeypatch):
     forbid_download(monkeypatch)
     with pytest.raises(ValueError, match="device"):

@@ -356,6 +356,45 @@ def test_browser_variant_with_the_dynamo_exporter(vit_t_model, vit_t_exports, ex
 
 
 # --------------------------------------------------------------------------- #
+# Command-line errors
+# --------------------------------------------------------------------------- #
+
+
+def run_cli_failing(*args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "onnx/export.py", *args], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+@pytest.mark.parametrize("extra", [(), ("--encoder",), ("--variant", "fast")])
+def test_cli_refuses_an_opset_below_11_with_a_usage_error(tmp_path, extra):
+    result = run_cli_failing("--output", str(tmp_path / "x.onnx"), "--opset", "10", *extra)
+    assert result.returncode == 2 and result.stderr.startswith("usage: ")
+    assert "error: --opset 10 is too old: the export needs opset 11 or newer" in result.stderr
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_cli_opset_limits_are_the_library_ones():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("export_cli", ROOT / "onnx" / "export.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    from mobilesam.export import DEFAULT_OPSET, MIN_OPSET
+
+    assert (cli.DEFAULT_OPSET, cli.MIN_OPSET) == (DEFAULT_OPSET, MIN_OPSET)
+
+
+def test_cli_default_model_type_is_vit_h_as_in_segment_anything(vit_t_checkpoint, tmp_path):
+    """`--model-type default` is sam_model_registry["default"], vit_h: a MobileSAM checkpoint is refused
+    with the CheckpointError's message, not a traceback."""
+    result = run_cli_failing("--model-type", "default", "--checkpoint", str(vit_t_checkpoint),
+                             "--output", str(tmp_path / "x.onnx"))
+    assert result.returncode == 1
+    assert "is a vit_t checkpoint, but model type vit_h was requested" in result.stderr
+
+
+# --------------------------------------------------------------------------- #
 # Image encoder
 # --------------------------------------------------------------------------- #
 

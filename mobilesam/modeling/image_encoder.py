@@ -9,13 +9,18 @@ from .common import LayerNorm2d, MLPBlock
 
 
 class ImageEncoderViT(nn.Module):
-    """ViT with windowed and global attention blocks and a convolutional neck."""
+    """ViT with windowed and global attention blocks and a convolutional neck.
+
+    The arguments are segment_anything's, in its order. `rel_pos_zero_init` is accepted and passed
+    down as there, and has no effect there either: the relative-position tables start at zero.
+    """
 
     def __init__(self, img_size: int = 1024, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768,
                  depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0, out_chans: int = 256,
                  qkv_bias: bool = True, norm_layer: Type[nn.Module] = nn.LayerNorm,
                  act_layer: Type[nn.Module] = nn.GELU, use_abs_pos: bool = True, use_rel_pos: bool = False,
-                 window_size: int = 0, global_attn_indexes: Sequence[int] = ()) -> None:
+                 rel_pos_zero_init: bool = True, window_size: int = 0,
+                 global_attn_indexes: Sequence[int] = ()) -> None:
         super().__init__()
         self.img_size = img_size
         grid = img_size // patch_size
@@ -25,7 +30,8 @@ class ImageEncoderViT(nn.Module):
         )
         self.blocks = nn.ModuleList([
             Block(embed_dim, num_heads, mlp_ratio, qkv_bias, norm_layer, act_layer, use_rel_pos,
-                  window_size=0 if i in global_attn_indexes else window_size, input_size=(grid, grid))
+                  rel_pos_zero_init, window_size=0 if i in global_attn_indexes else window_size,
+                  input_size=(grid, grid))
             for i in range(depth)
         ])
         self.neck = nn.Sequential(
@@ -45,14 +51,18 @@ class ImageEncoderViT(nn.Module):
 
 
 class Block(nn.Module):
-    """Transformer block on B×H×W×C, attention global (window_size 0) or within windows."""
+    """Transformer block on B×H×W×C, attention global (window_size 0) or within windows.
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool,
-                 norm_layer: Type[nn.Module], act_layer: Type[nn.Module], use_rel_pos: bool,
-                 window_size: int, input_size: Tuple[int, int]) -> None:
+    Arguments and defaults as in segment_anything (`rel_pos_zero_init`: see ImageEncoderViT).
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 norm_layer: Type[nn.Module] = nn.LayerNorm, act_layer: Type[nn.Module] = nn.GELU,
+                 use_rel_pos: bool = False, rel_pos_zero_init: bool = True, window_size: int = 0,
+                 input_size: Optional[Tuple[int, int]] = None) -> None:
         super().__init__()
         self.norm1 = norm_layer(dim)
-        self.attn = Attention(dim, num_heads, qkv_bias, use_rel_pos,
+        self.attn = Attention(dim, num_heads, qkv_bias, use_rel_pos, rel_pos_zero_init,
                               input_size if window_size == 0 else (window_size, window_size))
         self.norm2 = norm_layer(dim)
         self.mlp = MLPBlock(dim, int(dim * mlp_ratio), act_layer)
@@ -72,10 +82,15 @@ class Block(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head attention on B×H×W×C with SAM's decomposed relative positions."""
+    """Multi-head attention on B×H×W×C with SAM's decomposed relative positions.
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool, use_rel_pos: bool,
-                 input_size: Tuple[int, int]) -> None:
+    Arguments and defaults as in segment_anything. With `use_rel_pos`, `input_size` (h, w) sizes the
+    tables rel_pos_h (2h−1)×head_dim and rel_pos_w (2w−1)×head_dim, which start at zero whatever
+    `rel_pos_zero_init` says (as officially: the flag is accepted and unused).
+    """
+
+    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True, use_rel_pos: bool = False,
+                 rel_pos_zero_init: bool = True, input_size: Optional[Tuple[int, int]] = None) -> None:
         super().__init__()
         self.num_heads = num_heads
         head_dim = dim // num_heads
@@ -84,6 +99,8 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.use_rel_pos = use_rel_pos
         if use_rel_pos:
+            if input_size is None:
+                raise ValueError("input_size must be given when use_rel_pos is True")
             self.rel_pos_h = nn.Parameter(torch.zeros(2 * input_size[0] - 1, head_dim))
             self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[1] - 1, head_dim))
 

@@ -5,8 +5,10 @@ Differences from the official module are in dependencies only:
 
 * `remove_small_regions` labels connected components with
   ``scipy.ndimage.label`` and a 3x3 structuring element, which is the
-  8-connectivity of ``cv2.connectedComponentsWithStats(mask, 8)``; OpenCV is not
-  needed.
+  8-connectivity of ``cv2.connectedComponentsWithStats(mask, 8)``; where the
+  official result depends on OpenCV's numbering of the components (which of
+  equally large islands is kept), `largest_component_like_opencv` reproduces
+  it. OpenCV is not needed.
 * `coco_encode_rle` writes the COCO compressed RLE string itself (the encoding
   of ``pycocotools``' ``rleToString``); pycocotools is not needed.
 * `batched_nms` (re-exported from `mobilesam.utils.nms`) replaces
@@ -496,8 +498,36 @@ def uncrop_masks(masks: torch.Tensor, crop_box: Sequence[int], orig_h: int, orig
 _EIGHT_CONNECTIVITY = np.ones((3, 3), dtype=bool)
 
 
+def largest_component_like_opencv(regions: np.ndarray, sizes: np.ndarray) -> int:
+    """The label of the largest component, breaking ties as the official ``np.argmax(sizes)`` does on
+    the labels of ``cv2.connectedComponentsWithStats(m, 8)``: the component OpenCV numbers first.
+
+    OpenCV's default 8-connectivity labelling is block-based (Spaghetti; checked with OpenCV 4.14): it
+    scans 2×2 blocks in block-raster order (block row r // 2, then block column c // 2) and numbers
+    the components in the order of the first block that holds one of their pixels. Two set pixels of
+    one 2×2 block are always 8-adjacent, so a block never holds two components and this order is
+    strict. It is not pixel raster order: with pixels (0, 6) and (1, 1) of a 2×8 mask, (1, 1) comes
+    first (block column 0, against 3).
+
+    Args:
+        regions: (H, W) int labels of any numbering, 0 for the background, 1..n for the components.
+        sizes: (n,) pixel count of labels 1..n.
+
+    Returns:
+        The label, in `regions`' numbering.
+    """
+    largest = np.flatnonzero(sizes == sizes.max()) + 1
+    if len(largest) == 1:
+        return int(largest[0])
+    rows, cols = np.nonzero(np.isin(regions, largest))
+    blocks_per_row = (regions.shape[1] + 1) // 2
+    first = np.argmin((rows // 2) * blocks_per_row + cols // 2)  # the earliest 2×2 block of any of them
+    return int(regions[rows[first], cols[first]])
+
+
 def remove_small_regions(mask: np.ndarray, area_thresh: float, mode: str) -> Tuple[np.ndarray, bool]:
-    """Remove small disconnected islands or fill small holes of a mask.
+    """Remove small disconnected islands or fill small holes of a mask, as segment_anything's
+    `remove_small_regions` does with OpenCV.
 
     Components are 8-connected, as with ``cv2.connectedComponentsWithStats(m, 8)``.
 
@@ -506,7 +536,9 @@ def remove_small_regions(mask: np.ndarray, area_thresh: float, mode: str) -> Tup
       border, if it is small.
     * ``"islands"``: connected components of the set pixels with fewer than
       `area_thresh` pixels are unset; if every component is small, the largest
-      one is kept (the first in raster order among equally large ones).
+      one is kept: among equally large ones, the one OpenCV numbers first, by
+      first 2×2 block in block-raster order, not by first pixel in raster order
+      (`largest_component_like_opencv`).
 
     Args:
         mask: (H, W) bool mask.
@@ -531,7 +563,7 @@ def remove_small_regions(mask: np.ndarray, area_thresh: float, mode: str) -> Tup
     fill_labels = [0] + small_regions
     if not correct_holes:
         fill_labels = [i for i in range(n_components + 1) if i not in fill_labels]
-        # If every region is below threshold, keep the largest.
+        # If every region is below threshold, keep the largest (of equally large ones, OpenCV's first).
         if len(fill_labels) == 0:
-            fill_labels = [int(np.argmax(sizes)) + 1]
+            fill_labels = [largest_component_like_opencv(regions, sizes)]
     return np.isin(regions, fill_labels), True
