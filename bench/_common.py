@@ -123,6 +123,9 @@ class BenchServer:
 
         from mobilesam.demo import server as app_server
 
+        if not app_server.ORT_DIST.is_dir():
+            raise SystemExit(f"onnxruntime-web is not installed ({app_server.ORT_DIST} is missing): run `npm ci` in web/")
+
         def bench_file(request):
             name = request.path_params["name"]
             path = BENCH_WEB / name

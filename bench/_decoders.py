@@ -7,7 +7,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from _common import GOLDEN, ROOT  # noqa: F401  (ROOT puts the repository on sys.path)
+from _common import GOLDEN, ROOT, find_sample  # noqa: F401  (ROOT puts the repository on sys.path)
 
 
 def default_cache_dir() -> Path:
@@ -91,3 +91,46 @@ def client_info(image_id: str, height: int, width: int, input_size, embedding_ur
     return {"image_id": image_id, "width": width, "height": height, "input_width": int(input_size[1]),
             "input_height": int(input_size[0]), "embedding_url": embedding_url, "model": model}
 
+
+def golden_mask_ious(sam, embedding_of) -> dict:
+    """Min / mean IoU of the masks decoded from `embedding_of(golden_embedding, image)` against those of
+    the golden (official float32) embedding, over every golden image and prompt set of vit_t.
+    `image` is the golden's uint8 RGB photo: a reduced-precision encoder embeds it, a codec
+    transforms the golden embedding."""
+    import json
+
+    import torch
+
+    from mobilesam import SamPredictor
+    from mobilesam.demo.images import load_rgb_image
+
+    index = json.loads((GOLDEN / "vit_t" / "index.json").read_text())
+    ious = []
+    for key, entry in index["images"].items():
+        emb = np.load(GOLDEN / "vit_t" / f"{key}_embedding.npy")
+        image = load_rgb_image(str(find_sample(entry["image"])))
+        preds = {}
+        for name, e in (("ref", emb), ("ours", embedding_of(emb, image))):
+            p = SamPredictor(sam)
+            p.set_image_embedding(torch.from_numpy(np.asarray(e, np.float32)), (entry["height"], entry["width"]))
+            preds[name] = p
+        prev = {}
+        for prompt in entry["prompts"]:
+            kwargs = {}
+            if "point_coords" in prompt:
+                kwargs["point_coords"] = np.array(prompt["point_coords"])
+                kwargs["point_labels"] = np.array(prompt["point_labels"])
+            if "box" in prompt:
+                kwargs["box"] = np.array(prompt["box"])
+            out = {}
+            for name, p in preds.items():
+                kw = dict(kwargs)
+                if prompt.get("mask_from"):
+                    kw["mask_input"] = prev[(name, prompt["mask_from"])][None]
+                masks, scores, low = p.predict(multimask_output=prompt["multimask_output"], **kw)
+                prev[(name, prompt["name"])] = low[int(np.argmax(scores))]
+                out[name] = masks
+            for a, b in zip(out["ours"], out["ref"]):
+                union = np.logical_or(a, b).sum()
+                ious.append(1.0 if union == 0 else float(np.logical_and(a, b).sum() / union))
+    return {"min": round(min(ious), 5), "mean": round(float(np.mean(ious)), 5), "masks": len(ious)}

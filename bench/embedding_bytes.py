@@ -19,47 +19,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import BenchServer, GOLDEN, bench_parser, emit, find_sample, machine  # noqa: E402
-from _decoders import encode, load_model  # noqa: E402
-
-
-def golden_mask_ious(sam, decode) -> dict:
-    """Min / mean IoU of masks from decode(embedding) vs the float32 embedding's, over the goldens."""
-    import json
-
-    import torch
-
-    from mobilesam import SamPredictor
-
-    index = json.loads((GOLDEN / "vit_t" / "index.json").read_text())
-    ious = []
-    for key, entry in index["images"].items():
-        emb = np.load(GOLDEN / "vit_t" / f"{key}_embedding.npy")
-        preds = {}
-        for name, e in (("ref", emb), ("ours", decode(emb))):
-            p = SamPredictor(sam)
-            p.set_image_embedding(torch.from_numpy(np.asarray(e, np.float32)), (entry["height"], entry["width"]))
-            preds[name] = p
-        prev = {}
-        for prompt in entry["prompts"]:
-            kwargs = {}
-            if "point_coords" in prompt:
-                kwargs["point_coords"] = np.array(prompt["point_coords"])
-                kwargs["point_labels"] = np.array(prompt["point_labels"])
-            if "box" in prompt:
-                kwargs["box"] = np.array(prompt["box"])
-            out = {}
-            for name, p in preds.items():
-                kw = dict(kwargs)
-                if prompt.get("mask_from"):
-                    kw["mask_input"] = prev[(name, prompt["mask_from"])][None]
-                masks, scores, low = p.predict(multimask_output=prompt["multimask_output"], **kw)
-                prev[(name, prompt["name"])] = low[int(np.argmax(scores))]
-                out[name] = masks
-            for a, b in zip(out["ours"], out["ref"]):
-                union = np.logical_or(a, b).sum()
-                ious.append(1.0 if union == 0 else float(np.logical_and(a, b).sum() / union))
-    return {"min": round(min(ious), 5), "mean": round(float(np.mean(ious)), 5), "masks": len(ious)}
+from _common import BenchServer, bench_parser, emit, find_sample, machine  # noqa: E402
+from _decoders import encode, golden_mask_ious, load_model  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -94,8 +55,8 @@ def main(argv=None) -> int:
         "baseline_bytes": baseline_bytes, "ours_bytes": ours_bytes, "ratio": round(ours_bytes / baseline_bytes, 4),
         "float16_bytes": codec.F16_BYTES, "target_bytes": 1_100_000,
         "max_abs_embedding_error": float(np.abs(decoded - embedding).max()),
-        "golden_mask_iou_ours": golden_mask_ious(sam, lambda e: codec.decode_u8(codec.transcode(codec.encode_f16(e), "u8"))),
-        "golden_mask_iou_float16": golden_mask_ious(sam, lambda e: codec.decode_f16(codec.encode_f16(e))),
+        "golden_mask_iou_ours": golden_mask_ious(sam, lambda e, image: codec.decode_u8(codec.transcode(codec.encode_f16(e), "u8"))),
+        "golden_mask_iou_float16": golden_mask_ious(sam, lambda e, image: codec.decode_f16(codec.encode_f16(e))),
         "machine": machine(),
     }
     lines = [

@@ -1,12 +1,16 @@
 """Image encoder time: SamPredictor.set_image in PyTorch float32 eager (the official computation)
 against the app's encoder (mobilesam/utils/accel.py ImageEncoder: onnxruntime float32 for vit_t).
 
-    python bench/encoder.py --checkpoint CKPT --image IMG [--repeats 5] [--bf16] [--json]
+    python bench/encoder.py --checkpoint CKPT --image IMG [--repeats 5] [--bf16] [--compile] [--json]
 
 Both include the whole set_image: Pillow resize to the 1024 long side, normalisation, padding, the
 encoder. Calls are interleaved (baseline, ours, baseline, ...) after one warm-up each; medians are
 reported, and `ratio` = ours_s / baseline_s. With --bf16 the opt-in bf16 autocast path is timed too
-(not the app's default: see accel.py). The ONNX export (once per checkpoint, cached) is not timed.
+(not the app's default: see accel.py). With --compile, torch.compile (inductor, frozen weights) is
+timed in float32 and in bf16 autocast (its compilation is not timed). For each reduced-precision path
+the golden masks are checked too: mask IoU against the official float32 embedding's masks, over every
+golden image and prompt set (the precision rule: IoU >= 0.99). The ONNX export (once per checkpoint,
+cached) is not timed.
 
 The float32 floor is printed too: the encoder's multiply-adds (torch.utils.flop_counter, 77.5
 GFLOP for vit_t at 1024×1024) at this machine's float32 matrix-product peak, measured in the same
@@ -21,13 +25,38 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import bench_parser, emit, find_sample, machine, median, time_interleaved  # noqa: E402
-from _decoders import default_cache_dir, load_model  # noqa: E402
+from _decoders import default_cache_dir, golden_mask_ious, load_model  # noqa: E402
+
+
+def compiled_embed(sam, bf16: bool):
+    """image -> embedding with sam.image_encoder under torch.compile (inductor, frozen weights), float32
+    or bf16 autocast; the same preprocessing as set_image. Compiled (and run once) here."""
+    import torch
+    import torch._inductor.config as inductor_config
+
+    from mobilesam.utils.accel import preprocess
+    from mobilesam.utils.transforms import ResizeLongestSide
+
+    inductor_config.freezing = True
+    compiled = torch.compile(sam.image_encoder)
+    transform = ResizeLongestSide(sam.image_encoder.img_size)
+
+    def embed(image: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            x, _ = preprocess(sam, transform, image)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                return compiled(x).float().numpy()
+
+    embed(np.zeros((64, 64, 3), np.uint8))
+    return embed
 
 
 def main(argv=None) -> int:
     parser = bench_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--bf16", action="store_true", help="also time the opt-in bf16 autocast path")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time torch.compile (inductor) in float32 and in bf16 autocast")
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -55,6 +84,12 @@ def main(argv=None) -> int:
     if args.bf16:
         bf16 = ImageEncoder(sam, args.model_type, backend="torch-bf16")
         fns["bf16"] = lambda: bf16.embed(image)
+    reduced = {"bf16": lambda im: bf16.embed(im)[0]} if bf16 is not None else {}
+    if args.compile:
+        compiled_fp32, compiled_bf16 = compiled_embed(sam, bf16=False), compiled_embed(sam, bf16=True)
+        fns["compiled_fp32"] = lambda: compiled_fp32(image)
+        fns["compiled_bf16"] = lambda: compiled_bf16(image)
+        reduced["compiled_bf16"] = compiled_bf16
     load_before = machine()
     times = time_interleaved(fns, args.repeats)
     floor = float32_floor(sam)
@@ -77,6 +112,12 @@ def main(argv=None) -> int:
         out["bf16_s"] = round(median(times["bf16"]), 4)
         out["bf16_ratio"] = round(median(times["bf16"]) / median(times["baseline"]), 4)
         out["bf16_max_abs_embedding_diff"] = float(np.abs(got16 - reference).max())
+    for name in ("compiled_fp32", "compiled_bf16"):
+        if name in fns:
+            out[f"{name}_s"] = round(median(times[name]), 4)
+            out[f"{name}_ratio"] = round(median(times[name]) / median(times["baseline"]), 4)
+    for name, embed in reduced.items():
+        out[f"{name}_golden_mask_iou"] = golden_mask_ious(sam, lambda _golden, im, embed=embed: embed(im))
     lines = [
         f"encoder (set_image) on {out['image']} {out['size'][0]}x{out['size'][1]}, {args.model_type}, "
         f"{out['threads']} threads, median of {args.repeats}",
@@ -86,6 +127,12 @@ def main(argv=None) -> int:
     if bf16 is not None:
         lines.append(f"  opt-in bf16 autocast:            {out['bf16_s']:.3f} s   "
                      f"(max |diff| {out['bf16_max_abs_embedding_diff']:.1e}, ratio {out['bf16_ratio']:.3f})")
+    for name, label in (("compiled_fp32", "torch.compile float32:"), ("compiled_bf16", "torch.compile bf16 autocast:")):
+        if f"{name}_s" in out:
+            lines.append(f"  {label:<32} {out[name + '_s']:.3f} s   (ratio {out[name + '_ratio']:.3f})")
+    for name, iou in ((k[: -len("_golden_mask_iou")], v) for k, v in out.items() if k.endswith("_golden_mask_iou")):
+        lines.append(f"  {name} golden masks vs float32: IoU min {iou['min']} mean {iou['mean']} ({iou['masks']} masks; "
+                     f"{'meets' if iou['min'] >= 0.99 else 'fails'} the 0.99 rule)")
     lines += [f"  ratio ours / baseline: {out['ratio']:.3f}",
               f"  float32 floor: {floor['encoder_gflop']:.1f} GFLOP at the measured float32 peak "
               f"{floor['float32_peak_gflops']:.0f} GFLOP/s = {floor['float32_floor_s']:.3f} s "
