@@ -88,6 +88,34 @@ def load_golden_prompt(model_type: str, image_key: str, prompt_name: str) -> dic
     return out
 
 
+
+def golden_mask_ious(model, embedding: np.ndarray, model_type: str, key: str) -> list:
+    """IoU of each mask SamPredictor makes from `embedding` with the golden prompt sets of image `key`
+    against the golden (official float32) masks; a refinement takes the golden earlier prompt's best
+    low-res logits as its mask input, as the goldens were made."""
+    import torch
+
+    from mobilesam import SamPredictor
+
+    entry = golden_index(model_type)["images"][key]
+    predictor = SamPredictor(model)
+    predictor.set_image_embedding(torch.from_numpy(np.asarray(embedding, np.float32)), (entry["height"], entry["width"]))
+    ious = []
+    for prompt in entry["prompts"]:
+        golden = load_golden_prompt(model_type, key, prompt["name"])
+        kwargs = {}
+        if "point_coords" in prompt:
+            kwargs["point_coords"] = np.array(prompt["point_coords"])
+            kwargs["point_labels"] = np.array(prompt["point_labels"])
+        if "box" in prompt:
+            kwargs["box"] = np.array(prompt["box"])
+        if prompt.get("mask_from"):
+            earlier = load_golden_prompt(model_type, key, prompt["mask_from"])
+            kwargs["mask_input"] = earlier["low_res_masks"][np.argmax(earlier["iou_predictions"])][None]
+        masks, _, _ = predictor.predict(multimask_output=prompt["multimask_output"], **kwargs)
+        ious += [mask_iou(a, b) for a, b in zip(masks, golden["masks"])]
+    return ious
+
 # ---- the running app ---------------------------------------------------------------------
 
 def free_port() -> int:

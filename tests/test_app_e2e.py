@@ -92,6 +92,18 @@ class Page:
         data = np.frombuffer(base64.b64decode(bits["data"]), dtype=np.uint8)
         return data.reshape(bits["height"], bits["width"]).astype(bool)
 
+    def segment_everything(self, points_per_side):
+        """Open the segment-everything panel, run it with this grid; the locator of its result picture."""
+        self.page.get_by_text("Segment everything (server").click()
+        slider = self.page.locator("input[type=number]").last
+        slider.fill(str(points_per_side))
+        slider.press("Enter")
+        self.page.get_by_role("button", name="Segment everything", exact=True).click()
+        self.page.get_by_text("masks in").first.wait_for(timeout=120_000)
+        picture = self.page.locator("[data-testid=accordion-content] img").first
+        picture.wait_for(timeout=30_000)
+        return picture
+
     def server_requests_since(self, start):
         return [u for u in self.requests[start:] if u.startswith(self.origin)]
 
@@ -108,6 +120,15 @@ def torch_mask(predictor, state):
     multimask = len(state["points"]) == 1 and not state["box"]
     masks, scores, _ = predictor.predict(multimask_output=multimask, **kwargs)
     return masks[int(np.argmax(scores))]
+
+
+def page_with_photo(browser, app_url, name):
+    """A fresh page of the app with sample `name` uploaded and ready: (page, image, (height, width))."""
+    image = load_sample(name)
+    page = Page(browser, app_url)
+    page.upload(SAMPLES / name)
+    page.wait_image(image)
+    return page, image, image.shape[:2]
 
 
 def test_click_box_undo_download_and_bad_upload(browser, app_url, predictor_vit_t, tmp_path):
@@ -205,11 +226,7 @@ def test_click_box_undo_download_and_bad_upload(browser, app_url, predictor_vit_
 
 
 def test_share_link_reproduces_the_masks_and_segment_everything_draws_them(browser, app_url, predictor_vit_t):
-    groceries = load_sample("groceries.jpg")
-    size = groceries.shape[:2]
-    page = Page(browser, app_url)
-    page.upload(SAMPLES / "groceries.jpg")
-    page.wait_image(groceries)
+    page, groceries, size = page_with_photo(browser, app_url, "groceries.jpg")
     page.click(360, 277, size)
     page.click(560, 347, size, modifier="Shift")
     original = page.mask()
@@ -232,13 +249,7 @@ def test_share_link_reproduces_the_masks_and_segment_everything_draws_them(brows
     unknown.page.get_by_text("no longer available").first.wait_for(timeout=30_000)
     assert unknown.state()["imageId"] in (None, "")
 
-    page.page.get_by_text("Segment everything (server").click()
-    slider = page.page.locator("input[type=number]").last
-    slider.fill("4")
-    slider.press("Enter")
-    page.page.get_by_role("button", name="Segment everything", exact=True).click()
-    page.page.get_by_text("masks in").first.wait_for(timeout=120_000)
-    page.page.locator("[data-testid=accordion-content] img").first.wait_for(timeout=30_000)
+    page.segment_everything(points_per_side=4)
     page.shot("11-segment-everything")
 
 
@@ -266,14 +277,7 @@ def test_segment_everything_and_links_follow_the_photo_the_page_shows(browser, a
     # the page shows truck; the server's session still has groceries as its last encoded image
     page.page.evaluate("(info) => window.msam.setImage(info)", truck_info)
     page.wait_image(truck)
-    page.page.get_by_text("Segment everything (server").click()
-    slider = page.page.locator("input[type=number]").last
-    slider.fill("4")
-    slider.press("Enter")
-    page.page.get_by_role("button", name="Segment everything", exact=True).click()
-    page.page.get_by_text("masks in").first.wait_for(timeout=120_000)
-    picture = page.page.locator("[data-testid=accordion-content] img").first
-    picture.wait_for(timeout=30_000)
+    picture = page.segment_everything(points_per_side=4)
     page.page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=picture.element_handle())
     size = picture.evaluate("(img) => [img.naturalHeight, img.naturalWidth]")
     assert tuple(size) == truck.shape[:2]
@@ -289,11 +293,7 @@ def test_share_link_of_refined_prompts_reproduces_their_mask(browser, app_url):
     """With "refine with previous mask" each decode takes the previous mask as input: the link carries
     that history and the opened page replays it, so the mask is the same (it used to be the
     unrefined one), and the page goes on refining."""
-    truck = load_sample("truck.jpg")
-    size = truck.shape[:2]
-    page = Page(browser, app_url)
-    page.upload(SAMPLES / "truck.jpg")
-    page.wait_image(truck)
+    page, truck, size = page_with_photo(browser, app_url, "truck.jpg")
     page.page.evaluate("() => window.msam.setRefine(true)")
     for x, y in ((900, 600), (400, 300), (1300, 900)):
         page.click(x, y, size)
@@ -336,11 +336,7 @@ def test_an_extreme_panorama_gets_a_canvas_that_can_be_clicked(browser, app_url,
 def test_esc_and_ctrl_z_in_other_widgets_leave_the_prompts(browser, app_url):
     """Esc closing the model dropdown, or Ctrl+Z typed in it, is not an edit of the prompts; on the
     page (after a click on the photo) they still undo and clear."""
-    groceries = load_sample("groceries.jpg")
-    size = groceries.shape[:2]
-    page = Page(browser, app_url)
-    page.upload(SAMPLES / "groceries.jpg")
-    page.wait_image(groceries)
+    page, groceries, size = page_with_photo(browser, app_url, "groceries.jpg")
     page.click(360, 277, size)
     page.click(560, 347, size)
     dropdown = page.page.locator("#msam-compare-model input")

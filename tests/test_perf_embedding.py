@@ -5,10 +5,8 @@ import subprocess
 
 import numpy as np
 import pytest
-import torch
 
-from conftest import GOLDEN, ROOT, golden_index, load_golden_prompt, mask_iou  # noqa: E402
-from mobilesam import SamPredictor  # noqa: E402
+from conftest import GOLDEN, ROOT, golden_mask_ious  # noqa: E402
 from mobilesam.demo.engine import EncodedImage  # noqa: E402
 from mobilesam.utils import embedding_codec as codec  # noqa: E402
 
@@ -52,25 +50,9 @@ def test_masks_from_uint8_embeddings_match_goldens(request, model_type, key):
     """The decoder on the dequantized golden embedding (quantized from its float16 copy, as the server
     does) with the golden prompts: every mask keeps IoU >= 0.99 against the golden (float32) masks."""
     model = request.getfixturevalue(f"{model_type}_model")
-    entry = golden_index(model_type)["images"][key]
     emb = _golden_embedding(model_type, key)
     wire = codec.transcode(codec.encode_f16(emb), "u8")
-    predictor = SamPredictor(model)
-    predictor.set_image_embedding(torch.from_numpy(codec.decode_u8(wire)), (entry["height"], entry["width"]))
-    ious = []
-    for prompt in entry["prompts"]:
-        golden = load_golden_prompt(model_type, key, prompt["name"])
-        kwargs = {}
-        if "point_coords" in prompt:
-            kwargs["point_coords"] = np.array(prompt["point_coords"])
-            kwargs["point_labels"] = np.array(prompt["point_labels"])
-        if "box" in prompt:
-            kwargs["box"] = np.array(prompt["box"])
-        if prompt.get("mask_from"):
-            earlier = load_golden_prompt(model_type, key, prompt["mask_from"])
-            kwargs["mask_input"] = earlier["low_res_masks"][np.argmax(earlier["iou_predictions"])][None]
-        masks, _, _ = predictor.predict(multimask_output=prompt["multimask_output"], **kwargs)
-        ious += [mask_iou(a, b) for a, b in zip(masks, golden["masks"])]
+    ious = golden_mask_ious(model, codec.decode_u8(wire), model_type, key)
     assert min(ious) >= MIN_MASK_IOU, ious
 
 

@@ -3,11 +3,10 @@ so the goldens' masks; the export is cached; the engine uses it. Correctness onl
 (bench/encoder.py measures the speed)."""
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("onnxruntime")
 
-from conftest import GOLDEN, golden_index, load_golden_prompt, load_sample, mask_iou  # noqa: E402
+from conftest import GOLDEN, golden_index, golden_mask_ious, load_sample  # noqa: E402
 from mobilesam import SamPredictor  # noqa: E402
 from mobilesam.utils.accel import BACKENDS, ImageEncoder, cached_encoder  # noqa: E402
 
@@ -22,27 +21,6 @@ def onnx_encoder(vit_t_model, tmp_path_factory):
     return encoder
 
 
-def _golden_mask_ious(model, embedding: np.ndarray, key: str) -> list:
-    entry = golden_index("vit_t")["images"][key]
-    predictor = SamPredictor(model)
-    predictor.set_image_embedding(torch.from_numpy(embedding), (entry["height"], entry["width"]))
-    ious = []
-    for prompt in entry["prompts"]:
-        golden = load_golden_prompt("vit_t", key, prompt["name"])
-        kwargs = {}
-        if "point_coords" in prompt:
-            kwargs["point_coords"] = np.array(prompt["point_coords"])
-            kwargs["point_labels"] = np.array(prompt["point_labels"])
-        if "box" in prompt:
-            kwargs["box"] = np.array(prompt["box"])
-        if prompt.get("mask_from"):
-            earlier = load_golden_prompt("vit_t", key, prompt["mask_from"])
-            kwargs["mask_input"] = earlier["low_res_masks"][np.argmax(earlier["iou_predictions"])][None]
-        masks, _, _ = predictor.predict(multimask_output=prompt["multimask_output"], **kwargs)
-        ious += [mask_iou(a, b) for a, b in zip(masks, golden["masks"])]
-    return ious
-
-
 @pytest.mark.parametrize("key", ["truck", "groceries"])
 def test_onnxruntime_encoder_matches_goldens(vit_t_model, onnx_encoder, key):
     image = load_sample(golden_index("vit_t")["images"][key]["image"])
@@ -53,7 +31,7 @@ def test_onnxruntime_encoder_matches_goldens(vit_t_model, onnx_encoder, key):
     predictor = SamPredictor(vit_t_model)
     predictor.set_image(image)
     assert input_size == predictor.input_size
-    assert min(_golden_mask_ious(vit_t_model, embedding, key)) >= 0.999
+    assert min(golden_mask_ious(vit_t_model, embedding, "vit_t", key)) >= 0.999
 
 
 def test_encoder_export_is_cached(vit_t_model, onnx_encoder):
@@ -101,7 +79,7 @@ def test_bf16_backend_is_close(vit_t_model):
     embedding, _ = ImageEncoder(vit_t_model, "vit_t", backend="torch-bf16").embed(image)
     golden = np.load(GOLDEN / "vit_t" / "truck_embedding.npy")
     assert embedding.dtype == np.float32 and np.abs(embedding - golden).mean() < 0.05
-    assert min(_golden_mask_ious(vit_t_model, embedding, "truck")) >= 0.95
+    assert min(golden_mask_ious(vit_t_model, embedding, "vit_t", "truck")) >= 0.95
 
 
 def test_unknown_backend_is_refused(vit_t_model, monkeypatch):
