@@ -179,7 +179,8 @@ def test_startup_choices_leave_out_models_that_cannot_fit(monkeypatch):
 
 def test_handlers_turn_a_memory_shortage_into_a_gradio_error(store, vit_t_model, tmp_path, checkpoint_file,
                                                              monkeypatch):
-    engine = Engine(vit_t_model, "vit_t", store, cache_bytes=8 * 2**20)
+    # (PyTorch encoder: no background ONNX export left running after the test)
+    engine = Engine(vit_t_model, "vit_t", store, cache_bytes=8 * 2**20, encoder_backend="torch")
     handlers = Handlers(engine, {}, output_dir=tmp_path / "out", sam_models=make_models(store, vit_t_model, tmp_path))
     monkeypatch.setattr(cmp, "available_memory", lambda device=None, meminfo=None: 512 * 2**20)
     with pytest.raises(gr.Error, match="Not enough memory to compare with SAM ViT-B"):

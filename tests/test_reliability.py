@@ -452,6 +452,10 @@ def test_app_starts_and_serves_with_an_unusable_cache_folder(vit_t_checkpoint, t
     decoder = next(iter(handlers.decoder_files.values()))
     assert decoder.is_file() and not str(decoder).startswith(str(blocker))
     assert decoder.parent.parent == private_tempdir
+    # the encoder's background export copes too (and does not outlive this test: a torch.onnx export
+    # running on while later tests capture warnings mixes their warning filters)
+    encoder = handlers.engine.encoder
+    assert encoder.wait_ready(timeout=600) and encoder.active == "onnxruntime", encoder.error
     image = load_sample("groceries.jpg")[::4, ::4].copy()
     path = tmp_path / "small.png"
     Image.fromarray(image).save(path)
