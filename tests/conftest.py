@@ -88,6 +88,20 @@ def load_golden_prompt(model_type: str, image_key: str, prompt_name: str) -> dic
     return out
 
 
+def golden_prompt_kwargs(prompt: dict, previous: dict) -> dict:
+    """SamPredictor.predict arguments of a golden prompt set; `previous` maps earlier prompt names to
+    their (low-res logits, scores), whose best logits a refinement takes as its mask input."""
+    kwargs = {"multimask_output": prompt["multimask_output"]}
+    if "point_coords" in prompt:
+        kwargs["point_coords"] = np.array(prompt["point_coords"], dtype=np.float32)
+        kwargs["point_labels"] = np.array(prompt["point_labels"])
+    if "box" in prompt:
+        kwargs["box"] = np.array(prompt["box"], dtype=np.float32)
+    if "mask_from" in prompt:
+        logits, scores = previous[prompt["mask_from"]]
+        kwargs["mask_input"] = logits[np.argmax(scores)][None]
+    return kwargs
+
 
 def golden_mask_ious(model, embedding: np.ndarray, model_type: str, key: str) -> list:
     """IoU of each mask SamPredictor makes from `embedding` with the golden prompt sets of image `key`
@@ -100,21 +114,14 @@ def golden_mask_ious(model, embedding: np.ndarray, model_type: str, key: str) ->
     entry = golden_index(model_type)["images"][key]
     predictor = SamPredictor(model)
     predictor.set_image_embedding(torch.from_numpy(np.asarray(embedding, np.float32)), (entry["height"], entry["width"]))
-    ious = []
+    ious, previous = [], {}
     for prompt in entry["prompts"]:
         golden = load_golden_prompt(model_type, key, prompt["name"])
-        kwargs = {}
-        if "point_coords" in prompt:
-            kwargs["point_coords"] = np.array(prompt["point_coords"])
-            kwargs["point_labels"] = np.array(prompt["point_labels"])
-        if "box" in prompt:
-            kwargs["box"] = np.array(prompt["box"])
-        if prompt.get("mask_from"):
-            earlier = load_golden_prompt(model_type, key, prompt["mask_from"])
-            kwargs["mask_input"] = earlier["low_res_masks"][np.argmax(earlier["iou_predictions"])][None]
-        masks, _, _ = predictor.predict(multimask_output=prompt["multimask_output"], **kwargs)
+        previous[prompt["name"]] = (golden["low_res_masks"], golden["iou_predictions"])
+        masks, _, _ = predictor.predict(**golden_prompt_kwargs(prompt, previous))
         ious += [mask_iou(a, b) for a, b in zip(masks, golden["masks"])]
     return ious
+
 
 # ---- the running app ---------------------------------------------------------------------
 

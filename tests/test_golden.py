@@ -1,7 +1,7 @@
 """The model matches the official MobileSAM / segment-anything outputs on stand-in checkpoints."""
 import numpy as np
 
-from conftest import golden_index, load_golden_prompt, load_sample, GOLDEN
+from conftest import golden_index, golden_prompt_kwargs, load_golden_prompt, load_sample, GOLDEN
 from mobilesam import SamPredictor
 
 EMBED_ATOL = 1e-3
@@ -20,19 +20,6 @@ def golden_cases(model_type):
     return [(key, entry) for key, entry in index["images"].items()]
 
 
-def prompt_kwargs(prompt: dict, previous: dict) -> dict:
-    kwargs = {"multimask_output": prompt["multimask_output"]}
-    if "point_coords" in prompt:
-        kwargs["point_coords"] = np.array(prompt["point_coords"], dtype=np.float32)
-        kwargs["point_labels"] = np.array(prompt["point_labels"])
-    if "box" in prompt:
-        kwargs["box"] = np.array(prompt["box"], dtype=np.float32)
-    if "mask_from" in prompt:
-        logits, scores = previous[prompt["mask_from"]]
-        kwargs["mask_input"] = logits[np.argmax(scores)][None]
-    return kwargs
-
-
 def check_model_against_goldens(model, model_type):
     predictor = SamPredictor(model)
     for key, entry in golden_cases(model_type):
@@ -47,7 +34,7 @@ def check_model_against_goldens(model, model_type):
         previous = {}
         for prompt in entry["prompts"]:
             golden = load_golden_prompt(model_type, key, prompt["name"])
-            masks, scores, logits = predictor.predict(**prompt_kwargs(prompt, previous))
+            masks, scores, logits = predictor.predict(**golden_prompt_kwargs(prompt, previous))
             previous[prompt["name"]] = (logits, scores)
             label = f"{model_type} {key} {prompt['name']}"
             assert masks.shape == golden["masks"].shape, label
