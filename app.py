@@ -13,9 +13,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from mobilesam.demo import compare, server
-from mobilesam.demo.handlers import Handlers, raw_image_input
-from mobilesam.demo.startup import DEFAULT_CACHE_DIR, AppConfig, prepare
+from mobilesam_app import compare, server
+from mobilesam_app.api import ApiEndpoints
+from mobilesam_app.service import Service
+from mobilesam_app.ui import PageEvents, raw_image_input
+from mobilesam_app.startup import DEFAULT_CACHE_DIR, AppConfig, prepare
 from mobilesam.hub import CheckpointUnavailableError
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
@@ -37,7 +39,8 @@ after that every click, box and hover is decoded **in your browser** with no ser
 **Hover**: live preview · **Ctrl+Z**: undo · **Esc**: clear."""
 
 
-def build_demo(handlers: Handlers) -> gr.Blocks:
+def build_demo(service: Service) -> gr.Blocks:
+    page, api = PageEvents(service), ApiEndpoints(service)
     with gr.Blocks(title="MobileSAM", delete_cache=(3600, 3600)) as demo:
         session_image = gr.State(None)
         client_info = gr.Textbox(visible=False, elem_id="msam-info")
@@ -47,7 +50,7 @@ def build_demo(handlers: Handlers) -> gr.Blocks:
             with gr.Column(scale=1, min_width=280):
                 image_input = raw_image_input(label="Image: upload, drop or paste", sources=["upload", "clipboard"],
                                               height=280, elem_id="msam-upload")
-                compare_on, compare_model, compare_status = compare_controls(handlers)
+                compare_on, compare_model, compare_status = compare_controls(service)
                 gr.Examples(EXAMPLES, inputs=[image_input], label="Examples (Apache-2.0, see examples/README.md)")
             with gr.Column(scale=3):
                 gr.HTML('<div id="msam-root"></div>', elem_id="msam-canvas", padding=False)
@@ -60,7 +63,7 @@ def build_demo(handlers: Handlers) -> gr.Blocks:
                 everything_image = gr.Image(label="All masks", type="numpy", interactive=False)
                 everything_file = gr.File(label="SA-1B annotations (JSON)")
 
-        uploaded = image_input.change(handlers.encode_upload, [image_input, compare_on, compare_model],
+        uploaded = image_input.change(page.encode_upload, [image_input, compare_on, compare_model],
                                       [client_info, session_image, compare_on, compare_status,
                                        everything_image, everything_file, everything_summary],
                                       concurrency_limit=4, show_progress="full", show_progress_on=[compare_status],
@@ -68,13 +71,13 @@ def build_demo(handlers: Handlers) -> gr.Blocks:
         uploaded.then(None, [client_info], None, js=SET_IMAGE_JS)
         # a refused file leaves the upload box (the photo being worked on stays: see encode_upload)
         uploaded.failure(None, None, image_input, js="() => null", api_name=False)
-        demo.load(handlers.restore_from_link, None, [client_info, session_image, compare_on, compare_model,
+        demo.load(page.restore_from_link, None, [client_info, session_image, compare_on, compare_model,
                                                      compare_status],
                   show_progress_on=[compare_status], api_name=False
                   ).then(None, [client_info], None, js=LINK_IMAGE_JS)
-        # the user's changes only (.input / .select), not the handlers' updates of these components
+        # the user's changes only (.input / .select), not the events' updates of these components
         for listener in (compare_on.input, compare_model.select):
-            switched = listener(handlers.set_compare, [compare_on, compare_model, session_image, page_image],
+            switched = listener(page.set_compare, [compare_on, compare_model, session_image, page_image],
                                 [client_info, compare_on, compare_status], concurrency_limit=2,
                                 js=f"(on, model, id) => [on, model, id, {PAGE_IMAGE_ID}]",
                                 show_progress="full", show_progress_on=[compare_status], api_name=False)
@@ -82,7 +85,7 @@ def build_demo(handlers: Handlers) -> gr.Blocks:
             # (the error is shown; the controls go back to what the page still compares with, if anything)
             switched.failure(None, [compare_model, compare_status], [compare_on, compare_model, compare_status],
                              js=COMPARE_FAILED_JS)
-        everything_button.click(handlers.segment_everything_ui, [session_image, grid, page_image],
+        everything_button.click(page.segment_everything_ui, [session_image, grid, page_image],
                                 [everything_image, everything_file, everything_summary],
                                 js=f"(id, grid) => [id, grid, {PAGE_IMAGE_ID}]", concurrency_limit=1, api_name=False)
 
@@ -95,19 +98,19 @@ def build_demo(handlers: Handlers) -> gr.Blocks:
             api_annotations = gr.File(label="annotations")
             api_sam_mask = gr.File(label="sam_mask")
             api_summary = gr.Textbox(label="summary")
-            gr.Button(visible=False).click(handlers.segment_api, [api_image, api_prompts], [api_mask, api_scores],
+            gr.Button(visible=False).click(api.segment_api, [api_image, api_prompts], [api_mask, api_scores],
                                            api_name="segment", concurrency_limit=4)
-            gr.Button(visible=False).click(handlers.segment_everything_api, [api_image, api_points_per_side],
+            gr.Button(visible=False).click(api.segment_everything_api, [api_image, api_points_per_side],
                                            [api_annotations], api_name="segment_everything", concurrency_limit=1)
-            gr.Button(visible=False).click(handlers.compare_api, [api_image, api_prompts],
+            gr.Button(visible=False).click(api.compare_api, [api_image, api_prompts],
                                            [api_mask, api_sam_mask, api_summary], api_name="compare",
                                            concurrency_limit=2)
     return demo
 
 
-def compare_controls(handlers: Handlers):
+def compare_controls(service: Service):
     """Compare mode's switch, model choice and status line (where loading progress shows)."""
-    sam_models = handlers.sam_models
+    sam_models = service.sam_models
     choices = sam_models.choices if sam_models is not None else compare.SAM_TYPES
     default = sam_models.default_type if sam_models is not None else "vit_b"
     with gr.Group(elem_id="msam-compare-controls"):
@@ -158,19 +161,19 @@ def main(argv=None) -> None:
     if args.sam_checkpoint is not None and not args.sam_checkpoint.is_file():
         sys.exit(f"error: --sam-checkpoint {args.sam_checkpoint} is not a file")
     try:
-        handlers = prepare(config)
+        service = prepare(config)
     except CheckpointUnavailableError as exc:
         sys.exit(f"error: {exc}\nStart with --checkpoint PATH to use a local copy.")
-    demo = build_demo(handlers)
-    routes = server.make_routes(lambda: handlers.decoder_files, handlers.embedding_bytes,
-                                handlers.engine.store.path_of)
-    decoder_name = next(iter(handlers.decoder_files))
+    demo = build_demo(service)
+    routes = server.make_routes(lambda: service.decoder_files, service.embedding_bytes,
+                                service.engine.store.path_of)
+    decoder_name = next(iter(service.decoder_files))
     head = server.page_head({"ortBase": server.ort_base_url(), "decoderUrl": f"/msam/models/{decoder_name}",
                              "crossOriginIsolated": True, "model": args.model_type})
     demo.queue(max_size=64, default_concurrency_limit=4).launch(
         server_name=args.host, server_port=args.port, share=args.share, head=head, ssr_mode=False,
         max_file_size="50mb", show_error=True,
-        allowed_paths=[str(handlers.output_dir)],  # the API's mask / annotation files (under --cache-dir)
+        allowed_paths=[str(service.output_dir)],  # the API's mask / annotation files (under --cache-dir)
         app_kwargs={"routes": routes, "middleware": server.middleware(head)})
 
 

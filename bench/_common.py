@@ -96,7 +96,7 @@ def free_port() -> int:
 # --------------------------------------------------------------------------- a server with the app's routes
 
 class BenchServer:
-    """The app's routes (mobilesam.demo.server.make_routes: /web/*, /web/ort/*, /msam/models/*,
+    """The app's routes (mobilesam_app.server.make_routes: /web/*, /web/ort/*, /msam/models/*,
     /msam/embedding/*) and the isolation headers, plus /bench/* (bench/web/), served by uvicorn in a
     thread. `models` maps file names to paths; `embeddings` maps (model, image id) to float16 bytes
     (served in the format asked for, as the app does)."""
@@ -110,7 +110,7 @@ class BenchServer:
         self._thread: Optional[threading.Thread] = None
 
     def _embedding_bytes(self, model: str, image_id: str, fmt: str) -> Optional[bytes]:
-        from mobilesam.utils.embedding_codec import transcode
+        from mobilesam_app.embedding_codec import transcode
 
         data = self.embeddings.get((model, image_id))
         return None if data is None else transcode(data, fmt)
@@ -121,7 +121,7 @@ class BenchServer:
         from starlette.responses import FileResponse, PlainTextResponse
         from starlette.routing import Route
 
-        from mobilesam.demo import server as app_server
+        from mobilesam_app import server as app_server
 
         if not app_server.ORT_DIST.is_dir():
             raise SystemExit(f"onnxruntime-web is not installed ({app_server.ORT_DIST} is missing): run `npm ci` in web/")

@@ -18,21 +18,19 @@ def decoder_files(checkpoint: Path, model_type: str, cache_dir: Path, sam=None,
                   variants=("official", "official_single", "browser", "fast")) -> Dict[str, Path]:
     """Exports of the decoder of `checkpoint`: official (4 masks), official_single (return_single_mask),
     browser, fast. Reused from `cache_dir` when present and intact (cached_decoder's digest check)."""
-    from mobilesam.export import (EXPORT_FORMAT_VERSION, _is_valid_cached, _write_with_sidecar, cached_decoder,
-                                  export_decoder, sha256_of_file)
+    from mobilesam.export import EXPORT_FORMAT_VERSION, export_decoder
+    from mobilesam.onnx_cache import cached_decoder, cached_file
+    from mobilesam.utils.digest import sha256_of_file
 
     digest = sha256_of_file(checkpoint)
     cache_dir.mkdir(parents=True, exist_ok=True)
     out = {}
     for variant in variants:
         if variant == "official_single":
-            path = cache_dir / f"mobilesam-{model_type}-{digest[:16]}-official-single-decoder-v{EXPORT_FORMAT_VERSION}.onnx"
-            if not _is_valid_cached(path):
-                if sam is None:
-                    sam = load_model(checkpoint, model_type)
-                _write_with_sidecar(lambda tmp: export_decoder(sam, tmp, variant="official", return_single_mask=True),
-                                    path)
-            out[variant] = path
+            name = f"mobilesam-{model_type}-{digest[:16]}-official-single-decoder-v{EXPORT_FORMAT_VERSION}.onnx"
+            sam = sam if sam is not None else load_model(checkpoint, model_type)
+            out[variant] = cached_file(cache_dir, name, lambda tmp: export_decoder(sam, tmp, variant="official",
+                                                                                   return_single_mask=True))
         else:
             out[variant] = cached_decoder(checkpoint, model_type, cache_dir, variant=variant, sam=sam,
                                           checkpoint_sha256=digest)
@@ -40,9 +38,9 @@ def decoder_files(checkpoint: Path, model_type: str, cache_dir: Path, sam=None,
 
 
 def load_model(checkpoint: Path, model_type: str = "vit_t"):
-    from mobilesam import sam_model_registry
+    from mobilesam.hub import load_model_from
 
-    return sam_model_registry[model_type](checkpoint=str(checkpoint)).eval()
+    return load_model_from(checkpoint, model_type, "cpu")
 
 
 def image_prompts(image_name: str, height: int, width: int) -> List[dict]:
@@ -102,7 +100,7 @@ def golden_mask_ious(sam, embedding_of) -> dict:
     import torch
 
     from mobilesam import SamPredictor
-    from mobilesam.demo.images import load_rgb_image
+    from mobilesam_app.images import load_rgb_image
 
     index = json.loads((GOLDEN / "vit_t" / "index.json").read_text())
     ious = []

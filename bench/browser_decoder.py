@@ -40,9 +40,9 @@ def main(argv=None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
 
-    from mobilesam.demo.engine import EncodedImage
-    from mobilesam.demo.images import load_rgb_image
-    from mobilesam.demo.store import image_id_of
+    from mobilesam_app.engine import EncodedImage
+    from mobilesam_app.images import load_rgb_image
+    from mobilesam_app.store import image_id_of
 
     checkpoint = Path(args.checkpoint)
     image = load_rgb_image(str(find_sample(args.image)))
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
             result = page.evaluate("(spec) => window.bench.decode(spec)", spec)
             check = page.evaluate("(spec) => window.bench.outputs(spec)", spec)
     summary = result["summary"]
-    from mobilesam.utils import embedding_codec as codec
+    from mobilesam_app import embedding_codec as codec
 
     served = codec.transcode(encoded.embedding_f16_bytes(), info["embedding_url"].rsplit(".", 1)[-1])
     page_embedding = codec.decode_u8(served) if served[:4] == codec.MAGIC else codec.decode_f16(served)

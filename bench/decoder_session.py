@@ -45,9 +45,9 @@ def main(argv=None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    from mobilesam.demo.engine import EncodedImage
-    from mobilesam.demo.images import load_rgb_image
-    from mobilesam.demo.store import image_id_of
+    from mobilesam_app.engine import EncodedImage
+    from mobilesam_app.images import load_rgb_image
+    from mobilesam_app.store import image_id_of
 
     checkpoint = Path(args.checkpoint)
     sam = load_model(checkpoint, args.model_type)

@@ -28,10 +28,10 @@ def main(argv=None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    from mobilesam.demo.engine import EncodedImage
-    from mobilesam.demo.images import load_rgb_image
-    from mobilesam.demo.store import image_id_of
-    from mobilesam.utils import embedding_codec as codec
+    from mobilesam_app.engine import EncodedImage
+    from mobilesam_app.images import load_rgb_image
+    from mobilesam_app.store import image_id_of
+    from mobilesam_app import embedding_codec as codec
 
     sam = load_model(Path(args.checkpoint), args.model_type)
     image = load_rgb_image(str(find_sample(args.image)))

@@ -1,5 +1,5 @@
 """Image encoder time: SamPredictor.set_image in PyTorch float32 eager (the official computation)
-against the app's encoder (mobilesam/utils/accel.py ImageEncoder: onnxruntime float32 for vit_t).
+against the app's encoder (mobilesam/accel/encoder.py ImageEncoder: onnxruntime float32 for vit_t).
 
     python bench/encoder.py --checkpoint CKPT --image IMG [--repeats 5] [--bf16] [--compile] [--json]
 
@@ -34,7 +34,7 @@ def compiled_embed(sam, bf16: bool):
     import torch
     import torch._inductor.config as inductor_config
 
-    from mobilesam.utils.accel import preprocess
+    from mobilesam.accel.encoder import preprocess
     from mobilesam.utils.transforms import ResizeLongestSide
 
     inductor_config.freezing = True
@@ -64,8 +64,8 @@ def main(argv=None) -> int:
     import torch
 
     from mobilesam import SamPredictor
-    from mobilesam.demo.images import load_rgb_image
-    from mobilesam.utils.accel import ImageEncoder
+    from mobilesam_app.images import load_rgb_image
+    from mobilesam.accel.encoder import ImageEncoder
 
     image = load_rgb_image(str(find_sample(args.image)))
     sam = load_model(Path(args.checkpoint), args.model_type)

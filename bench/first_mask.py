@@ -105,8 +105,8 @@ def wait_encoder_export(cache_dir: Path, timeout: float = 900) -> bool:
 
 def measure(args, photos, encoder: str):
     """Start the app (encoder backend `encoder`, "" = the app's default), warm it up, time each photo."""
-    from mobilesam.demo.images import load_rgb_image
-    from mobilesam.demo.store import image_id_of
+    from mobilesam_app.images import load_rgb_image
+    from mobilesam_app.store import image_id_of
 
     proc, url = start_app(Path(args.checkpoint), args.cache_dir, free_port(), encoder)
     results, errors = [], []
@@ -153,8 +153,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    from mobilesam.demo.images import load_rgb_image
-    from mobilesam.demo.store import image_id_of
+    from mobilesam_app.images import load_rgb_image
+    from mobilesam_app.store import image_id_of
 
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     source = load_rgb_image(str(find_sample(args.image)))

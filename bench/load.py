@@ -41,8 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from mobilesam.demo.images import load_rgb_image  # noqa: E402
-from mobilesam.demo.store import image_id_of  # noqa: E402
+from mobilesam_app.images import load_rgb_image  # noqa: E402
+from mobilesam_app.store import image_id_of  # noqa: E402
 
 SAMPLE_DIRS = [ROOT / "examples", ROOT.parent / "shared" / "samples"]
 MIN_IOU = 0.99
@@ -125,10 +125,11 @@ def compute_expected(cases: List[Case], checkpoint: Path, model_type: str = "vit
     """Each case's masks and scores from the PyTorch predictor, as the server's `segment` picks them."""
     import torch
 
-    from mobilesam import SamPredictor, sam_model_registry
-    from mobilesam.demo.api import parse_prompts
+    from mobilesam import SamPredictor
+    from mobilesam.hub import load_model_from
+    from mobilesam_app.prompts import parse_prompts
 
-    model = sam_model_registry[model_type](checkpoint=str(checkpoint)).eval()
+    model = load_model_from(checkpoint, model_type, "cpu")
     predictor = SamPredictor(model)
     with torch.inference_mode():
         for case in cases:
@@ -444,7 +445,7 @@ def run(checkpoint: Path, url: Optional[str] = None, pid: Optional[int] = None, 
         image_store_mb: Optional[int] = None, cache_dir: Optional[Path] = None,
         memory_headroom_mb: float = 512.0, log=None) -> dict:
     """Run the load test; returns the figures as a dict (see the module docstring)."""
-    from mobilesam.demo.startup import AppConfig
+    from mobilesam_app.startup import AppConfig
 
     log = log or (lambda msg: None)
     embedding_cache_mb = AppConfig.embedding_cache_mb if embedding_cache_mb is None else embedding_cache_mb

@@ -6,7 +6,7 @@ against the app's (filter by predicted IoU before upsampling + onnxruntime encod
 Baseline: the generator with the official settings (32×32 grid, 64 points per batch, thresholds
 0.88 / 0.95, NMS 0.7, no crops) computed as the official code does: PyTorch eager float32, every
 mask of a batch upsampled to the image size before the IoU filter (`upsample_all_first`). Ours:
-`backend="fast"` (float32 throughout) with the same settings. Both include the encoder. `ratio` =
+`FastSamAutomaticMaskGenerator` (float32 throughout) with the same settings. Both include the encoder. `ratio` =
 ours_s / baseline_s; the records are compared (count, boxes, mask IoU).
 """
 from __future__ import annotations
@@ -32,8 +32,9 @@ def main(argv=None) -> int:
 
     import torch
 
+    from mobilesam.accel.mask_generator import FastSamAutomaticMaskGenerator
     from mobilesam.automatic_mask_generator import SamAutomaticMaskGenerator
-    from mobilesam.demo.images import load_rgb_image
+    from mobilesam_app.images import load_rgb_image
     from mobilesam.utils.amg import rle_to_mask
 
     image = load_rgb_image(str(find_sample(args.image)))
@@ -41,7 +42,7 @@ def main(argv=None) -> int:
     settings = dict(points_per_side=args.points_per_side, output_mode="uncompressed_rle")
     baseline = SamAutomaticMaskGenerator(sam, **settings)
     baseline.upsample_all_first = True
-    ours = SamAutomaticMaskGenerator(sam, backend="fast", cache_dir=str(args.cache_dir), **settings)
+    ours = FastSamAutomaticMaskGenerator(sam, cache_dir=str(args.cache_dir), **settings)
     ours.generate(image[:64, :64].copy())  # warm-up (sessions, first-run allocations)
 
     load_before = machine()

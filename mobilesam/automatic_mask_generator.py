@@ -21,10 +21,10 @@ Two deviations in how (not what) it computes:
 * masks are filtered by predicted IoU while still low-res; only the survivors are upsampled to
   the image size (the official code upsamples every mask of a batch first). Upsampling is per mask,
   so the records are identical, for less time and memory.
-* ``backend="fast"`` (opt-in; the app uses it) encodes with onnxruntime (mobilesam.utils.accel) and
-  decodes each point with the fast decoder (mobilesam/utils/fast_decoder.py) in onnxruntime, both
-  float32: the same records up to float rounding (a mask whose score sits within ~1e-5 of a
-  threshold may fall on the other side).
+
+`mobilesam.accel.mask_generator.FastSamAutomaticMaskGenerator` (what the app uses) is this class with
+the image encoded and each point decoded by onnxruntime, both float32: the same records up to float
+rounding (a mask whose score sits within ~1e-5 of a threshold may fall on the other side).
 """
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ class SamAutomaticMaskGenerator:
     generator only uses its set_image, reset_image, predict_torch, transform,
     device and model.mask_threshold (a real SamPredictor: its features and model's
     prompt encoder, mask decoder and postprocess_masks instead of predict_torch,
-    for the low-res filtering; with backend="fast", set_image_embedding).
+    for the low-res filtering; a subclass may override `_set_crop_image` and `_decode`).
     """
 
     upsample_all_first: bool = False
@@ -96,10 +96,6 @@ class SamAutomaticMaskGenerator:
         point_grids: Optional[List[np.ndarray]] = None,
         min_mask_region_area: int = 0,
         output_mode: str = "binary_mask",
-        *,
-        backend: str = "torch",
-        image_encoder: Any = None,
-        cache_dir: Optional[str] = None,
     ) -> None:
         """
         Generates masks for a whole image with SAM, from a grid of point prompts
@@ -137,15 +133,7 @@ class SamAutomaticMaskGenerator:
           output_mode (str): The form of each record's "segmentation":
             'binary_mask' (H x W bool array), 'uncompressed_rle' or 'coco_rle'
             (dicts with "size" and "counts").
-          backend (str): 'torch' (the official computation) or 'fast' (onnxruntime
-            encoder and fast decoder, float32; see the module docstring).
-          image_encoder (mobilesam.utils.accel.ImageEncoder or None): with
-            backend='fast', the encoder to use (default: a new onnxruntime one).
-          cache_dir (str or None): with backend='fast', where the ONNX exports are
-            kept (default: $MOBILESAM_CACHE/onnx or ~/.cache/mobilesam/onnx).
         """
-        if backend not in ("torch", "fast"):
-            raise ValueError(f"Unknown backend {backend!r}; use 'torch' or 'fast'.")
         self.point_grids = _validate_args(
             points_per_side=points_per_side,
             points_per_batch=points_per_batch,
@@ -171,15 +159,6 @@ class SamAutomaticMaskGenerator:
         self.crop_n_points_downscale_factor = crop_n_points_downscale_factor
         self.min_mask_region_area = min_mask_region_area
         self.output_mode = output_mode
-        self.backend = backend
-        self._encoder = None
-        self._decoder = None
-        if backend == "fast":
-            from .utils.accel import FastDecoderSession, ImageEncoder, cached_fast_decoder
-
-            self._encoder = image_encoder or ImageEncoder(model, "model", backend="onnxruntime",
-                                                          cache_dir=cache_dir, background=False)
-            self._decoder = FastDecoderSession(cached_fast_decoder(model, "model", cache_dir))
 
     @torch.no_grad()
     def generate(self, image: np.ndarray, progress: Optional[ProgressCallback] = None) -> List[Dict[str, Any]]:
@@ -280,12 +259,7 @@ class SamAutomaticMaskGenerator:
         x0, y0, x1, y1 = crop_box
         cropped_im = np.ascontiguousarray(image[y0:y1, x0:x1, :])
         cropped_im_size = cropped_im.shape[:2]
-        if self._encoder is not None:
-            embedding, _ = self._encoder.embed(cropped_im)
-            self.predictor.set_image_embedding(torch.from_numpy(embedding), cropped_im_size)
-            self._decoder.set_embedding(embedding)
-        else:
-            self.predictor.set_image(cropped_im)
+        self._set_crop_image(cropped_im)
 
         # Point grid in the crop's pixel coordinates.
         points_scale = np.array(cropped_im_size)[None, ::-1]
@@ -329,7 +303,7 @@ class SamAutomaticMaskGenerator:
 
         # Run the model on this batch; one positive point per prompt.
         transformed_points = self.predictor.transform.apply_coords(points, im_size)
-        if self._decoder is not None or isinstance(self.predictor, SamPredictor):
+        if isinstance(self.predictor, SamPredictor):
             low_res, iou_preds = self._decode(transformed_points)  # (B, 3, 256, 256) logits, (B, 3)
             # Flatten the three masks per point; each point repeated for its masks.
             data = MaskData(
@@ -389,17 +363,14 @@ class SamAutomaticMaskGenerator:
         )[:, 0]
         del data["low_res"]
 
+    def _set_crop_image(self, cropped_im: np.ndarray) -> None:
+        """Compute the embedding of one crop (uint8 H×W×3) into the predictor."""
+        self.predictor.set_image(cropped_im)
+
     def _decode(self, transformed_points: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor]:
         """Low-res logits (B, 3, 256, 256) and scores (B, 3) of the multimask outputs for B single
         positive points (in the 1024 frame), as SamPredictor.predict_torch computes them."""
         device = self.predictor.device
-        if self._decoder is not None:
-            low, ious = [], []
-            for x, y in transformed_points:
-                iou, low_res = self._decoder.decode(np.array([[x, y], [0.0, 0.0]]), np.array([1.0, -1.0]))
-                low.append(low_res[1:])
-                ious.append(iou[1:])
-            return (torch.from_numpy(np.stack(low)).to(device), torch.from_numpy(np.stack(ious)).to(device))
         in_points = torch.as_tensor(transformed_points, dtype=torch.float, device=device)
         in_labels = torch.ones(in_points.shape[0], dtype=torch.int, device=device)
         model = self.predictor.model
@@ -496,8 +467,7 @@ def validate_generator_args(**kwargs: Any) -> None:
         raise ValueError(str(exc)) from exc
     bound.apply_defaults()
     args = dict(bound.arguments)
-    for unused in ("self", "model", "pred_iou_thresh", "stability_score_thresh", "backend", "image_encoder",
-                   "cache_dir"):
+    for unused in ("self", "model", "pred_iou_thresh", "stability_score_thresh"):
         args.pop(unused)
     _validate_args(**args)
 

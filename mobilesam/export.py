@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .accel.fast_decoder import FAST_CACHE_SUFFIX, run_fast_decoder
 from .utils.onnx import (BROWSER_INPUT_NAMES, BROWSER_OUTPUT_NAMES, DECODER_EXTRA_OUTPUT_NAMES,
                          DECODER_INPUT_NAMES, DECODER_OUTPUT_NAMES, SamOnnxLowResModel, SamOnnxModel)
 
@@ -39,7 +40,7 @@ logger = logging.getLogger(__name__)
 PathLike = Union[str, "os.PathLike[str]"]
 
 # Bump when the exported graphs change (names, semantics, exporter settings): it is part of the
-# cache file names of `cached_decoder`, so stale cached exports are never served.
+# cache file names of `mobilesam.onnx_cache`, so stale cached exports are never served.
 # 2: the "fast" variant (a per-image cache and a rearranged per-prompt graph, see `export_fast_decoder`).
 # 3: the fast variant is saved with onnxruntime's graph optimisations already applied.
 EXPORT_FORMAT_VERSION = 3
@@ -58,15 +59,6 @@ class ExportError(RuntimeError):
 # --------------------------------------------------------------------------- #
 # Helpers
 # --------------------------------------------------------------------------- #
-
-
-def sha256_of_file(path: PathLike, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file as 64 lowercase hex digits."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_self_contained(path: PathLike) -> None:
@@ -134,7 +126,7 @@ def decoder_module(sam: nn.Module, variant: str = "official", *, return_single_m
     if variant == "fast":
         _check_fast_options(return_single_mask=return_single_mask, use_stability_score=use_stability_score,
                             return_extra_metrics=return_extra_metrics, gelu_approximate=gelu_approximate)
-        from .utils.fast_decoder import FastDecoder
+        from .accel.fast_decoder import FastDecoder
 
         return FastDecoder(model).eval()
     if variant == "browser":
@@ -353,7 +345,6 @@ def _verify_decoder(path: Path, module: nn.Module, sam: nn.Module, variant: str)
 # The fast decoder: a per-image cache and a rearranged per-prompt graph in one file
 # --------------------------------------------------------------------------- #
 
-FAST_CACHE_SUFFIX = "_out"
 
 
 def _check_fast_options(**options: bool) -> None:
@@ -365,7 +356,7 @@ def _check_fast_options(**options: bool) -> None:
 
 def fast_decoder_cache_names() -> tuple:
     """The fast decoder's image-cache inputs; each comes out of the preparing run as `<name>_out`."""
-    from .utils.fast_decoder import CACHE_NAMES
+    from .accel.fast_decoder import CACHE_NAMES
 
     return CACHE_NAMES
 
@@ -447,7 +438,7 @@ def _compose_fast(image_model, prompt_mask_model, prompt_plain_model, cache_name
     def vi(name):
         return helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
 
-    from .utils.fast_decoder import cache_shapes as fast_cache_shapes
+    from .accel.fast_decoder import cache_shapes as fast_cache_shapes
 
     empty_shapes = {"iou_predictions": (1, 0), "low_res_masks": (1, 0, 256, 256)}
     cache_shapes = fast_cache_shapes(0)
@@ -525,7 +516,7 @@ def optimize_offline(path: PathLike) -> str:
 
 def export_fast_decoder(sam: nn.Module, output_path: PathLike, *, opset: int = DEFAULT_OPSET,
                         verify: bool = True, optimize: bool = True) -> Path:
-    """Export the "fast" browser decoder (mobilesam.utils.fast_decoder) to one self-contained ONNX file.
+    """Export the "fast" browser decoder (mobilesam.accel.fast_decoder) to one self-contained ONNX file.
 
     Inputs: the browser variant's (`image_embeddings`, `point_coords`, `point_labels`, `mask_input`,
     `has_mask_input`) plus the image cache `cache_t2i_k`, `cache_t2i_v`, `cache_i2t_q` [8,T,16] and
@@ -539,7 +530,7 @@ def export_fast_decoder(sam: nn.Module, output_path: PathLike, *, opset: int = D
     """
     import onnx
 
-    from .utils.fast_decoder import CACHE_NAMES, FastImagePart, FastPromptPart
+    from .accel.fast_decoder import CACHE_NAMES, FastImagePart, FastPromptPart
 
     if opset < MIN_OPSET:
         raise ValueError(f"opset {opset} is too old; the decoder needs opset >= {MIN_OPSET}")
@@ -581,19 +572,6 @@ def export_fast_decoder(sam: nn.Module, output_path: PathLike, *, opset: int = D
         _finish(tmp_dir, tmp_file, output, {}, metadata)
     logger.info("exported the fast decoder to %s", output)
     return output
-
-
-def run_fast_decoder(session, feeds: Dict[str, np.ndarray], cache: Optional[Dict[str, np.ndarray]] = None):
-    """Run an onnxruntime session of the fast decoder: `feeds` as for the browser variant. Returns
-    (iou_predictions, low_res_masks, cache); pass the cache back to skip the per-image work."""
-    from .utils.fast_decoder import CACHE_NAMES, cache_shapes
-
-    if cache is None:
-        empties = {name: np.zeros(shape, np.float32) for name, shape in cache_shapes(0).items()}
-        outs = session.run([n + FAST_CACHE_SUFFIX for n in CACHE_NAMES], {**feeds, **empties})
-        cache = dict(zip(CACHE_NAMES, outs))
-    iou, low_res = session.run(["iou_predictions", "low_res_masks"], {**feeds, **cache})
-    return iou, low_res, cache
 
 
 def _verify_fast(path: Path, sam: nn.Module) -> None:
@@ -706,108 +684,3 @@ def export_encoder(sam: nn.Module, output_path: PathLike, opset: int = DEFAULT_O
         encoder.train(was_training)
     logger.info("exported the image encoder to %s (%s exporter)", output, used)
     return output
-
-
-# --------------------------------------------------------------------------- #
-# Cache for the app
-# --------------------------------------------------------------------------- #
-
-
-def cached_decoder_name(checkpoint_sha256: str, model_type: str, variant: str = "browser",
-                        quantized: bool = False) -> str:
-    """File name of a cached decoder export: checkpoint digest prefix, model type, variant, format version."""
-    quant = "-quant" if quantized else ""
-    return f"mobilesam-{model_type}-{checkpoint_sha256[:16]}-{variant}-decoder{quant}-v{EXPORT_FORMAT_VERSION}.onnx"
-
-
-def _sidecar(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
-def _is_valid_cached(path: Path) -> bool:
-    sidecar = _sidecar(path)
-    if not path.is_file() or not sidecar.is_file():
-        return False
-    try:
-        recorded = sidecar.read_text().split()[0].strip().lower()
-        return recorded == sha256_of_file(path)
-    except (OSError, IndexError):
-        return False
-
-
-def _write_with_sidecar(build, path: Path) -> None:
-    """`build(tmp_path)` writes the file; move it into place atomically, then its digest sidecar."""
-    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as tmp:
-        tmp_file = Path(tmp) / path.name
-        build(tmp_file)
-        check_self_contained(tmp_file)
-        digest = sha256_of_file(tmp_file)
-        tmp_sidecar = Path(tmp) / (path.name + ".sha256")
-        tmp_sidecar.write_text(f"{digest}  {path.name}\n")
-        os.replace(tmp_file, path)
-        os.replace(tmp_sidecar, _sidecar(path))
-
-
-def _writable_dir(directory: Path) -> bool:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test."):
-            pass
-        return True
-    except OSError:
-        return False
-
-
-def cached_decoder(checkpoint_path: PathLike, model_type: str, cache_dir: PathLike, variant: str = "browser",
-                   quantized: bool = False, *, sam: Optional[nn.Module] = None,
-                   checkpoint_sha256: Optional[str] = None) -> Path:
-    """Path of the decoder export of this checkpoint, exporting it only when no valid cached copy exists.
-
-    The file name holds the checkpoint's sha256 prefix, `model_type`, `variant`, whether it is quantized
-    and EXPORT_FORMAT_VERSION; a `<name>.sha256` sidecar holds the export's own digest, checked on every
-    call, so a truncated or corrupted cached file is rebuilt, never served. Writes are atomic (temp
-    file + os.replace). If `cache_dir` cannot be written, or a write fails (a full disk), the export goes to
-    a fresh temporary folder with a logged warning. The official variant is exported with all four masks (no single-mask pick).
-    `sam` (the loaded model of this checkpoint) and `checkpoint_sha256` (its digest, if known) only
-    save work; without `sam` the model is built from the checkpoint when an export is needed.
-    """
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown decoder variant {variant!r}; expected one of {VARIANTS}")
-    checkpoint_path = Path(checkpoint_path)
-    digest = (checkpoint_sha256 or sha256_of_file(checkpoint_path)).lower()
-    directory = Path(cache_dir).expanduser()
-    if not _writable_dir(directory):
-        fallback = Path(tempfile.mkdtemp(prefix="mobilesam-onnx-"))
-        logger.warning("ONNX cache folder %s is not writable; exporting to the temporary folder %s instead "
-                       "(the export will be redone on the next start)", directory, fallback)
-        directory = fallback
-    try:
-        return _cached_decoder_in(directory, checkpoint_path, model_type, variant, quantized, sam, digest)
-    except OSError as exc:  # e.g. the disk filled up while writing: degrade to no caching
-        fallback = Path(tempfile.mkdtemp(prefix="mobilesam-onnx-"))
-        logger.warning("cannot write the ONNX decoder to the cache folder %s (%s); exporting to the temporary "
-                       "folder %s instead (the export will be redone on the next start)", directory, exc, fallback)
-        return _cached_decoder_in(fallback, checkpoint_path, model_type, variant, quantized, sam, digest)
-
-
-def _cached_decoder_in(directory: Path, checkpoint_path: Path, model_type: str, variant: str, quantized: bool,
-                       sam: Optional[nn.Module], digest: str) -> Path:
-    path = directory / cached_decoder_name(digest, model_type, variant, quantized)
-    if _is_valid_cached(path):
-        logger.info("using the cached ONNX decoder %s", path)
-        return path
-    if path.exists() or _sidecar(path).exists():
-        logger.warning("cached ONNX decoder %s is missing its digest or does not match it (truncated or "
-                       "corrupted); exporting it again", path)
-
-    if quantized:
-        fp32 = _cached_decoder_in(directory, checkpoint_path, model_type, variant, False, sam, digest)
-        _write_with_sidecar(lambda tmp: quantize_decoder(fp32, tmp), path)
-    else:
-        if sam is None:
-            from .build_sam import sam_model_registry
-
-            sam = sam_model_registry[model_type](checkpoint=str(checkpoint_path))
-        _write_with_sidecar(lambda tmp: export_decoder(sam, tmp, variant=variant), path)
-    logger.info("exported the ONNX decoder to %s", path)
-    return path

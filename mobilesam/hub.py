@@ -13,7 +13,6 @@ download is held to the pin; it is checked by size, then SHA-256, and never retu
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ import torch
 from huggingface_hub import errors as hf_errors
 from huggingface_hub import hf_hub_download
 
+from .utils.digest import sha256_of_file
+
 __all__ = [
     "ALIASES",
     "PINS",
@@ -31,7 +32,7 @@ __all__ = [
     "ChecksumError",
     "download_checkpoint",
     "env_vars",
-    "file_sha256",
+    "load_model_from",
     "get_pin",
     "load_model",
     "pick_device",
@@ -141,22 +142,13 @@ def env_vars(model_type: str) -> list[str]:
     return names
 
 
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file as 64 lowercase hex digits, read in `chunk`-byte pieces."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify_checkpoint(path: str | os.PathLike, pin: CheckpointPin) -> Path:
     """Return `path` if it matches `pin` in size, then SHA-256; raise ChecksumError otherwise."""
     path = Path(path)
     size = path.stat().st_size
     if size != pin.size:
         raise ChecksumError(path, pin, "size", f"{pin.size} bytes", f"{size} bytes")
-    digest = file_sha256(path)
+    digest = sha256_of_file(path)
     if digest != pin.sha256:
         raise ChecksumError(path, pin, "sha256", pin.sha256, digest)
     return path
@@ -198,7 +190,7 @@ def _local_checkpoint(path: str | os.PathLike, pin: CheckpointPin, source: str) 
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"{source} names {str(path)!r}, which is not a file")
-    if path.stat().st_size == pin.size and (digest := file_sha256(path)) != pin.sha256:
+    if path.stat().st_size == pin.size and (digest := sha256_of_file(path)) != pin.sha256:
         warnings.warn(
             f"{path} has the size of the official {pin.filename} ({pin.size} bytes) but sha256 "
             f"{digest}, not {pin.sha256}: it may be corrupted; loading it as given",
@@ -240,12 +232,18 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return dev
 
 
-def load_model(model_type: str = "vit_t", device: str | torch.device | None = None,
-               checkpoint: str | os.PathLike | None = None):
-    """Build a `Sam` of `model_type` from the resolved checkpoint, on `device`, in eval mode."""
+def load_model_from(checkpoint: str | os.PathLike, model_type: str, device: str | torch.device | None = None):
+    """Build a `Sam` of `model_type` from the checkpoint file `checkpoint` (loaded with
+    `torch.load(weights_only=True)`, keys checked strictly), on `device`, in eval mode."""
     from mobilesam.build_sam import sam_model_registry  # lazy: heavy, and optional for pins
 
+    return sam_model_registry[model_type](checkpoint=str(checkpoint)).to(pick_device(device)).eval()
+
+
+def load_model(model_type: str = "vit_t", device: str | torch.device | None = None,
+               checkpoint: str | os.PathLike | None = None):
+    """Build a `Sam` of `model_type` from the resolved checkpoint (an explicit path, the environment
+    variable, else the verified official download), on `device`, in eval mode."""
     model_type = get_pin(model_type).model_type  # unknown types fail first; the hub's "default" is vit_t
     dev = pick_device(device)
-    path = resolve_checkpoint(model_type, checkpoint)
-    return sam_model_registry[model_type](checkpoint=str(path)).to(dev).eval()
+    return load_model_from(resolve_checkpoint(model_type, checkpoint), model_type, dev)

@@ -93,9 +93,9 @@ def main(argv=None) -> int:
             parser.error(f"{', '.join(bad)} do not apply to --variant fast (float32, TorchScript, "
                          f"the browser variant's interface)")
 
-    from mobilesam import sam_model_registry
     from mobilesam.build_sam import CheckpointError, canonical_model_type
     from mobilesam.export import export_decoder, export_encoder, quantize_decoder
+    from mobilesam.hub import load_model_from
 
     model_type = canonical_model_type(args.model_type)  # "default" is vit_h, as in segment_anything
 
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
         checkpoint = Path(args.checkpoint)
     print(f"Loading {model_type} from {checkpoint}...")
     try:
-        sam = sam_model_registry[model_type](checkpoint=str(checkpoint))
+        sam = load_model_from(checkpoint, model_type, "cpu")
     except (CheckpointError, FileNotFoundError) as exc:  # wrong model type, damaged file, ...: a message
         print(f"error: {exc}", file=sys.stderr)
         return 1

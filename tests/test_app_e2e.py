@@ -50,7 +50,7 @@ class Page:
 
     def wait_image(self, image, timeout=120_000):
         """Wait until the browser holds the embedding of `image` (ids are content hashes)."""
-        from mobilesam.demo.store import image_id_of
+        from mobilesam_app.store import image_id_of
 
         self.page.wait_for_function(
             "(id) => { const s = window.msam.getState(); return s.ready && s.imageId === id; }",
@@ -356,7 +356,7 @@ def test_esc_and_ctrl_z_in_other_widgets_leave_the_prompts(browser, app_url):
 
 
 def image_id(image):
-    from mobilesam.demo.store import image_id_of
+    from mobilesam_app.store import image_id_of
 
     return image_id_of(image)
 

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from mobilesam.demo import compare as cmp
-from mobilesam.demo.engine import Engine
-from mobilesam.demo.handlers import Handlers
-from mobilesam.demo.store import ImageStore
+from mobilesam_app import compare as cmp
+from mobilesam_app.engine import Engine
+from mobilesam_app.service import Service
+from mobilesam_app.ui import PageEvents
+from mobilesam_app.store import ImageStore
 
 GIB = 2**30
 
@@ -181,7 +182,8 @@ def test_handlers_turn_a_memory_shortage_into_a_gradio_error(store, vit_t_model,
                                                              monkeypatch):
     # (PyTorch encoder: no background ONNX export left running after the test)
     engine = Engine(vit_t_model, "vit_t", store, cache_bytes=8 * 2**20, encoder_backend="torch")
-    handlers = Handlers(engine, {}, output_dir=tmp_path / "out", sam_models=make_models(store, vit_t_model, tmp_path))
+    service = Service(engine, {}, output_dir=tmp_path / "out", sam_models=make_models(store, vit_t_model, tmp_path))
+    handlers = PageEvents(service)
     monkeypatch.setattr(cmp, "available_memory", lambda device=None, meminfo=None: 512 * 2**20)
     with pytest.raises(gr.Error, match="Not enough memory to compare with SAM ViT-B"):
         handlers.set_compare(True, "vit_b", None, progress=lambda *a, **k: None)
@@ -189,7 +191,7 @@ def test_handlers_turn_a_memory_shortage_into_a_gradio_error(store, vit_t_model,
     assert json.loads(info) is None and on is False and status == cmp.HELP
     with pytest.raises(gr.Error, match="already runs MobileSAM"):
         handlers.set_compare(True, "vit_t", None, progress=lambda *a, **k: None)
-    assert handlers.embedding_bytes("vit_b", "0" * 32) is None  # not loaded: nothing served
+    assert service.embedding_bytes("vit_b", "0" * 32) is None  # not loaded: nothing served
 
 
 def test_compare_summary_numbers_and_line():

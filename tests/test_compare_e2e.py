@@ -96,7 +96,7 @@ def check_against_pytorch(page, predictors):
 
 
 def test_compare_mode_in_the_browser(browser, compare_app_url, predictors):
-    from mobilesam.demo.store import image_id_of
+    from mobilesam_app.store import image_id_of
 
     image = load_sample(IMAGE)
     size = image.shape[:2]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from mobilesam.demo.api import RequestError, parse_prompts
+from mobilesam_app.prompts import RequestError, parse_prompts
 
 SIZE = (534, 800)  # height, width
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from conftest import SAMPLES
-from mobilesam.demo.images import ImageLoadError, load_rgb_image
+from mobilesam_app.images import ImageLoadError, load_rgb_image
 
 
 def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:

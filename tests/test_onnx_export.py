@@ -15,9 +15,10 @@ ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 from conftest import GOLDEN, ROOT, golden_index, load_golden_prompt, load_sample  # noqa: E402
-from mobilesam.export import (EXPORT_FORMAT_VERSION, cached_decoder, check_self_contained,  # noqa: E402
-                              decoder_dummy_inputs, decoder_module, export_decoder, quantize_decoder,
-                              sha256_of_file)
+from mobilesam.export import (EXPORT_FORMAT_VERSION, check_self_contained, decoder_dummy_inputs,  # noqa: E402
+                              decoder_module, export_decoder, quantize_decoder)
+from mobilesam.onnx_cache import cached_decoder  # noqa: E402
+from mobilesam.utils.digest import sha256_of_file  # noqa: E402
 from mobilesam.utils.transforms import ResizeLongestSide  # noqa: E402
 
 MIN_MASK_IOU = 0.995

@@ -1,4 +1,4 @@
-"""The fast browser decoder (mobilesam/utils/fast_decoder.py, export variant "fast"): same outputs as
+"""The fast browser decoder (mobilesam/accel/fast_decoder.py, export variant "fast"): same outputs as
 the official decoder, in PyTorch and exported to ONNX (onnxruntime CPU), against the goldens.
 
 Correctness only: nothing here is timed (bench/browser_decoder.py measures the speed).
@@ -14,9 +14,10 @@ ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 from conftest import GOLDEN, ROOT, golden_index, load_golden_prompt  # noqa: E402
-from mobilesam.export import (FAST_CACHE_SUFFIX, cached_decoder, cached_decoder_name, decoder_dummy_inputs,  # noqa: E402
-                              decoder_module, export_decoder, run_fast_decoder)
-from mobilesam.utils.fast_decoder import CACHE_NAMES, FastDecoder, cache_shapes  # noqa: E402
+from mobilesam.accel.fast_decoder import FAST_CACHE_SUFFIX, run_fast_decoder  # noqa: E402
+from mobilesam.export import decoder_dummy_inputs, decoder_module, export_decoder  # noqa: E402
+from mobilesam.onnx_cache import cached_decoder, cached_decoder_name  # noqa: E402
+from mobilesam.accel.fast_decoder import CACHE_NAMES, FastDecoder, cache_shapes  # noqa: E402
 from test_onnx_export import chosen, mask_iou, upsample_like_sam, web_inputs  # noqa: E402
 
 LOGIT_ATOL = 1e-3  # the goldens' bound for low-res logits

@@ -1,4 +1,4 @@
-"""The uint8 embedding wire format (mobilesam/utils/embedding_codec.py, web/embedding.js): half the
+"""The uint8 embedding wire format (mobilesam_app/embedding_codec.py, web/embedding.js): half the
 bytes of float16, and the goldens' masks kept (IoU >= 0.99) when the decoder runs on it."""
 import shutil
 import subprocess
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import GOLDEN, ROOT, golden_mask_ious  # noqa: E402
-from mobilesam.demo.engine import EncodedImage  # noqa: E402
-from mobilesam.utils import embedding_codec as codec  # noqa: E402
+from mobilesam_app.engine import EncodedImage  # noqa: E402
+from mobilesam_app import embedding_codec as codec  # noqa: E402
 
 MIN_MASK_IOU = 0.99
 
@@ -60,7 +60,7 @@ def test_client_info_and_routes(tmp_path):
     from starlette.applications import Starlette
     from starlette.testclient import TestClient
 
-    from mobilesam.demo import server
+    from mobilesam_app import server
 
     emb = _golden_embedding("vit_t", "truck")
     encoded = EncodedImage("a" * 64, 1200, 1800, 683, 1024, emb, 1.0)

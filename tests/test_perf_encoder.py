@@ -1,4 +1,4 @@
-"""The app's fast image encoder (mobilesam/utils/accel.py): the embedding PyTorch's set_image makes,
+"""The app's fast image encoder (mobilesam/accel/encoder.py): the embedding PyTorch's set_image makes,
 so the goldens' masks; the export is cached; the engine uses it. Correctness only, nothing timed
 (bench/encoder.py measures the speed)."""
 import numpy as np
@@ -8,7 +8,8 @@ pytest.importorskip("onnxruntime")
 
 from conftest import GOLDEN, golden_index, golden_mask_ious, load_sample  # noqa: E402
 from mobilesam import SamPredictor  # noqa: E402
-from mobilesam.utils.accel import BACKENDS, ImageEncoder, cached_encoder  # noqa: E402
+from mobilesam.accel.encoder import BACKENDS, ImageEncoder  # noqa: E402
+from mobilesam.onnx_cache import cached_encoder  # noqa: E402
 
 EMBEDDING_ATOL = 1e-4  # the goldens' bound for embeddings
 
@@ -55,8 +56,8 @@ def test_background_export_falls_back_to_pytorch_until_ready(vit_t_model, onnx_e
 
 
 def test_engine_encodes_with_the_fast_encoder(vit_t_model, tmp_path):
-    from mobilesam.demo.engine import Engine
-    from mobilesam.demo.store import ImageStore
+    from mobilesam_app.engine import Engine
+    from mobilesam_app.store import ImageStore
 
     engine = Engine(vit_t_model, "vit_t", ImageStore(tmp_path / "images"), encoder_backend="onnxruntime")
     assert engine.encoder.wait_ready(timeout=300), engine.encoder.error
@@ -66,7 +67,7 @@ def test_engine_encodes_with_the_fast_encoder(vit_t_model, tmp_path):
     np.testing.assert_allclose(encoded.embedding, np.load(GOLDEN / "vit_t" / "truck_embedding.npy"),
                                atol=EMBEDDING_ATOL, rtol=0)
     # the page's uint8 bytes are made with the encode (held, and counted in the cache's memory)
-    from mobilesam.utils import embedding_codec as codec
+    from mobilesam_app import embedding_codec as codec
 
     assert encoded.nbytes == encoded.embedding.nbytes + codec.U8_BYTES
     assert engine.cache.get(encoded.image_id) is encoded

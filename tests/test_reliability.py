@@ -24,8 +24,8 @@ from PIL import Image
 
 from conftest import ROOT, SAMPLES, load_sample
 
-from mobilesam.demo import store as store_mod
-from mobilesam.demo.store import ImageStore, LRUCache, image_id_of
+from mobilesam_app import store as store_mod
+from mobilesam_app.store import ImageStore, LRUCache, image_id_of
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -190,7 +190,7 @@ def test_requests_abandoned_mid_encode_do_not_wedge_the_queue(app, tmp_path):
 # --------------------------------------------------------------------------- corrupted cache files
 
 def test_corrupted_decoder_is_rebuilt_on_restart_and_never_served(app):
-    from mobilesam.export import sha256_of_file
+    from mobilesam.utils.digest import sha256_of_file
 
     # The module's app started on an empty cache folder: what it serves is a fresh export.
     assert "exported the ONNX decoder" in app.process.log_tail(50000)
@@ -216,7 +216,7 @@ def test_decoder_route_refuses_a_file_that_no_longer_matches_its_digest(tmp_path
     from starlette.applications import Starlette
     from starlette.testclient import TestClient
 
-    from mobilesam.demo import server
+    from mobilesam_app import server
 
     good = b"an exported decoder" * 1000
     path = tmp_path / "decoder.onnx"
@@ -414,22 +414,23 @@ def test_image_store_under_a_file_works_without_storing(tmp_path, caplog):
 
 def test_cached_decoder_degrades_when_a_write_fails(vit_t_checkpoint, vit_t_model, tmp_path, monkeypatch, caplog,
                                                     private_tempdir):
-    from mobilesam import export
+    from mobilesam import onnx_cache
+    from mobilesam.utils.digest import sha256_of_file
 
     cache = tmp_path / "onnx"
-    real_replace = export.os.replace
+    real_replace = onnx_cache.os.replace
 
     def full_disk(src, dst):
         if Path(dst).parent == cache:
             enospc()
         return real_replace(src, dst)
 
-    monkeypatch.setattr(export.os, "replace", full_disk)
+    monkeypatch.setattr(onnx_cache.os, "replace", full_disk)
     with caplog.at_level(logging.WARNING, logger="mobilesam"):
-        path = export.cached_decoder(vit_t_checkpoint, "vit_t", cache, sam=vit_t_model)
+        path = onnx_cache.cached_decoder(vit_t_checkpoint, "vit_t", cache, sam=vit_t_model)
     assert "cannot write the ONNX decoder" in caplog.text and "No space left" in caplog.text
     assert path.parent != cache and path.parent.parent == private_tempdir and path.is_file()
-    assert (path.parent / (path.name + ".sha256")).read_text().split()[0] == export.sha256_of_file(path)
+    assert (path.parent / (path.name + ".sha256")).read_text().split()[0] == sha256_of_file(path)
     assert not [p for p in cache.iterdir() if not p.name.startswith(".write-test")]
 
 
@@ -442,24 +443,25 @@ def test_lru_cache_stays_within_its_bound():
 
 
 def test_app_starts_and_serves_with_an_unusable_cache_folder(vit_t_checkpoint, tmp_path, caplog, private_tempdir):
-    from mobilesam.demo.startup import AppConfig, prepare
+    from mobilesam_app.api import ApiEndpoints
+    from mobilesam_app.startup import AppConfig, prepare
 
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with caplog.at_level(logging.WARNING, logger="mobilesam"):
-        handlers = prepare(AppConfig(checkpoint=str(vit_t_checkpoint), device="cpu", cache_dir=blocker / "cache"))
+        service = prepare(AppConfig(checkpoint=str(vit_t_checkpoint), device="cpu", cache_dir=blocker / "cache"))
     assert "not writable" in caplog.text and "unavailable" in caplog.text
-    decoder = next(iter(handlers.decoder_files.values()))
+    decoder = next(iter(service.decoder_files.values()))
     assert decoder.is_file() and not str(decoder).startswith(str(blocker))
     assert decoder.parent.parent == private_tempdir
     # the encoder's background export copes too (and does not outlive this test: a torch.onnx export
     # running on while later tests capture warnings mixes their warning filters)
-    encoder = handlers.engine.encoder
+    encoder = service.engine.encoder
     assert encoder.wait_ready(timeout=600) and encoder.active == "onnxruntime", encoder.error
     image = load_sample("groceries.jpg")[::4, ::4].copy()
     path = tmp_path / "small.png"
     Image.fromarray(image).save(path)
-    mask_path, scores = handlers.segment_api(str(path), '{"points": [[100, 60, 1]]}')
+    mask_path, scores = ApiEndpoints(service).segment_api(str(path), '{"points": [[100, 60, 1]]}')
     assert np.asarray(Image.open(mask_path)).shape == image.shape[:2]
     assert "score" in json.loads(scores)
 

@@ -24,9 +24,9 @@ from conftest import ROOT, SAMPLES, load_sample, mask_iou
 
 import gradio as gr  # noqa: E402  (imported before hypothesis runs: it raises the recursion limit)
 
-from mobilesam.demo.api import RequestError, parse_prompts
-from mobilesam.demo.handlers import MAX_POINTS_PER_SIDE, _points_per_side
-from mobilesam.demo.store import image_id_of
+from mobilesam_app.prompts import RequestError, parse_prompts
+from mobilesam_app.service import MAX_POINTS_PER_SIDE, check_points_per_side
+from mobilesam_app.store import image_id_of
 
 GROCERIES = SAMPLES / "groceries.jpg"  # 800×534
 GROCERIES_SIZE = (534, 800)
@@ -271,7 +271,7 @@ def test_segment_api_answers_generated_prompts_like_the_parser(client, text):
                  st.none(), st.booleans(), st.lists(st.integers(), max_size=2)))
 def test_points_per_side_is_a_whole_number_from_1_to_64_or_a_clear_error(value):
     try:
-        n = _points_per_side(value)
+        n = check_points_per_side(value)
     except gr.Error as exc:
         assert "points_per_side" in str(exc.message)
         return
@@ -475,7 +475,7 @@ def test_shared_image_ids_cannot_be_enumerated(app_url, client):
 
 
 def test_uploads_are_never_served_under_another_id(tmp_path):
-    from mobilesam.demo.store import ImageStore
+    from mobilesam_app.store import ImageStore
 
     store = ImageStore(tmp_path)
     image = load_sample("truck.jpg")[:64, :64].copy()

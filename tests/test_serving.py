@@ -1,6 +1,6 @@
 """How the app serves the page's files and photos: static files from memory with Brotli/gzip copies
-(mobilesam/demo/server.py MemoryFiles), and which uploads the page may show from the file it sent
-(mobilesam/demo/images.py browser_shows_as_loaded)."""
+(mobilesam_app/server.py MemoryFiles), and which uploads the page may show from the file it sent
+(mobilesam_app/images.py browser_shows_as_loaded)."""
 import gzip
 import os
 
@@ -12,8 +12,8 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from conftest import SAMPLES
-from mobilesam.demo import server
-from mobilesam.demo.images import browser_shows_as_loaded, load_rgb_image
+from mobilesam_app import server
+from mobilesam_app.images import browser_shows_as_loaded, load_rgb_image
 
 
 def _client(folder):
@@ -123,7 +123,7 @@ def test_single_flight_shares_concurrent_calls_and_recent_results():
     import threading
     import time
 
-    from mobilesam.demo.handlers import SharedCallFailed, SingleFlight
+    from mobilesam_app.service import SharedCallFailed, SingleFlight
 
     flight = SingleFlight(ttl_s=0.5)
     calls = []
@@ -164,7 +164,7 @@ def test_single_flight_tells_waiting_callers_the_call_failed():
     import threading
     import time
 
-    from mobilesam.demo.handlers import SharedCallFailed, SingleFlight
+    from mobilesam_app.service import SharedCallFailed, SingleFlight
 
     flight = SingleFlight()
     started = threading.Event()
@@ -196,7 +196,7 @@ def test_two_events_for_one_upload_read_and_encode_it_once(tmp_path, monkeypatch
     import threading
     import time
 
-    from mobilesam.demo import handlers as handlers_mod
+    from mobilesam_app import service as service_mod
 
     photo = tmp_path / "photo.jpg"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(photo)
@@ -210,12 +210,12 @@ def test_two_events_for_one_upload_read_and_encode_it_once(tmp_path, monkeypatch
             time.sleep(0.3)  # the second event arrives while the first one encodes
             return object()
 
-    h = handlers_mod.Handlers.__new__(handlers_mod.Handlers)
-    h.engine, h._uploads = Engine(), handlers_mod.SingleFlight()
-    real_load = handlers_mod.Handlers._load
-    monkeypatch.setattr(handlers_mod.Handlers, "_load", staticmethod(lambda p: loads.append(p) or real_load(p)))
+    h = service_mod.Service.__new__(service_mod.Service)
+    h.engine, h._uploads = Engine(), service_mod.SingleFlight()
+    real_load = service_mod.Service.load_image
+    monkeypatch.setattr(service_mod.Service, "load_image", staticmethod(lambda p: loads.append(p) or real_load(p)))
     out = []
-    threads = [threading.Thread(target=lambda: out.append(h._encode_upload_once(str(photo), lambda *a, **k: None)))
+    threads = [threading.Thread(target=lambda: out.append(h.encode_upload_once(str(photo), lambda *a, **k: None)))
                for _ in range(2)]
     for t in threads:
         t.start()
@@ -226,8 +226,9 @@ def test_two_events_for_one_upload_read_and_encode_it_once(tmp_path, monkeypatch
     assert sorted(image is None for _, image in out) == [False, True]  # the image only for the caller that read it
 
 
-def _bare_handlers():
-    from mobilesam.demo import handlers as handlers_mod
+def _bare_page_events():
+    from mobilesam_app import service as service_mod
+    from mobilesam_app.ui import PageEvents
 
     class Engine:
         model_type = "vit_t"
@@ -235,9 +236,9 @@ def _bare_handlers():
         def encode(self, image):
             raise AssertionError("not reached: the file cannot be read")
 
-    h = handlers_mod.Handlers.__new__(handlers_mod.Handlers)
-    h.engine, h._uploads = Engine(), handlers_mod.SingleFlight()
-    return h
+    service = service_mod.Service.__new__(service_mod.Service)
+    service.engine, service._uploads = Engine(), service_mod.SingleFlight()
+    return PageEvents(service)
 
 
 def test_an_emptied_upload_box_leaves_the_photo_and_its_prompts():
@@ -245,7 +246,7 @@ def test_an_emptied_upload_box_leaves_the_photo_and_its_prompts():
     does too): the event then changes none of its outputs, so the page keeps the photo and prompts."""
     import gradio as gr
 
-    out = _bare_handlers().encode_upload(None, False, None, progress=lambda *a, **k: None)
+    out = _bare_page_events().encode_upload(None, False, None, progress=lambda *a, **k: None)
     assert len(out) == 7 and all(value == gr.skip() for value in out)
 
 
@@ -259,7 +260,7 @@ def test_one_bad_upload_shows_its_error_once(tmp_path):
     bad = tmp_path / "truncated.jpg"
     data = (SAMPLES / "groceries.jpg").read_bytes()
     bad.write_bytes(data[: len(data) // 3])
-    h = _bare_handlers()
+    h = _bare_page_events()
     errors, unchanged = [], []
 
     def event():
@@ -284,8 +285,8 @@ def test_an_image_sent_as_a_data_url_goes_through_the_apps_own_checks(tmp_path):
     import gradio as gr
     from gradio.data_classes import ImageData as FileData
 
-    from mobilesam.demo.handlers import raw_image_input
-    from mobilesam.demo.images import ImageLoadError
+    from mobilesam_app.ui import raw_image_input
+    from mobilesam_app.images import ImageLoadError
 
     component = raw_image_input()
     component.GRADIO_CACHE = str(tmp_path)
@@ -337,7 +338,7 @@ def test_gradio_summarises_its_analytics_rarely(monkeypatch):
     unless the environment asks otherwise."""
     import gradio as gr
 
-    from mobilesam.demo.startup import spare_gradio_analytics
+    from mobilesam_app.startup import spare_gradio_analytics
 
     def queue_frequency(env):
         monkeypatch.setattr(os, "environ", env)
@@ -366,9 +367,9 @@ def test_a_link_naming_an_image_twice_restores_the_first_as_the_page_reads_it():
             asked.append(image_id)
             return None  # no longer stored: the handler says so and restores nothing
 
-    h = _bare_handlers()
-    h.engine.store, h.sam_models = Store(), None
-    h._default_compare_model = lambda: None
+    h = _bare_page_events()
+    h.service.engine.store, h.service.sam_models = Store(), None
+    h.service.default_compare_model = lambda: None
     request = SimpleNamespace(query_params=QueryParams(f"image={first}&image={second}&points=1,2,1"))
     with pytest.warns(UserWarning, match="no longer available"):  # gr.Warning outside an event
         info, session_image, *_ = h.restore_from_link(request, progress=lambda *a, **k: None)

@@ -1,5 +1,5 @@
 // Fetching an image embedding from the server and decoding it to float32 for the decoder.
-// Two wire formats (mobilesam/utils/embedding_codec.py); the bytes say which:
+// Two wire formats (mobilesam_app/embedding_codec.py); the bytes say which:
 //   - per-channel uint8, versioned: "MSAM", version 1, encoding 1, uint16 C/H/W (256/64/64),
 //     4 padding bytes, float32 scale[C], float32 offset[C], uint8 q[C*H*W];
 //     value = offset[c] + scale[c] * q (computed as float32, like numpy): 1,050,640 bytes;

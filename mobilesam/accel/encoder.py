@@ -18,18 +18,17 @@ Backends (`MOBILESAM_ENCODER` or `backend=`):
 from __future__ import annotations
 
 import atexit
-import hashlib
 import logging
 import os
 import threading
-import time
 from pathlib import Path
 from typing import Optional, Tuple
 
 import numpy as np
 import torch
 
-from .transforms import ResizeLongestSide
+from ..onnx_cache import cached_encoder
+from ..utils.transforms import ResizeLongestSide
 
 logger = logging.getLogger(__name__)
 
@@ -62,17 +61,6 @@ def has_bf16_cpu() -> bool:
     """Whether this CPU computes bfloat16 products natively (AVX512-BF16 or AMX)."""
     flags = cpu_flags()
     return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def weights_digest(module: torch.nn.Module) -> str:
-    """SHA-256 over the module's parameters and buffers (names, shapes, bytes)."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(name.encode())
-        digest.update(str(tuple(t.shape)).encode())
-        digest.update(t.float().numpy().tobytes() if t.is_floating_point() else t.numpy().tobytes())
-    return digest.hexdigest()
 
 
 def preprocess(model, transform: ResizeLongestSide, image: np.ndarray) -> Tuple[torch.Tensor, Tuple[int, int]]:
@@ -185,108 +173,3 @@ class ImageEncoder:
                 out = encoder(x)
             return out.float().cpu().numpy()
         return encoder(x).float().cpu().numpy()
-
-
-def encoder_cache_dir(cache_dir: Optional[os.PathLike] = None) -> Path:
-    if cache_dir is not None:
-        return Path(cache_dir)
-    root = os.environ.get("MOBILESAM_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "mobilesam") / "onnx"
-
-
-def cached_encoder(model, model_type: str, cache_dir: Optional[os.PathLike] = None) -> Path:
-    """The ONNX export of `model.image_encoder`, made once per weights (digest-keyed file name, a
-    `.sha256` sidecar checked on every use, atomic writes; see mobilesam.export.cached_decoder)."""
-    import tempfile
-
-    from ..export import EXPORT_FORMAT_VERSION, _is_valid_cached, _writable_dir, _write_with_sidecar, export_encoder
-
-    directory = encoder_cache_dir(cache_dir)
-    if not _writable_dir(directory):
-        directory = Path(tempfile.mkdtemp(prefix="mobilesam-onnx-"))
-    digest = weights_digest(model.image_encoder)
-    path = directory / f"mobilesam-{model_type}-{digest[:16]}-encoder-v{EXPORT_FORMAT_VERSION}.onnx"
-    if _is_valid_cached(path):
-        return path
-    start = time.perf_counter()
-    import copy
-
-    class _EncoderOnly:  # export a CPU float32 copy: never touch the model that serves requests
-        image_encoder = copy.deepcopy(model.image_encoder).cpu().float().eval()
-
-    _write_with_sidecar(lambda tmp: export_encoder(_EncoderOnly, tmp, verify=True), path)
-    logger.info("exported the image encoder to %s in %.1f s", path, time.perf_counter() - start)
-    return path
-
-
-# --------------------------------------------------------------------------- the fast decoder, server side
-
-def cached_fast_decoder(model, model_type: str, cache_dir: Optional[os.PathLike] = None) -> Path:
-    """The "fast" decoder export (mobilesam.export.export_fast_decoder) of `model`, made once per
-    prompt-encoder + mask-decoder weights (digest-keyed name, `.sha256` sidecar, atomic writes)."""
-    import copy
-    import tempfile
-
-    from ..export import (EXPORT_FORMAT_VERSION, _is_valid_cached, _writable_dir, _write_with_sidecar,
-                          export_fast_decoder)
-
-    directory = encoder_cache_dir(cache_dir)
-    if not _writable_dir(directory):
-        directory = Path(tempfile.mkdtemp(prefix="mobilesam-onnx-"))
-    parts = torch.nn.ModuleDict({"p": model.prompt_encoder, "m": model.mask_decoder})
-    digest = weights_digest(parts)
-    path = directory / f"mobilesam-{model_type}-{digest[:16]}-fast-decoder-weights-v{EXPORT_FORMAT_VERSION}.onnx"
-    if _is_valid_cached(path):
-        return path
-
-    class _DecoderOnly:  # a CPU float32 copy of what the decoder export reads
-        image_encoder = type("Stub", (), {"img_size": int(model.image_encoder.img_size)})()
-        prompt_encoder = copy.deepcopy(model.prompt_encoder).cpu().float().eval()
-        mask_decoder = copy.deepcopy(model.mask_decoder).cpu().float().eval()
-        mask_threshold = float(getattr(model, "mask_threshold", 0.0))
-
-    _write_with_sidecar(lambda tmp: export_fast_decoder(_DecoderOnly, tmp), path)
-    return path
-
-
-class FastDecoderSession:
-    """The fast decoder in onnxruntime (CPU, float32) for the server's own decoding (segment
-    everything): `set_embedding` once per image (computes the image cache), then `decode` per prompt.
-    Outputs equal the PyTorch decoder's to float rounding (~1e-5 in the logits)."""
-
-    def __init__(self, path: os.PathLike, threads: Optional[int] = None) -> None:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or max(1, torch.get_num_threads())
-        self.session = onnxruntime.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
-        self._feeds = None
-        self._no_mask = (np.zeros((1, 1, 256, 256), np.float32), np.zeros(1, np.float32))
-
-    def set_embedding(self, embedding: np.ndarray) -> None:
-        from ..export import run_fast_decoder
-
-        emb = np.ascontiguousarray(embedding, dtype=np.float32).reshape(1, 256, 64, 64)
-        feeds = {"image_embeddings": emb, "point_coords": np.zeros((1, 1, 2), np.float32),
-                 "point_labels": -np.ones((1, 1), np.float32), "mask_input": self._no_mask[0],
-                 "has_mask_input": self._no_mask[1]}
-        _, _, cache = run_fast_decoder(self.session, feeds)
-        self._feeds = {"image_embeddings": emb, **cache}
-
-    def decode(self, point_coords: np.ndarray, point_labels: np.ndarray,
-               mask_input: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
-        """Points [N,2] in the 1024 frame (the padding point included, as the web demo feeds them),
-        labels [N] -> iou_predictions [4], low_res_masks [4,256,256]."""
-        if self._feeds is None:
-            raise RuntimeError("set_embedding first")
-        feeds = dict(self._feeds)
-        feeds["point_coords"] = np.asarray(point_coords, np.float32).reshape(1, -1, 2)
-        feeds["point_labels"] = np.asarray(point_labels, np.float32).reshape(1, -1)
-        if mask_input is None:
-            feeds["mask_input"], feeds["has_mask_input"] = self._no_mask
-        else:
-            feeds["mask_input"] = np.asarray(mask_input, np.float32).reshape(1, 1, 256, 256)
-            feeds["has_mask_input"] = np.ones(1, np.float32)
-        iou, low_res = self.session.run(["iou_predictions", "low_res_masks"], feeds)
-        return iou[0], low_res[0]

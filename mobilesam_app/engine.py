@@ -9,10 +9,10 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 import torch
 
-from ..modeling import Sam
-from ..predictor import SamPredictor
-from ..utils.embedding_codec import encode_u8, transcode, wire_format
-from ..utils.transforms import ResizeLongestSide
+from mobilesam.modeling import Sam
+from mobilesam.predictor import SamPredictor
+from .embedding_codec import encode_u8, transcode, wire_format
+from mobilesam.utils.transforms import ResizeLongestSide
 from . import memory
 from .store import ImageStore, LRUCache, image_id_of
 
@@ -41,7 +41,7 @@ class EncodedImage:
         return self.embedding.astype("<f2").tobytes()
 
     def embedding_u8_bytes(self) -> bytes:
-        """The embedding as versioned per-channel uint8 (mobilesam/utils/embedding_codec.py): 1,050,640 bytes."""
+        """The embedding as versioned per-channel uint8 (mobilesam_app/embedding_codec.py): 1,050,640 bytes."""
         return encode_u8(self.embedding)
 
     def wire_bytes(self, fmt: str) -> bytes:
@@ -79,13 +79,13 @@ class Engine:
 
     def __init__(self, model: Sam, model_type: str, store: ImageStore, cache_bytes: int = 256 * 2**20,
                  encoder_backend: Optional[str] = None) -> None:
-        from ..utils.accel import ImageEncoder
+        from mobilesam.accel.encoder import ImageEncoder
 
         self.model = model.eval()
         self.model_type = model_type
         self.store = store
         self.transform = ResizeLongestSide(model.image_encoder.img_size)
-        # The fast encoder (onnxruntime float32 for vit_t on CPU, see mobilesam/utils/accel.py); its
+        # The fast encoder (onnxruntime float32 for vit_t on CPU, see mobilesam/accel/encoder.py); its
         # export is cached next to the decoder exports (<cache dir>/onnx) and made in the background.
         self.encoder = ImageEncoder(model, model_type, backend=encoder_backend,
                                     cache_dir=Path(store.root).parent / "onnx")
@@ -136,13 +136,16 @@ class Engine:
     def segment_everything(self, image: np.ndarray, points_per_side: int = 16, points_per_batch: int = 64,
                            progress: Optional[Callable[[int, int], None]] = None, **options) -> list:
         """SamAutomaticMaskGenerator records (binary masks) for the whole image."""
-        from ..automatic_mask_generator import SamAutomaticMaskGenerator
+        from mobilesam.accel.mask_generator import FastSamAutomaticMaskGenerator
+        from mobilesam.automatic_mask_generator import SamAutomaticMaskGenerator
 
         with self._encode_lock:
-            # With the onnxruntime encoder, the generator's fast backend (same encoder, the fast decoder
-            # in onnxruntime; float32: the same records up to float rounding).
-            fast = self.encoder.backend == "onnxruntime" and self.encoder.wait_ready(timeout=600)
-            extra = {"backend": "fast", "image_encoder": self.encoder, "cache_dir": self.encoder.cache_dir} if fast else {}
-            generator = SamAutomaticMaskGenerator(self.model, points_per_side=points_per_side,
-                                                  points_per_batch=points_per_batch, **options, **extra)
+            # With the onnxruntime encoder, the fast generator (same encoder, the fast decoder in
+            # onnxruntime; float32: the same records up to float rounding).
+            settings = dict(points_per_side=points_per_side, points_per_batch=points_per_batch, **options)
+            if self.encoder.backend == "onnxruntime" and self.encoder.wait_ready(timeout=600):
+                generator = FastSamAutomaticMaskGenerator(self.model, image_encoder=self.encoder,
+                                                          cache_dir=self.encoder.cache_dir, **settings)
+            else:
+                generator = SamAutomaticMaskGenerator(self.model, **settings)
             return generator.generate(image, progress=progress)

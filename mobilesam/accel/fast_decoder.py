@@ -29,7 +29,10 @@ float32, GELU is the exact (erf) one.
 from __future__ import annotations
 
 import math
-from typing import Dict, Tuple
+import os
+from typing import Dict, Optional, Tuple
+
+import numpy as np
 
 import torch
 import torch.nn as nn
@@ -39,6 +42,7 @@ from ..modeling import Sam
 
 # Names of the image cache tensors, in the order FastImagePart returns them and FastPromptPart takes
 # them: three [heads=8, tokens=4096, head_dim=16] and one [tokens=4096, 256].
+FAST_CACHE_SUFFIX = "_out"  # the cache outputs are named CACHE_NAMES + this suffix
 CACHE_NAMES = ("cache_t2i_k", "cache_t2i_v", "cache_i2t_q", "cache_up")
 TOKENS = 64 * 64
 HEADS = 8
@@ -318,3 +322,57 @@ class FastDecoder(nn.Module):
     def forward(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input):
         cache = self.image_part(image_embeddings)
         return self.prompt_part(image_embeddings, *cache, point_coords, point_labels, mask_input, has_mask_input)
+
+
+# --------------------------------------------------------------------------- running the export
+
+def run_fast_decoder(session, feeds: Dict[str, np.ndarray], cache: Optional[Dict[str, np.ndarray]] = None):
+    """Run an onnxruntime session of the fast decoder: `feeds` as for the browser variant. Returns
+    (iou_predictions, low_res_masks, cache); pass the cache back to skip the per-image work."""
+    if cache is None:
+        empties = {name: np.zeros(shape, np.float32) for name, shape in cache_shapes(0).items()}
+        outs = session.run([n + FAST_CACHE_SUFFIX for n in CACHE_NAMES], {**feeds, **empties})
+        cache = dict(zip(CACHE_NAMES, outs))
+    iou, low_res = session.run(["iou_predictions", "low_res_masks"], {**feeds, **cache})
+    return iou, low_res, cache
+
+
+class FastDecoderSession:
+    """The fast decoder in onnxruntime (CPU, float32) for the server's own decoding (segment
+    everything): `set_embedding` once per image (computes the image cache), then `decode` per prompt.
+    Outputs equal the PyTorch decoder's to float rounding (~1e-5 in the logits)."""
+
+    def __init__(self, path: os.PathLike, threads: Optional[int] = None) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or max(1, torch.get_num_threads())
+        self.session = onnxruntime.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+        self._feeds = None
+        self._no_mask = (np.zeros((1, 1, 256, 256), np.float32), np.zeros(1, np.float32))
+
+    def set_embedding(self, embedding: np.ndarray) -> None:
+        emb = np.ascontiguousarray(embedding, dtype=np.float32).reshape(1, 256, 64, 64)
+        feeds = {"image_embeddings": emb, "point_coords": np.zeros((1, 1, 2), np.float32),
+                 "point_labels": -np.ones((1, 1), np.float32), "mask_input": self._no_mask[0],
+                 "has_mask_input": self._no_mask[1]}
+        _, _, cache = run_fast_decoder(self.session, feeds)
+        self._feeds = {"image_embeddings": emb, **cache}
+
+    def decode(self, point_coords: np.ndarray, point_labels: np.ndarray,
+               mask_input: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """Points [N,2] in the 1024 frame (the padding point included, as the web demo feeds them),
+        labels [N] -> iou_predictions [4], low_res_masks [4,256,256]."""
+        if self._feeds is None:
+            raise RuntimeError("set_embedding first")
+        feeds = dict(self._feeds)
+        feeds["point_coords"] = np.asarray(point_coords, np.float32).reshape(1, -1, 2)
+        feeds["point_labels"] = np.asarray(point_labels, np.float32).reshape(1, -1)
+        if mask_input is None:
+            feeds["mask_input"], feeds["has_mask_input"] = self._no_mask
+        else:
+            feeds["mask_input"] = np.asarray(mask_input, np.float32).reshape(1, 1, 256, 256)
+            feeds["has_mask_input"] = np.ones(1, np.float32)
+        iou, low_res = self.session.run(["iou_predictions", "low_res_masks"], feeds)
+        return iou[0], low_res[0]

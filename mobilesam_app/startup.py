@@ -5,11 +5,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..build_sam import sam_model_registry
-from ..hub import pick_device, resolve_checkpoint
+from mobilesam.hub import load_model_from, pick_device, resolve_checkpoint
 from .compare import SamModels, startup_choices
 from .engine import Engine
-from .handlers import Handlers
+from .service import Service
 from .memory import tune_malloc
 from .store import ImageStore
 
@@ -31,7 +30,7 @@ class AppConfig:
 
 def browser_decoder(checkpoint: Path, model_type: str, cache_dir: Path, model) -> Path:
     """The decoder file the browser runs for a model: MobileSAM's, and each SAM's in compare mode."""
-    from ..export import cached_decoder  # torch.onnx is only needed when a model is loaded
+    from mobilesam.onnx_cache import cached_decoder  # torch.onnx is only needed when a model is loaded
 
     return cached_decoder(checkpoint, model_type, Path(cache_dir) / "onnx", variant="fast", sam=model)
 
@@ -44,7 +43,7 @@ def spare_gradio_analytics(every: int = 200) -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", str(every))
 
 
-def prepare(config: AppConfig) -> Handlers:
+def prepare(config: AppConfig) -> Service:
     """Resolve and load the weights, export (or reuse) the browser decoder, set up caches.
 
     The comparison models (compare mode) are only set up here; each loads on first use.
@@ -54,7 +53,7 @@ def prepare(config: AppConfig) -> Handlers:
     checkpoint = resolve_checkpoint(config.model_type, config.checkpoint)
     device = pick_device(None if config.device == "auto" else config.device)
     log.info("loading %s from %s on %s", config.model_type, checkpoint, device)
-    model = sam_model_registry[config.model_type](checkpoint=str(checkpoint)).to(device)
+    model = load_model_from(checkpoint, config.model_type, device)
     cache_dir = Path(config.cache_dir)
     decoder = browser_decoder(checkpoint, config.model_type, cache_dir, model)
     store = ImageStore(cache_dir / "images", max_bytes=config.image_store_mb * 2**20)
@@ -65,4 +64,4 @@ def prepare(config: AppConfig) -> Handlers:
         checkpoints={config.sam_model_type: Path(config.sam_checkpoint)} if config.sam_checkpoint else None,
         cache_bytes=config.embedding_cache_mb * 2**20,
         choices=startup_choices(config.sam_model_type, device))
-    return Handlers(engine, {decoder.name: decoder}, output_dir=cache_dir / "outputs", sam_models=sam_models)
+    return Service(engine, {decoder.name: decoder}, output_dir=cache_dir / "outputs", sam_models=sam_models)

@@ -118,9 +118,9 @@ class LoadedSam:
 
 
 def _default_build(model_type: str, checkpoint: Path, device: torch.device):
-    from ..build_sam import sam_model_registry
+    from mobilesam.hub import load_model_from
 
-    return sam_model_registry[model_type](checkpoint=str(checkpoint)).to(device).eval()
+    return load_model_from(checkpoint, model_type, device)
 
 
 class SamModels:
@@ -189,7 +189,7 @@ class SamModels:
             return loaded
 
     def _checkpoint(self, model_type: str, progress: Progress) -> Path:
-        from ..hub import CheckpointUnavailableError, env_vars, get_pin, resolve_checkpoint
+        from mobilesam.hub import CheckpointUnavailableError, env_vars, get_pin, resolve_checkpoint
 
         local = self.checkpoints.get(model_type)
         pin = get_pin(model_type)
@@ -270,7 +270,7 @@ class SamModels:
 
 def startup_choices(default_type: str, device: torch.device = torch.device("cpu")) -> Tuple[str, ...]:
     """The SAM types to offer: the default one, and the others whose official weights fit in memory now."""
-    from ..hub import get_pin
+    from mobilesam.hub import get_pin
 
     available = available_memory(device)
     out = []

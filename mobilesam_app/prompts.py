@@ -1,15 +1,14 @@
-"""Parsing and answering the app's API requests (`segment`, `segment_everything`).
+"""Parsing the prompts of the app's API requests (`segment`, `compare`).
 
 Every malformed request raises `RequestError` with a message meant for the user.
 """
 import json
 import math
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import numpy as np
-from PIL import Image
 
-from ..utils import prompts as checks
+from mobilesam.utils import prompts as checks
 
 MAX_POINTS = 64
 MAX_PROMPT_JSON_CHARS = 20_000
@@ -90,20 +89,3 @@ def _parse_multimask(value: Any) -> bool:
     if not isinstance(value, bool):
         raise RequestError(f"multimask must be true or false, got {value!r}")
     return value
-
-
-def best_mask(masks: np.ndarray, scores: np.ndarray):
-    """The highest-scoring of C masks (C×H×W bool, C scores): (mask H×W, index)."""
-    index = int(np.argmax(scores))
-    return masks[index], index
-
-
-def save_mask_png(mask: np.ndarray, path) -> None:
-    """Write an H×W bool mask as an 8-bit grayscale PNG, 255 inside, 0 outside."""
-    Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L").save(path, format="PNG")
-
-
-def scores_json(scores: np.ndarray, index: int, extra: Optional[dict] = None) -> str:
-    out = {"score": float(scores[index]), "scores": [float(s) for s in scores]}
-    out.update(extra or {})
-    return json.dumps(out)

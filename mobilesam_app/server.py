@@ -8,7 +8,7 @@
 - `/msam/models/<name>.onnx`: the exported decoders, checked against their digest sidecar.
 - `/msam/embedding/<model>/<image id>.f16`: an embedding as raw little-endian float16;
   `.u8`: the same embedding as per-channel uint8 with a versioned header (half the bytes; see
-  mobilesam/utils/embedding_codec.py). `client_info` says which one the page fetches.
+  mobilesam_app/embedding_codec.py). `client_info` says which one the page fetches.
 - `/msam/image/<image id>.png`: an uploaded (content-addressed) image, checked against its id.
 """
 import gzip
@@ -30,7 +30,7 @@ from starlette.routing import Route
 from .store import lower_thread_priority
 
 log = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 WEB_DIR = ROOT / "web"
 ORT_DIST = WEB_DIR / "node_modules" / "onnxruntime-web" / "dist"
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
