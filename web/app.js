@@ -1,23 +1,28 @@
-// MobileSAM browser demo: the app. One MsamApp holds the state (image info and embedding,
-// the prompt history, the preview, compare mode's fields) and does the core work: loading an
-// image, editing prompts (points, box, undo, clear, mask choice, hover/drag previews),
-// queueing decodes (scheduler.js) and drawing the result (ui.js, compare.js). Nothing in
-// here throws to the page: errors go to the status line. main.js creates it and exposes it
-// as window.msam.
+// MobileSAM browser demo: the app. One MsamApp holds the image (info, photo, embedding), the
+// prompt history and the status line, does the core work (loading an image, editing prompts:
+// points, box, undo, clear, mask choice) and composes the parts that own the rest:
+//   queue   (scheduler.js DecodeQueue): decode scheduling, hover/drag previews, decode counters
+//   compare (compare.js CompareSession): compare mode's model, state, view and numbers
+//   view    (ui.js AppView, with compare-panel.js): the DOM and its drawing caches
+//   exports.js: full-size mask, downloads, share link (functions of explicit inputs)
+// Nothing in here throws to the page: errors go to the status line. main.js creates it and
+// exposes it as window.msam.
 
 import { MaskModel, getOrtInfo } from "./decoder.js";
 import { selectIndex, parsePrompts, clampPrompts, isMultimask } from "./prompts.js";
 import { fetchEmbeddingBytes } from "./embedding.js";
-import { setCompare, dropCompare, cmpResultOf, renderCompare, compareState } from "./compare.js";
-import { buildUI, overlay, renderPaneLabels, renderThumbs, renderInfo } from "./ui.js";
-import { needsDecode, pump } from "./scheduler.js";
-import { getConfig, errText, normalizeInfo, loadPhoto } from "./util.js";
+import { CompareSession } from "./compare.js";
+import { renderComparePanel, copySummary } from "./compare-panel.js";
+import { AppView } from "./ui.js";
+import { DecodeQueue } from "./scheduler.js";
+import * as exports from "./exports.js";
+import { getConfig, errText, normalizeInfo, loadPhoto, modelLabel } from "./util.js";
 
 // A prompt state. Each edit (point, box, clear) makes a new one linked to the previous
-// (undo goes back along `prev`); its decoder result is cached on it.
+// (undo goes back along `prev`). The decode queue fills in its decoder results: `result` /
+// `error` (MobileSAM), `cmp` (compare mode: the comparison model's {key, result} or {key, error},
+// key = that model's embedding URL), `pending` and `cancelled`.
 let ENTRY_ID = 0;
-// In compare mode `cmp` holds the comparison model's decode: {key, result} or {key, error},
-// key = that model's embedding URL (a result for another model or image is stale).
 /** Whether server info names an image (not null / "{}" / invalid). */
 function hasImage(infoArg) {
   try {
@@ -34,40 +39,42 @@ function makeEntry(prev, points, box, maskMode = "auto", refine = false) {
 export class MsamApp {
   constructor() {
     this.config = getConfig();
-    this.model = null;
+    this.model = null; // MobileSAM's decoder (a MaskModel)
     this.root = null;
-    this.ui = null;
-    this.seg = null;
+    this.view = null; // the AppView inside #msam-root
 
     this.info = null;
     this.image = null;
     this.ready = false;
     this.loadToken = 0;
     this.imageToken = 0; // changes with the image (decodes of another image are dropped)
-    // compare mode: the comparison model's decoder, and its state for this image
-    this.cmpModel = null;
-    this.cmp = null; // {model, label, key, decoderUrl, encodeMs, params, ready, error}
-    this.cmpView = "side"; // "side" (two canvases) or "overlay" (one canvas, two colours)
-    this.cmpDecodeCount = 0;
-    this.cmpLastDecodeMs = null;
-    this._cmpStats = { key: null, value: null };
     this.loading = Promise.resolve();
     this.entry = makeEntry(null, [], null);
     this.refine = false;
     this.hoverEnabled = true;
-    this.hoverPt = null;
-    this.dragBox = null;
-    this.preview = null; // {entry, result, points, box}
-    this.decodeCount = 0;
-    this.lastDecodeMs = null;
     this.status = { text: "", kind: "info" };
+    this._full = new exports.FullMaskMemo(); // MobileSAM's committed mask at full size
 
-    // decode scheduling: commits run in order; one preview slot, newest wins
-    this.commits = [];
-    this.previewReq = null;
-    this.running = false;
-    this.idleWaiters = [];
-    this.previewSeq = 0;
+    this.compare = new CompareSession({
+      createModel: () => new MaskModel(this.config),
+      onChange: () => this.render(),
+      onError: (text) => this.setStatus(text, "error"),
+      onDrop: () => {
+        this.view?.clearOverlay("b");
+        this.queue.dropComparePreview();
+      },
+    });
+    this.queue = new DecodeQueue({
+      model: () => this.model,
+      compare: this.compare,
+      ready: () => this.ready,
+      current: () => this.entry,
+      imageToken: () => this.imageToken,
+      refine: () => this.refine,
+      onChange: () => this.render(),
+      onStats: () => this.renderInfo(),
+      onError: (text) => this.setStatus(text, "error"),
+    });
 
     this.urlPrompts = null;
     this.userChoseImage = false; // a share link's late restore must not replace the user's choice
@@ -75,11 +82,6 @@ export class MsamApp {
       const p = parsePrompts(location.search);
       if (p.imageId) this.urlPrompts = p;
     } catch { /* no URL prompts */ }
-
-    this._overlayCache = { key: null, canvas: null };
-    this._cmpOverlayCache = { key: null, canvas: null };
-    this._fullCache = { key: null, value: null };
-    this._cmpFullCache = { key: null, value: null };
   }
 
   // ------------------------------------------------------------------ model
@@ -94,7 +96,7 @@ export class MsamApp {
         () => {
           const o = getOrtInfo();
           if (this.status.kind === "error" && /decoder|onnxruntime/.test(this.status.text)) this.setStatus("");
-          renderInfo(this);
+          this.renderInfo();
           if (o && !o.isolated) console.info("[msam] not cross-origin isolated: onnxruntime-web runs on 1 thread");
         },
         (e) => this.setStatus(errText(e), "error"),
@@ -111,13 +113,12 @@ export class MsamApp {
   attach() {
     const root = document.getElementById("msam-root");
     if (!root) return;
-    if (root === this.root && this.ui && root.contains(this.ui)) return;
-    if (this.seg) this.seg.destroy();
-    if (this.seg2) this.seg2.destroy();
+    if (this.view && this.view.isIn(root)) return;
+    this.view?.destroy();
     this.root = root;
-    buildUI(this, root);
+    this.view = new AppView(root, this.#actions(), { refine: this.refine, hoverEnabled: this.hoverEnabled });
     this.ensureModel();
-    for (const seg of [this.seg, this.seg2]) {
+    for (const seg of this.view.segs) {
       if (this.image && this.info) {
         seg.setImage(this.image, this.info.width, this.info.height);
       } else {
@@ -128,12 +129,31 @@ export class MsamApp {
     this.render();
   }
 
+  /** What the view's controls do. */
+  #actions() {
+    return {
+      undo: () => this.undo(),
+      clear: () => this.clear(),
+      setRefine: (on) => this.setRefine(on),
+      setHoverEnabled: (on) => this.setHoverEnabled(on),
+      selectMask: (mode) => this.selectMask(mode),
+      addPoint: (x, y, label) => this.addPoint(x, y, label),
+      setBox: (b) => this.setBox(b),
+      hover: (p) => this.onHover(p),
+      drag: (b) => this.onDrag(b),
+      exportMask: () => this.exportMask(),
+      exportCutout: () => this.exportCutout(),
+      exportRLE: () => this.exportRLE(),
+      copyLink: () => this.copyLink(),
+      setCompareView: (v) => this.setCompareView(v),
+      copySummary: () => this.copySummary(),
+    };
+  }
+
   setStatus(text, kind = "info") {
     this.status = { text: text || "", kind };
     if (kind === "error" && text) console.warn("[msam]", text);
-    if (!this.u) return;
-    this.u.status.textContent = this.status.text;
-    this.u.status.className = "msam-status msam-" + kind;
+    this.view?.setStatus(this.status);
   }
 
   // ------------------------------------------------------------------ image
@@ -179,7 +199,7 @@ export class MsamApp {
       // Same image again (Gradio may fire twice, or compare mode was switched): keep the
       // embedding and the prompts; only the comparison model may change.
       this.info = { ...this.info, ...info, compare: info.compare };
-      await setCompare(this, info.compare, token);
+      await this._setCompare(info.compare, token);
       if (stale()) return;
       if (prompts) await this.applyPrompts(prompts);
       this.render();
@@ -191,23 +211,23 @@ export class MsamApp {
     this.imageToken++;
     this.info = info;
     this.image = null;
-    this._overlayCache = { key: null, canvas: null };
-    this._fullCache = { key: null, value: null };
-    dropCompare(this);
+    this.view?.clearOverlay("a");
+    this._full.clear();
+    this.compare.drop();
     const model = this.ensureModel();
     model.setEmbedding(null);
     if (!info) {
-      for (const seg of [this.seg, this.seg2]) {
-        seg?.setImage(null);
-        seg?.setPlaceholder("Upload or pick an image to start");
+      for (const seg of this.view?.segs || []) {
+        seg.setImage(null);
+        seg.setPlaceholder("Upload or pick an image to start");
       }
       this.setStatus("");
       this.render();
       return;
     }
-    for (const seg of [this.seg, this.seg2]) {
-      seg?.setImage(null);
-      seg?.setPlaceholder("Loading image…");
+    for (const seg of this.view?.segs || []) {
+      seg.setImage(null);
+      seg.setPlaceholder("Loading image…");
     }
     this.setStatus("Loading image embedding…", "busy");
 
@@ -219,14 +239,13 @@ export class MsamApp {
     const shownP = imgP.then((img) => {
       if (stale()) return;
       this.image = img;
-      this.seg?.setImage(img, info.width, info.height);
-      this.seg2?.setImage(img, info.width, info.height);
+      for (const seg of this.view?.segs || []) seg.setImage(img, info.width, info.height);
       this.render();
     }, (e) => {
       if (!stale()) this.setStatus(errText(e), "error");
     });
     // the comparison model's embedding and decoder load meanwhile
-    const cmpP = setCompare(this, info.compare, token);
+    const cmpP = this._setCompare(info.compare, token);
     let bytes;
     try {
       bytes = await embP;
@@ -269,6 +288,16 @@ export class MsamApp {
     this.render();
   }
 
+  /** Enter, change or leave compare mode for the current image (`c`: info.compare or null); once
+   * the comparison model is ready, the current prompts are decoded with it. */
+  async _setCompare(c, token) {
+    const started = await this.compare.set(c, this.info, () => token !== this.loadToken);
+    if (!started) return;
+    this.queue.ensureDecoded(this.entry);
+    await this.queue.idle();
+    this.render();
+  }
+
   /** Replace the prompts (points, box, mask choice) in one decode, or, for prompts with a refinement
    * history (`p.refine`, from a share link: see prompts.js refineSteps), replay that history with
    * "refine with previous mask" on, so that the mask is the one the link was made from. */
@@ -286,16 +315,12 @@ export class MsamApp {
 
   setRefine(on) {
     this.refine = !!on;
-    if (this.u) this.u.refine.checked = this.refine;
+    this.view?.setRefine(this.refine);
   }
 
   resetPrompts() {
     this.entry = makeEntry(null, [], null);
-    this.commits = [];
-    this.previewReq = null;
-    this.preview = null;
-    this.hoverPt = null;
-    this.dragBox = null;
+    this.queue.reset();
   }
 
   // ------------------------------------------------------------------ prompts
@@ -316,10 +341,8 @@ export class MsamApp {
   undo() {
     if (!this.entry.prev) return;
     const old = this.entry;
-    old.cancelled = true;
-    this.commits = this.commits.filter((e) => e !== old);
+    this.queue.cancel(old);
     this.entry = old.prev;
-    this.preview = null;
     this.afterEdit();
   }
 
@@ -337,92 +360,45 @@ export class MsamApp {
   commit(points, box, maskMode = "auto", refine = this.refine) {
     const entry = makeEntry(this.entry, points, box, maskMode, refine);
     this.entry = entry;
-    this.preview = null;
-    if (points.length || box) {
-      entry.pending = true;
-      this.commits.push(entry);
-      pump(this);
-    }
+    this.queue.commit(entry);
     this.afterEdit();
   }
 
   afterEdit() {
-    this.seg?.setPrompts(this.entry.points, this.entry.box);
-    this.seg2?.setPrompts(this.entry.points, this.entry.box);
-    this.ensureDecoded(this.entry); // e.g. after undo, in a compare mode entered since
-    if (this.hoverPt) this.requestPreview();
+    for (const seg of this.view?.segs || []) seg.setPrompts(this.entry.points, this.entry.box);
+    this.queue.ensureDecoded(this.entry); // e.g. after undo, in a compare mode entered since
+    if (this.queue.hoverPt) this.queue.requestPreview();
     this.render();
   }
 
   setHoverEnabled(on) {
     this.hoverEnabled = !!on;
-    if (this.u) this.u.hover.checked = this.hoverEnabled;
-    this.seg?.setHoverEnabled(this.hoverEnabled);
-    this.seg2?.setHoverEnabled(this.hoverEnabled);
+    this.view?.setHoverEnabled(this.hoverEnabled);
     if (!this.hoverEnabled) this.onHover(null);
   }
 
   setCompareView(view) {
-    this.cmpView = view === "overlay" ? "overlay" : "side";
+    this.compare.setView(view);
     this.render();
   }
 
   onHover(p) {
-    this.hoverPt = this.hoverEnabled ? p : null;
-    if (!this.hoverPt) {
-      this.previewReq = null;
-      if (!this.dragBox) this.preview = null;
-      this.render();
-      return;
-    }
-    this.requestPreview();
+    this.queue.hover(this.hoverEnabled ? p : null);
   }
 
   onDrag(b) {
-    this.dragBox = b;
-    if (!b) {
-      this.previewReq = null;
-      this.preview = null;
-      this.render();
-      return;
-    }
-    this.requestPreview();
-  }
-
-  requestPreview() {
-    if (!this.ready) return;
-    let points, box;
-    if (this.dragBox) {
-      points = this.entry.points;
-      box = this.dragBox;
-    } else if (this.hoverPt) {
-      points = [...this.entry.points, { x: this.hoverPt.x, y: this.hoverPt.y, label: 1 }];
-      box = this.entry.box;
-    } else {
-      return;
-    }
-    this.previewReq = { entry: this.entry, points, box, seq: ++this.previewSeq };
-    pump(this);
+    this.queue.drag(b);
   }
 
   // ------------------------------------------------------------------ scheduling
 
-  /** Queue an entry's missing decodes (unless already queued or running). */
-  ensureDecoded(entry) {
-    if (!entry || entry.pending || entry.cancelled || !this.ready || !needsDecode(this, entry)) return;
-    entry.pending = true;
-    this.commits.push(entry);
-    pump(this);
-  }
-
   isIdle() {
-    return !this.running && !this.commits.length && !this.previewReq;
+    return this.queue.isIdle();
   }
 
   /** Resolves when no decode is in flight or pending. */
   decodesIdle() {
-    if (this.isIdle()) return Promise.resolve();
-    return new Promise((r) => { this.idleWaiters.push(r); pump(this); });
+    return this.queue.idle();
   }
 
   /** Resolves when no image is loading and no decode is in flight or pending. */
@@ -440,17 +416,18 @@ export class MsamApp {
   /** What is on screen: the preview while hovering/dragging, else the committed entry. */
   shown() {
     const e = this.entry;
-    if (this.preview && this.preview.entry === e && (this.hoverPt || this.dragBox)) {
-      const p = this.preview;
-      const cmpResult = p.cmp && this.cmp && p.cmp.key === this.cmp.key ? p.cmp.result || null : null;
+    const p = this.queue.livePreview(e);
+    if (p) {
+      const key = this.compare.key;
+      const cmpResult = p.cmp && key !== null && p.cmp.key === key ? p.cmp.result || null : null;
       return { result: p.result, cmpResult, points: p.points, box: p.box, mode: "auto", preview: true };
     }
-    return { result: e.result, cmpResult: cmpResultOf(this, e), points: e.points, box: e.box, mode: e.maskMode,
+    return { result: e.result, cmpResult: this.compare.resultOf(e), points: e.points, box: e.box, mode: e.maskMode,
       preview: false };
   }
 
   render() {
-    if (!this.u) return;
+    if (!this.view) return;
     try {
       this._render();
     } catch (e) {
@@ -462,35 +439,35 @@ export class MsamApp {
     const info = this.info;
     const s = this.shown();
     const hasPrompts = s.points.length || s.box;
-    const u = this.u;
-    const comparing = !!this.cmp;
-    const side = comparing && this.cmpView === "side";
+    const view = this.view, u = view.u;
+    const comparing = this.compare.on;
+    const side = comparing && this.compare.view === "side";
     let idx = -1, cmpIdx = -1, ovA = null, ovB = null;
     if (info && s.result && hasPrompts) {
       idx = selectIndex(s.mode, s.points, s.box, s.result.scores);
-      ovA = overlay(this, "_overlayCache", s.result, idx, s.preview, "mobilesam");
+      ovA = view.overlay("a", info, s.result, idx, s.preview, "mobilesam");
     }
     if (info && comparing && s.cmpResult && hasPrompts) {
       cmpIdx = selectIndex(s.mode, s.points, s.box, s.cmpResult.scores);
-      ovB = overlay(this, "_cmpOverlayCache", s.cmpResult, cmpIdx, s.preview, side ? "sam" : "sam-outline");
+      ovB = view.overlay("b", info, s.cmpResult, cmpIdx, s.preview, side ? "sam" : "sam-outline");
     }
     // (while a click's decode is running the previous masks stay up)
     const keep = hasPrompts && this.entry.pending && !s.preview;
     if (ovA || !keep) {
       const layers = ovA ? [{ source: ovA.canvas }] : [];
       if (comparing && !side && ovB) layers.push({ source: ovB.canvas });
-      this.seg.setOverlays(layers);
+      view.seg.setOverlays(layers);
     }
-    if (ovB || !keep || !side) this.seg2.setOverlays(side && ovB ? [{ source: ovB.canvas }] : []);
-    this.seg.setPrompts(this.entry.points, this.entry.box);
-    this.seg2.setPrompts(this.entry.points, this.entry.box);
+    if (ovB || !keep || !side) view.seg2.setOverlays(side && ovB ? [{ source: ovB.canvas }] : []);
+    for (const seg of view.segs) seg.setPrompts(this.entry.points, this.entry.box);
     u.view.classList.toggle("msam-side", side);
     u.paneB.hidden = !side;
     u.labelA.hidden = !comparing;
-    if (comparing) renderPaneLabels(this, side);
-    renderThumbs(this, s, idx);
-    renderInfo(this, s, idx);
-    renderCompare(this, s, idx, cmpIdx, ovA, ovB);
+    if (comparing) view.renderPaneLabels(modelLabel(info?.model || "vit_t"), this.compare.label, side);
+    view.renderThumbs(s, idx, this.entry.maskMode, info, this.image);
+    this.renderInfo(s, idx);
+    renderComparePanel(u.cmp, { session: this.compare, info, s, idx, cmpIdx, ovA, ovB,
+      stats: comparing ? this.compareStats() : null, lastDecodeMs: this.queue.lastDecodeMs });
     const committed = !!(this.entry.result && (this.entry.points.length || this.entry.box));
     u.dlMask.disabled = u.dlCut.disabled = u.dlRle.disabled = !committed || !info;
     u.dlCut.disabled = u.dlCut.disabled || !this.image;
@@ -499,18 +476,90 @@ export class MsamApp {
     u.clear.disabled = !info || !(this.entry.points.length || this.entry.box);
   }
 
+  /** The info line (`s`, `idx`: what is shown, MsamApp.shown(); by default only the decode time). */
+  renderInfo(s = this.shown(), idx = -1) {
+    this.view?.renderInfo({ lastDecodeMs: this.queue.lastDecodeMs, s, idx, info: this.info, model: this.model });
+  }
+
+  // ------------------------------------------------------------------ exports
+
+  /** Full-size mask of the committed prompts (exports.js fullMask), or null without image. */
+  fullMask() {
+    return exports.fullMask(this.info, this.entry, this._full);
+  }
+
+  /** Compare mode: the comparison model's full-size committed mask, or null. */
+  compareFullMask() {
+    return this.compare.fullMask(this.info, this.entry);
+  }
+
+  /** Compare mode: the committed comparison at full size (CompareSession.stats), or null. */
+  compareStats() {
+    return this.compare.stats(this.info, this.entry, () => this.fullMask());
+  }
+
+  maskPng() {
+    return exports.maskPng(this.fullMask());
+  }
+
+  rleRecord() {
+    return exports.rleRecord(this.fullMask(), this.entry);
+  }
+
+  shareLink() {
+    return exports.shareLink(this.info, this.entry, this.compare.on ? this.compare.state.model : null);
+  }
+
+  async exportMask() {
+    try {
+      await exports.exportMask(this.fullMask(), this.info?.image_id);
+    } catch (e) {
+      this.setStatus("Export failed: " + errText(e), "error");
+    }
+  }
+
+  async exportCutout() {
+    try {
+      await exports.exportCutout(this.fullMask(), this.image, this.info?.image_id);
+    } catch (e) {
+      this.setStatus("Export failed: " + errText(e), "error");
+    }
+  }
+
+  exportRLE() {
+    try {
+      exports.exportRLE(this.rleRecord(), this.info?.image_id);
+    } catch (e) {
+      this.setStatus("Export failed: " + errText(e), "error");
+    }
+  }
+
+  async copyLink() {
+    const link = this.shareLink();
+    if (!link || !this.view) return;
+    const { text, kind } = await exports.copyLink(link, this.entry, this.view.u.link);
+    this.setStatus(text, kind);
+  }
+
+  async copySummary() {
+    const st = this.compareStats();
+    if (!st || !this.view) return;
+    this.setStatus(await copySummary(this.view.u.cmp, st.summary));
+  }
+
   // ------------------------------------------------------------------ keyboard
 
   /** Ctrl+Z / Esc, when meant for the prompts: pressed on the page itself or in this UI, not in
    * another widget (a text field, the model dropdown, an image's fullscreen view) or already used. */
   onKey(e) {
-    if (!this.info || !this.ui || !this.ui.isConnected || e.defaultPrevented) return;
+    const ui = this.view?.ui;
+    if (!this.info || !ui || !ui.isConnected || e.defaultPrevented) return;
     const t = e.target;
-    const onPage = !t || t === document.body || t === document.documentElement || this.ui.contains(t);
+    const onPage = !t || t === document.body || t === document.documentElement || ui.contains(t);
     const editing = t && (t.isContentEditable || /^(TEXTAREA|SELECT)$/.test(t.tagName)
       || (t.tagName === "INPUT" && !/^(checkbox|radio|button)$/.test(t.type)));
     if (!onPage || editing) return;
-    if (this.ui.offsetParent === null) return; // hidden tab
+    if (ui.offsetParent === null) return; // hidden tab
     if ((e.ctrlKey || e.metaKey) && !e.shiftKey && (e.key === "z" || e.key === "Z")) {
       e.preventDefault();
       this.undo();
@@ -534,13 +583,13 @@ export class MsamApp {
       multimask: isMultimask(e.points, e.box),
       scores: e.result && has ? Array.from(e.result.scores) : null,
       refine: this.refine,
-      lastDecodeMs: this.lastDecodeMs,
-      decodeCount: this.decodeCount,
+      lastDecodeMs: this.queue.lastDecodeMs,
+      decodeCount: this.queue.decodeCount,
       ready: this.ready,
       idle: this.isIdle(),
       error: this.status.kind === "error" ? this.status.text : null,
       ort: getOrtInfo() ? { ...getOrtInfo(), provider: this.model?.provider || null } : null,
-      compare: compareState(this),
+      compare: this.compare.snapshot(this.info, e, () => this.fullMask()),
     };
   }
 }

@@ -1,106 +1,109 @@
 // MobileSAM browser demo: what leaves the page. The committed mask at the image's full
 // size (exactly as SamPredictor gives it), its PNG / cut-out / SA-1B RLE downloads, the
-// base64 form the window.msam API hands out, and the share link.
+// base64 form the window.msam API hands out, and the share link. Functions take what they
+// need as arguments (the image info, a prompt entry, a full-size mask) and write no state
+// but a FullMaskMemo's; the app (app.js) calls them and reports their errors.
 
 import { postprocessMask, maskToGrayPng, applyCutout, sa1bRecord } from "./masks.js";
 import { selectIndex, formatPrompts, refineSteps } from "./prompts.js";
-import { errText, downloadBlob, canvasToBlob, safeName } from "./util.js";
+import { downloadBlob, canvasToBlob, safeName } from "./util.js";
 
-/** Full-size mask of the committed prompts: {mask, width, height, area, stabilityScore, index, score}. */
-export function fullMask(app) {
-  const info = app.info;
-  const e = app.entry;
+/** The last full-size mask computed (one decode result's candidate): postprocessing is not cheap. */
+export class FullMaskMemo {
+  #last = null;
+
+  /** {mask, width, height, area, stabilityScore, index, score} of candidate `idx` of `result`. */
+  get(info, result, idx) {
+    const l = this.#last;
+    if (l && l.result === result && l.idx === idx) return l.value;
+    const m = postprocessMask(result.lowRes, idx, info.input_height, info.input_width, info.height, info.width);
+    const value = { ...m, index: idx, score: result.scores[idx] };
+    this.#last = { result, idx, value };
+    return value;
+  }
+
+  clear() {
+    this.#last = null;
+  }
+}
+
+/** Full-size mask of an entry's committed prompts: {mask, width, height, area, stabilityScore, index, score}
+ * (an empty one without prompts or result), or null without image. */
+export function fullMask(info, entry, memo) {
   if (!info) return null;
-  if (!e.result || !(e.points.length || e.box)) {
+  if (!entry.result || !(entry.points.length || entry.box)) {
     return { mask: new Uint8Array(info.width * info.height), width: info.width, height: info.height,
       area: 0, stabilityScore: 0, index: -1, score: 0 };
   }
-  const idx = selectIndex(e.maskMode, e.points, e.box, e.result.scores);
-  if (app._fullCache.key === e.result && app._fullCache.idx === idx) return app._fullCache.value;
-  const m = postprocessMask(e.result.lowRes, idx, info.input_height, info.input_width, info.height, info.width);
-  const value = { ...m, index: idx, score: e.result.scores[idx] };
-  app._fullCache = { key: e.result, idx, value };
-  return value;
+  const idx = selectIndex(entry.maskMode, entry.points, entry.box, entry.result.scores);
+  return memo.get(info, entry.result, idx);
 }
 
-/** The committed full-size mask as an 8-bit grayscale PNG Blob (255 inside), or null without image. */
-export async function maskPng(app) {
-  const m = fullMask(app);
+/** A full-size mask as an 8-bit grayscale PNG Blob (255 inside), or null without one. */
+export async function maskPng(m) {
   if (!m) return null;
   return maskToGrayPng(m.mask, m.width, m.height);
 }
 
-export async function exportMask(app) {
-  try {
-    const png = await maskPng(app);
-    if (!png) return;
-    downloadBlob(png, `${safeName(app.info.image_id)}_mask.png`);
-  } catch (e) {
-    app.setStatus("Export failed: " + errText(e), "error");
-  }
+export async function exportMask(m, imageId) {
+  const png = await maskPng(m);
+  if (!png) return;
+  downloadBlob(png, `${safeName(imageId)}_mask.png`);
 }
 
-export async function exportCutout(app) {
-  try {
-    const m = fullMask(app);
-    if (!m || !app.image) return;
-    const c = document.createElement("canvas");
-    c.width = m.width;
-    c.height = m.height;
-    const ctx = c.getContext("2d", { willReadFrequently: true });
-    ctx.drawImage(app.image, 0, 0, m.width, m.height);
-    const d = ctx.getImageData(0, 0, m.width, m.height);
-    applyCutout(d.data, m.mask);
-    ctx.putImageData(d, 0, 0);
-    downloadBlob(await canvasToBlob(c), `${safeName(app.info.image_id)}_cutout.png`);
-  } catch (e) {
-    app.setStatus("Export failed: " + errText(e), "error");
-  }
+/** The image's pixels inside the mask `m`, transparent outside, as a PNG download. */
+export async function exportCutout(m, image, imageId) {
+  if (!m || !image) return;
+  const c = document.createElement("canvas");
+  c.width = m.width;
+  c.height = m.height;
+  const ctx = c.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(image, 0, 0, m.width, m.height);
+  const d = ctx.getImageData(0, 0, m.width, m.height);
+  applyCutout(d.data, m.mask);
+  ctx.putImageData(d, 0, 0);
+  downloadBlob(await canvasToBlob(c), `${safeName(imageId)}_cutout.png`);
 }
 
-export function rleRecord(app) {
-  const m = fullMask(app);
+/** The SA-1B / COCO RLE record of the full-size mask `m` of `entry`'s prompts, or null. */
+export function rleRecord(m, entry) {
   if (!m) return null;
   return sa1bRecord({
     mask: m.mask, width: m.width, height: m.height, area: m.area, score: m.score,
     stabilityScore: m.index >= 0 ? m.stabilityScore : undefined,
-    points: app.entry.points, box: app.entry.box,
+    points: entry.points, box: entry.box,
   });
 }
 
-export function exportRLE(app) {
-  try {
-    const rec = rleRecord(app);
-    if (!rec) return;
-    const blob = new Blob([JSON.stringify(rec)], { type: "application/json" });
-    downloadBlob(blob, `${safeName(app.info.image_id)}_mask.json`);
-  } catch (e) {
-    app.setStatus("Export failed: " + errText(e), "error");
-  }
+export function exportRLE(rec, imageId) {
+  if (!rec) return;
+  const blob = new Blob([JSON.stringify(rec)], { type: "application/json" });
+  downloadBlob(blob, `${safeName(imageId)}_mask.json`);
 }
 
-export function shareLink(app) {
-  if (!app.info) return null;
-  return location.origin + location.pathname + formatPrompts({
-    imageId: app.info.image_id, points: app.entry.points, box: app.entry.box, mask: app.entry.maskMode,
-    refine: refineSteps(app.entry), // the states a refined mask was decoded from
-    compare: app.cmp ? app.cmp.model : null, // reopening it re-enters compare mode
+/** The link that reopens image `info` with `entry`'s prompts (and compare model `compare`), or null. */
+export function shareLink(info, entry, compare = null, loc = location) {
+  if (!info) return null;
+  return loc.origin + loc.pathname + formatPrompts({
+    imageId: info.image_id, points: entry.points, box: entry.box, mask: entry.maskMode,
+    refine: refineSteps(entry), // the states a refined mask was decoded from
+    compare, // reopening it re-enters compare mode
   });
 }
 
-export async function copyLink(app) {
-  const link = shareLink(app);
-  if (!link) return;
-  app.u.link.value = link;
-  app.u.link.focus();
-  app.u.link.select();
-  const caveat = refineSteps(app.entry) === null
+/** Put `link` in the text field `input` and on the clipboard; resolves to the status line {text, kind}. */
+export async function copyLink(link, entry, input) {
+  input.value = link;
+  input.focus();
+  input.select();
+  const caveat = refineSteps(entry) === null
     ? " It replays the prompts without their refinement history (a redrawn box), so its mask may differ." : "";
+  const kind = caveat ? "warn" : "info";
   try {
     await navigator.clipboard.writeText(link);
-    app.setStatus("Link copied." + caveat, caveat ? "warn" : "info");
+    return { text: "Link copied." + caveat, kind };
   } catch {
-    app.setStatus("Link ready to copy (the clipboard is not available here)." + caveat, caveat ? "warn" : "info");
+    return { text: "Link ready to copy (the clipboard is not available here)." + caveat, kind };
   }
 }
 

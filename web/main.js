@@ -10,16 +10,17 @@
 // embedding for every prompt; both masks are drawn (side by side or overlaid) with their
 // IoU, scores, encoder times and encoder sizes.
 //
-// The modules: app.js (MsamApp: state, image loading, prompt editing, render orchestration),
-// scheduler.js (the decode queue), ui.js (the DOM), compare.js (compare mode), exports.js
+// The modules: app.js (MsamApp: the image, the prompt history, image loading, prompt editing,
+// render orchestration; it composes the objects below), scheduler.js (DecodeQueue: decode
+// scheduling and hover/drag previews), compare.js (CompareSession: compare mode's state and
+// numbers), ui.js (AppView: the DOM) with compare-panel.js (compare mode's panel), exports.js
 // (full-size mask, downloads, share link), util.js (helpers); decoder.js, masks.js,
 // prompts.js, canvas.js and embedding.js below them. This one creates the app, defines
 // window.msam (replaying calls queued before it ran), and attaches the UI to #msam-root.
 
 import { MsamApp } from "./app.js";
 import { parsePrompts, formatPrompts } from "./prompts.js";
-import { cmpFullMask } from "./compare.js";
-import { fullMask, maskPng, maskBitsBase64, rleRecord, shareLink } from "./exports.js";
+import { maskBitsBase64 } from "./exports.js";
 import { blobToDataURL, errText, el } from "./util.js";
 
 // -------------------------------------------------------------------- bootstrap
@@ -46,24 +47,24 @@ const api = {
   formatPrompts: safe((p) => formatPrompts(p)),
   whenIdle: () => app.whenIdle().catch(() => {}),
   /** Full-size mask of the committed prompts as a grayscale PNG data URL (a Promise; null without image). */
-  getMaskDataURL: () => maskPng(app).then((png) => (png ? blobToDataURL(png) : null)).catch((e) => {
+  getMaskDataURL: () => app.maskPng().then((png) => (png ? blobToDataURL(png) : null)).catch((e) => {
     app.setStatus(errText(e), "error");
     return null;
   }),
   /** {width, height, data: Uint8Array 0/1 row-major} of the full-size committed mask. */
   getMaskBits: safe(() => {
-    const m = fullMask(app);
+    const m = app.fullMask();
     return m ? { width: m.width, height: m.height, data: m.mask } : null;
   }),
   /** Same, with data as base64 of the 0/1 bytes (cheap to pass out of the page). */
-  getMaskBitsBase64: safe(() => maskBitsBase64(fullMask(app))),
+  getMaskBitsBase64: safe(() => maskBitsBase64(app.fullMask())),
   /** Compare mode: the comparison model's full-size committed mask, as getMaskBitsBase64 (null outside it). */
-  getCompareMaskBitsBase64: safe(() => maskBitsBase64(cmpFullMask(app))),
+  getCompareMaskBitsBase64: safe(() => maskBitsBase64(app.compareFullMask())),
   /** Compare mode's view: "side" (two images) or "overlay" (one image, two colours). */
   setCompareView: safe((view) => app.setCompareView(view)),
   /** The SA-1B / COCO RLE record that "Download COCO RLE JSON" saves. */
-  getRLE: safe(() => rleRecord(app)),
-  getShareLink: safe(() => shareLink(app)),
+  getRLE: safe(() => app.rleRecord()),
+  getShareLink: safe(() => app.shareLink()),
   // prompt editing (what the mouse does), for scripts and tests
   addPoint: safe((x, y, label = 1) => app.addPoint(x, y, label)),
   setBox: safe((x0, y0, x1, y1) => app.setBox(typeof x0 === "object" ? x0 : { x0, y0, x1, y1 })),

@@ -1,132 +1,276 @@
-// MobileSAM browser demo: the decode queue. Committed prompt states are decoded in order;
-// hover/drag previews share one slot where the newest request wins (a stale one is never
-// decoded). In compare mode each decode runs MobileSAM's and the comparison model's decoder
-// at once. Functions take the app (app.js's MsamApp), whose fields hold the queue: commits,
-// previewReq, running, idleWaiters (see MsamApp.isIdle / decodesIdle / whenIdle).
+// MobileSAM browser demo: the decode queue. A DecodeQueue owns everything about scheduling
+// decodes: the committed prompt states waiting in order, the one preview slot (hover/drag;
+// the newest request wins, a stale one is never decoded), whether a decode is running, the
+// idle waiters, the pointer's hover point / drag box and the preview result on screen, and
+// MobileSAM's decode counters. In compare mode each decode runs MobileSAM's and the comparison
+// model's decoder at once.
+//
+// It fills in the decoder's part of the prompt entries (app.js makeEntry): result, error,
+// pending, cancelled and cmp (the comparison model's decode: {key, result} or {key, error}).
+// Everything else comes from its host (MsamApp), through the callbacks given to the constructor.
 
 import { LOW_RES } from "./masks.js";
 import { selectIndex } from "./prompts.js";
-import { cmpActive, selectedCmpLowRes, noteCmpDecode } from "./compare.js";
-import { renderInfo } from "./ui.js";
 import { errText } from "./util.js";
 
-/** Whether an entry lacks a decode: MobileSAM's, or (in compare mode) the comparison model's. */
-export function needsDecode(app, entry) {
-  if (!(entry.points.length || entry.box)) return false;
-  return (!entry.result && !entry.error) || (cmpActive(app) && !(entry.cmp && entry.cmp.key === app.cmp.key));
+/** Low-res logits [256*256] of the candidate a prompt entry shows in `result` (for refinement), or null. */
+export function selectedLowRes(entry, result = entry && entry.result) {
+  if (!entry || !result) return null;
+  const idx = selectIndex(entry.maskMode, entry.points, entry.box, result.scores);
+  return result.lowRes.subarray(idx * LOW_RES * LOW_RES, (idx + 1) * LOW_RES * LOW_RES);
 }
 
-/** Low-res logits of an entry's selected mask (for refinement), or null. */
-function selectedLowRes(app, entry) {
-  if (!entry || !entry.result) return null;
-  const idx = selectIndex(entry.maskMode, entry.points, entry.box, entry.result.scores);
-  return entry.result.lowRes.subarray(idx * LOW_RES * LOW_RES, (idx + 1) * LOW_RES * LOW_RES);
-}
+const hasPrompts = (entry) => !!(entry.points.length || entry.box);
 
-/**
- * Decode `prompts` with MobileSAM (when `needA`) and, in compare mode, with the comparison model
- * (when `needB`), both at once. Returns {a: result|Error|null, b: {key, result}|{key, error}|null}.
- */
-async function decodeBoth(app, prompts, needA, needB, maskA, maskB) {
-  const cmpKey = app.cmp ? app.cmp.key : null;
-  const [ra, rb] = await Promise.allSettled([
-    needA ? app.model.decode(prompts, maskA) : null,
-    needB ? app.cmpModel.decode(prompts, maskB) : null,
-  ]);
-  const a = !needA ? null : ra.status === "fulfilled" ? ra.value : new Error(errText(ra.reason));
-  let b = null;
-  if (needB) {
-    b = rb.status === "fulfilled" ? { key: cmpKey, result: rb.value } : { key: cmpKey, error: errText(rb.reason) };
+export class DecodeQueue {
+  /**
+   * @param {object} host
+   * @param {() => {decode: Function}} host.model MobileSAM's decoder (a MaskModel)
+   * @param {import("./compare.js").CompareSession} host.compare the comparison model (compare.js)
+   * @param {() => boolean} host.ready whether the image's embedding is in place
+   * @param {() => object} host.current the current prompt entry
+   * @param {() => number} host.imageToken changes with the image (decodes of another image are dropped)
+   * @param {() => boolean} host.refine whether "refine with previous mask" is on (previews)
+   * @param {() => void} host.onChange a decode of the current entry, or a preview, arrived: redraw
+   * @param {() => void} host.onStats only the decode counters changed
+   * @param {(text: string) => void} host.onError a decoder failed
+   */
+  constructor(host) {
+    this.host = host;
+    this.commits = []; // entries to decode, in order
+    this.previewReq = null; // {entry, points, box, seq}: the newest hover/drag request
+    this.previewSeq = 0;
+    this.running = false;
+    this.idleWaiters = [];
+    this.hoverPt = null; // {x, y} under the pointer (hover preview on), or null
+    this.dragBox = null; // the box being dragged, or null
+    this.preview = null; // {entry, result, cmp, points, box}: the last preview decoded
+    this.decodeCount = 0; // MobileSAM's decodes (commits and previews)
+    this.lastDecodeMs = null;
   }
-  return { a, b };
-}
 
-/** Run queued decodes: commits first, in order; then the newest preview request. */
-export async function pump(app) {
-  if (app.running) return;
-  app.running = true;
-  try {
-    for (;;) {
-      if (!app.ready) {
-        app.commits = [];
-        app.previewReq = null;
-        break;
-      }
-      const entry = app.commits.shift();
-      if (entry) {
-        if (entry.cancelled) continue;
-        await decodeEntry(app, entry);
-        continue;
-      }
-      const req = app.previewReq;
-      app.previewReq = null;
-      if (!req) break;
-      if (req.entry !== app.entry || !(app.hoverPt || app.dragBox)) continue;
-      await decodePreview(app, req);
+  // ---------------------------------------------------------------- prompt states
+
+  /** Forget everything queued and the pointer state (a new image, or its prompts reset). */
+  reset() {
+    this.commits = [];
+    this.previewReq = null;
+    this.preview = null;
+    this.hoverPt = null;
+    this.dragBox = null;
+  }
+
+  /** Whether an entry lacks a decode: MobileSAM's, or (in compare mode) the comparison model's. */
+  needsDecode(entry) {
+    if (!hasPrompts(entry)) return false;
+    const cmp = this.host.compare;
+    return (!entry.result && !entry.error) || (cmp.active() && !(entry.cmp && entry.cmp.key === cmp.key));
+  }
+
+  /** A new committed state: it becomes current (the preview of the old one goes), decoded in turn. */
+  commit(entry) {
+    this.preview = null;
+    if (!hasPrompts(entry)) return;
+    entry.pending = true;
+    this.commits.push(entry);
+    this.pump();
+  }
+
+  /** Queue an entry's missing decodes (unless already queued or running). */
+  ensureDecoded(entry) {
+    if (!entry || entry.pending || entry.cancelled || !this.host.ready() || !this.needsDecode(entry)) return;
+    entry.pending = true;
+    this.commits.push(entry);
+    this.pump();
+  }
+
+  /** An entry undone: it is not decoded if still queued. */
+  cancel(entry) {
+    entry.cancelled = true;
+    this.commits = this.commits.filter((e) => e !== entry);
+    this.preview = null;
+  }
+
+  // ---------------------------------------------------------------- hover / drag previews
+
+  /** Whether the pointer asks for a preview (hovering or dragging). */
+  get previewing() {
+    return !!(this.hoverPt || this.dragBox);
+  }
+
+  /** The preview to show instead of `entry` (the current entry), or null. */
+  livePreview(entry) {
+    return this.preview && this.preview.entry === entry && this.previewing ? this.preview : null;
+  }
+
+  /** Compare mode left: previews lose their comparison mask. */
+  dropComparePreview() {
+    if (this.preview) this.preview.cmp = null;
+  }
+
+  /** The pointer is at `p` (null: it left, or hover preview is off). */
+  hover(p) {
+    this.hoverPt = p || null;
+    if (!this.hoverPt) {
+      this.previewReq = null;
+      if (!this.dragBox) this.preview = null;
+      this.host.onChange();
+      return;
     }
-  } finally {
-    app.running = false;
+    this.requestPreview();
   }
-  if (app.isIdle()) {
-    const w = app.idleWaiters;
-    app.idleWaiters = [];
-    for (const r of w) r();
-  }
-}
 
-async function decodeEntry(app, entry) {
-  const needA = !entry.result;
-  const needB = cmpActive(app) && !(entry.cmp && entry.cmp.key === app.cmp.key);
-  const token = app.imageToken;
-  try {
-    const { a, b } = await decodeBoth(app, { points: entry.points, box: entry.box }, needA, needB,
-      needA && entry.refine ? selectedLowRes(app, entry.prev) : null,
-      needB && entry.refine ? selectedCmpLowRes(app, entry.prev) : null);
-    if (token !== app.imageToken) return;
+  /** A box is being dragged (null: the drag ended). */
+  drag(b) {
+    this.dragBox = b || null;
+    if (!this.dragBox) {
+      this.previewReq = null;
+      this.preview = null;
+      this.host.onChange();
+      return;
+    }
+    this.requestPreview();
+  }
+
+  /** Ask for a preview of the current entry plus the hover point, or with the dragged box. */
+  requestPreview() {
+    if (!this.host.ready()) return;
+    const entry = this.host.current();
+    let points, box;
+    if (this.dragBox) {
+      points = entry.points;
+      box = this.dragBox;
+    } else if (this.hoverPt) {
+      points = [...entry.points, { x: this.hoverPt.x, y: this.hoverPt.y, label: 1 }];
+      box = entry.box;
+    } else {
+      return;
+    }
+    this.previewReq = { entry, points, box, seq: ++this.previewSeq };
+    this.pump();
+  }
+
+  // ---------------------------------------------------------------- running
+
+  isIdle() {
+    return !this.running && !this.commits.length && !this.previewReq;
+  }
+
+  /** Resolves when no decode is in flight or pending. */
+  idle() {
+    if (this.isIdle()) return Promise.resolve();
+    return new Promise((r) => { this.idleWaiters.push(r); this.pump(); });
+  }
+
+  /** Run queued decodes: commits first, in order; then the newest preview request. */
+  async pump() {
+    if (this.running) return;
+    this.running = true;
+    try {
+      for (;;) {
+        if (!this.host.ready()) {
+          this.commits = [];
+          this.previewReq = null;
+          break;
+        }
+        const entry = this.commits.shift();
+        if (entry) {
+          if (entry.cancelled) continue;
+          await this.#decodeEntry(entry);
+          continue;
+        }
+        const req = this.previewReq;
+        this.previewReq = null;
+        if (!req) break;
+        if (req.entry !== this.host.current() || !this.previewing) continue;
+        await this.#decodePreview(req);
+      }
+    } finally {
+      this.running = false;
+    }
+    if (this.isIdle()) {
+      const w = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const r of w) r();
+    }
+  }
+
+  /**
+   * Decode `prompts` with MobileSAM (when `needA`) and, in compare mode, with the comparison model
+   * (when `needB`), both at once. Returns {a: result|Error|null, b: {key, result}|{key, error}|null}.
+   */
+  async #decodeBoth(prompts, needA, needB, maskA, maskB) {
+    const cmp = this.host.compare;
+    const cmpKey = cmp.key;
+    const [ra, rb] = await Promise.allSettled([
+      needA ? this.host.model().decode(prompts, maskA) : null,
+      needB ? cmp.decode(prompts, maskB) : null,
+    ]);
+    const a = !needA ? null : ra.status === "fulfilled" ? ra.value : new Error(errText(ra.reason));
+    let b = null;
+    if (needB) {
+      b = rb.status === "fulfilled" ? { key: cmpKey, result: rb.value } : { key: cmpKey, error: errText(rb.reason) };
+    }
+    return { a, b };
+  }
+
+  async #decodeEntry(entry) {
+    const host = this.host, cmp = host.compare;
+    const needA = !entry.result;
+    const needB = cmp.active() && !(entry.cmp && entry.cmp.key === cmp.key);
+    const token = host.imageToken();
+    try {
+      const { a, b } = await this.#decodeBoth({ points: entry.points, box: entry.box }, needA, needB,
+        needA && entry.refine ? selectedLowRes(entry.prev) : null,
+        needB && entry.refine ? cmp.selectedLowRes(entry.prev) : null);
+      if (token !== host.imageToken()) return;
+      if (a instanceof Error) {
+        entry.error = a.message;
+        host.onError("Decoder failed: " + entry.error);
+      } else if (a) {
+        entry.result = a;
+        this.#noteDecode(a);
+      }
+      if (b && cmp.key !== null && b.key === cmp.key) {
+        entry.cmp = b;
+        if (b.error) host.onError(`${cmp.label} decoder failed: ${b.error}`);
+        else cmp.noteDecode(b.result);
+      }
+    } finally {
+      entry.pending = false;
+    }
+    if (entry === host.current()) {
+      this.ensureDecoded(entry); // compare mode began while this decode ran
+      host.onChange();
+    }
+  }
+
+  async #decodePreview(req) {
+    // what a click here would give: the committed prompts plus this one
+    const host = this.host, cmp = host.compare;
+    const token = host.imageToken();
+    const needB = cmp.active();
+    const refine = host.refine();
+    const { a, b } = await this.#decodeBoth({ points: req.points, box: req.box }, true, needB,
+      refine ? selectedLowRes(req.entry) : null,
+      needB && refine ? cmp.selectedLowRes(req.entry) : null);
+    if (token !== host.imageToken()) return;
     if (a instanceof Error) {
-      entry.error = a.message;
-      app.setStatus("Decoder failed: " + entry.error, "error");
-    } else if (a) {
-      entry.result = a;
-      noteDecode(app, a);
+      host.onError("Decoder failed: " + a.message);
+      return;
     }
-    if (b && app.cmp && b.key === app.cmp.key) {
-      entry.cmp = b;
-      if (b.error) app.setStatus(`${app.cmp.label} decoder failed: ${b.error}`, "error");
-      else noteCmpDecode(app, b.result);
+    this.#noteDecode(a);
+    if (b && b.result) cmp.noteDecode(b.result);
+    if (req.entry === host.current() && this.previewing) {
+      this.preview = { entry: req.entry, result: a, cmp: b, points: req.points, box: req.box };
+      host.onChange();
+    } else {
+      host.onStats();
     }
-  } finally {
-    entry.pending = false;
   }
-  if (entry === app.entry) {
-    app.ensureDecoded(entry); // compare mode began while this decode ran
-    app.render();
-  }
-}
 
-async function decodePreview(app, req) {
-  // what a click here would give: the committed prompts plus this one
-  const token = app.imageToken;
-  const needB = cmpActive(app);
-  const { a, b } = await decodeBoth(app, { points: req.points, box: req.box }, true, needB,
-    app.refine ? selectedLowRes(app, req.entry) : null,
-    needB && app.refine ? selectedCmpLowRes(app, req.entry) : null);
-  if (token !== app.imageToken) return;
-  if (a instanceof Error) {
-    app.setStatus("Decoder failed: " + a.message, "error");
-    return;
+  #noteDecode(res) {
+    this.decodeCount++;
+    this.lastDecodeMs = res.ms;
   }
-  noteDecode(app, a);
-  if (b && b.result) noteCmpDecode(app, b.result);
-  if (req.entry === app.entry && (app.hoverPt || app.dragBox)) {
-    app.preview = { entry: req.entry, result: a, cmp: b, points: req.points, box: req.box };
-    app.render();
-  } else {
-    renderInfo(app);
-  }
-}
-
-function noteDecode(app, res) {
-  app.decodeCount++;
-  app.lastDecodeMs = res.ms;
 }

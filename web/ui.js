@@ -1,13 +1,13 @@
-// MobileSAM browser demo: the DOM. Builds the widget inside #msam-root (toolbar, the
-// image pane(s), the compare panel, mask candidates, info line, exports, status line) and
+// MobileSAM browser demo: the DOM. An AppView builds the widget inside #msam-root (toolbar,
+// the image pane(s), the compare panel, mask candidates, info line, exports, status line) and
 // draws the parts of it that are not compare-specific: mask overlays, pane labels, the
-// multimask thumbnails and the info line. Functions take the app (main.js's MsamApp).
+// multimask thumbnails and the info line. It owns the DOM and its drawing caches; what it draws
+// comes in as arguments, and what the user does goes out through the `actions` it was given.
 
 import { getOrtInfo } from "./decoder.js";
 import { upscaleLowRes, overlayRGBA, LOW_RES } from "./masks.js";
 import { SegCanvas } from "./canvas.js";
-import { buildComparePanel } from "./compare.js";
-import { exportMask, exportCutout, exportRLE, copyLink } from "./exports.js";
+import { buildComparePanel } from "./compare-panel.js";
 import { el, modelLabel } from "./util.js";
 
 const FILL = [30, 144, 255, 110];
@@ -20,91 +20,200 @@ const SAM_PREVIEW_FILL = [255, 140, 0, 80];
 const SAM_OUTLINE_FILL = [255, 140, 0, 45]; // overlaid on MobileSAM's: mostly the outline
 const SAM_OUTLINE_EDGE = [255, 140, 0, 255];
 
-/** Build the UI inside `root` (#msam-root): sets app.ui, app.u (its parts), app.seg and app.seg2. */
-export function buildUI(app, root) {
-  const btn = (label, title, onclick, cls = "") =>
-    el("button", { type: "button", class: "msam-btn " + cls, title, text: label, onclick });
-  const u = {};
-  u.undo = btn("Undo", "Remove the last point or box (Ctrl+Z)", () => app.undo());
-  u.clear = btn("Clear", "Remove all prompts (Esc)", () => app.clear());
-  u.refine = el("input", { type: "checkbox" });
-  u.refine.checked = app.refine;
-  u.refine.addEventListener("change", () => { app.refine = u.refine.checked; });
-  u.hover = el("input", { type: "checkbox" });
-  u.hover.checked = app.hoverEnabled;
-  u.hover.addEventListener("change", () => app.setHoverEnabled(u.hover.checked));
-  u.auto = btn("Auto", "Choose the mask as SamPredictor does", () => app.selectMask("auto"), "msam-auto");
-  u.thumbs = [1, 2, 3].map((k) => {
-    const c = el("canvas", { class: "msam-thumb-canvas", width: "84", height: "64" });
-    const s = el("span", { class: "msam-thumb-score", text: `#${k}` });
-    const b = el("button", { type: "button", class: "msam-thumb", title: `Multimask candidate ${k}`,
-      onclick: () => app.selectMask(k) }, c, s);
-    return { button: b, canvas: c, score: s };
-  });
-  // the view: MobileSAM's canvas (pane A) and, in compare mode, SAM's beside it (pane B)
-  u.labelA = el("div", { class: "msam-pane-label" });
-  u.labelB = el("div", { class: "msam-pane-label" });
-  u.paneA = el("div", { class: "msam-pane msam-pane-a" }, u.labelA);
-  u.paneB = el("div", { class: "msam-pane msam-pane-b" }, u.labelB);
-  u.view = el("div", { class: "msam-view" }, u.paneA, u.paneB);
-  u.cmp = buildComparePanel(app, btn);
-  u.info = el("div", { class: "msam-info" });
-  u.status = el("div", { class: "msam-status", role: "status", "aria-live": "polite" });
-  u.link = el("input", { type: "text", class: "msam-link", readonly: "", placeholder: "Share link" });
-  u.link.addEventListener("focus", () => u.link.select());
-  u.dlMask = btn("Download mask PNG", "Mask at the original size: 255 inside, 0 outside", () => exportMask(app));
-  u.dlCut = btn("Download cut-out PNG", "Image pixels inside the mask, transparent outside", () => exportCutout(app));
-  u.dlRle = btn("Download COCO RLE JSON", "SA-1B style annotation with a COCO compressed RLE", () => exportRLE(app));
-  u.copy = btn("Copy link", "Link that reopens this image with these prompts", () => copyLink(app));
+/**
+ * The widget. `actions` (what the user does): undo(), clear(), setRefine(on), setHoverEnabled(on),
+ * selectMask(mode), addPoint(x, y, label), setBox(box), hover(p), drag(box), exportMask(),
+ * exportCutout(), exportRLE(), copyLink(), setCompareView(view), copySummary().
+ * `initial`: {refine, hoverEnabled} for the two checkboxes.
+ */
+export class AppView {
+  constructor(root, actions, { refine = false, hoverEnabled = true } = {}) {
+    const btn = (label, title, onclick, cls = "") =>
+      el("button", { type: "button", class: "msam-btn " + cls, title, text: label, onclick });
+    const u = {};
+    u.undo = btn("Undo", "Remove the last point or box (Ctrl+Z)", () => actions.undo());
+    u.clear = btn("Clear", "Remove all prompts (Esc)", () => actions.clear());
+    u.refine = el("input", { type: "checkbox" });
+    u.refine.checked = refine;
+    u.refine.addEventListener("change", () => actions.setRefine(u.refine.checked));
+    u.hover = el("input", { type: "checkbox" });
+    u.hover.checked = hoverEnabled;
+    u.hover.addEventListener("change", () => actions.setHoverEnabled(u.hover.checked));
+    u.auto = btn("Auto", "Choose the mask as SamPredictor does", () => actions.selectMask("auto"), "msam-auto");
+    u.thumbs = [1, 2, 3].map((k) => {
+      const c = el("canvas", { class: "msam-thumb-canvas", width: "84", height: "64" });
+      const s = el("span", { class: "msam-thumb-score", text: `#${k}` });
+      const b = el("button", { type: "button", class: "msam-thumb", title: `Multimask candidate ${k}`,
+        onclick: () => actions.selectMask(k) }, c, s);
+      return { button: b, canvas: c, score: s };
+    });
+    // the view: MobileSAM's canvas (pane A) and, in compare mode, SAM's beside it (pane B)
+    u.labelA = el("div", { class: "msam-pane-label" });
+    u.labelB = el("div", { class: "msam-pane-label" });
+    u.paneA = el("div", { class: "msam-pane msam-pane-a" }, u.labelA);
+    u.paneB = el("div", { class: "msam-pane msam-pane-b" }, u.labelB);
+    u.view = el("div", { class: "msam-view" }, u.paneA, u.paneB);
+    u.cmp = buildComparePanel({ setView: (v) => actions.setCompareView(v), copySummary: () => actions.copySummary() }, btn);
+    u.info = el("div", { class: "msam-info" });
+    u.status = el("div", { class: "msam-status", role: "status", "aria-live": "polite" });
+    u.link = el("input", { type: "text", class: "msam-link", readonly: "", placeholder: "Share link" });
+    u.link.addEventListener("focus", () => u.link.select());
+    u.dlMask = btn("Download mask PNG", "Mask at the original size: 255 inside, 0 outside", () => actions.exportMask());
+    u.dlCut = btn("Download cut-out PNG", "Image pixels inside the mask, transparent outside", () => actions.exportCutout());
+    u.dlRle = btn("Download COCO RLE JSON", "SA-1B style annotation with a COCO compressed RLE", () => actions.exportRLE());
+    u.copy = btn("Copy link", "Link that reopens this image with these prompts", () => actions.copyLink());
 
-  const ui = el("div", { class: "msam" },
-    el("div", { class: "msam-toolbar" },
-      u.undo, u.clear,
-      el("label", { class: "msam-check", title: "Feed the previous mask's logits back to the decoder" },
-        u.refine, document.createTextNode(" refine with previous mask")),
-      el("label", { class: "msam-check", title: "Preview the mask under the cursor" },
-        u.hover, document.createTextNode(" hover preview"))),
-    u.view,
-    u.cmp.panel,
-    el("div", { class: "msam-candidates" },
-      el("span", { class: "msam-label", text: "Mask:" }), u.auto, ...u.thumbs.map((t) => t.button)),
-    u.info,
-    el("div", { class: "msam-hint", text:
-      "Click: foreground point · right-click or shift-click: background point · drag: box · Ctrl+Z: undo · Esc: clear" }),
-    el("div", { class: "msam-exports" }, u.dlMask, u.dlCut, u.dlRle, u.copy, u.link),
-    u.status,
-  );
-  root.replaceChildren(ui);
-  app.ui = ui;
-  app.u = u;
-  const handlers = (other) => ({
-    onPoint: (p) => app.addPoint(p.x, p.y, p.label),
-    onBox: (b) => app.setBox(b),
-    onHover: (p) => { app[other]?.mirror(p, null); app.onHover(p); },
-    onDrag: (b) => { app[other]?.mirror(null, b); app.onDrag(b); },
-  });
-  app.seg = new SegCanvas(u.paneA, handlers("seg2"));
-  app.seg2 = new SegCanvas(u.paneB, handlers("seg"));
-  app.seg.setHoverEnabled(app.hoverEnabled);
-  app.seg2.setHoverEnabled(app.hoverEnabled);
+    this.ui = el("div", { class: "msam" },
+      el("div", { class: "msam-toolbar" },
+        u.undo, u.clear,
+        el("label", { class: "msam-check", title: "Feed the previous mask's logits back to the decoder" },
+          u.refine, document.createTextNode(" refine with previous mask")),
+        el("label", { class: "msam-check", title: "Preview the mask under the cursor" },
+          u.hover, document.createTextNode(" hover preview"))),
+      u.view,
+      u.cmp.panel,
+      el("div", { class: "msam-candidates" },
+        el("span", { class: "msam-label", text: "Mask:" }), u.auto, ...u.thumbs.map((t) => t.button)),
+      u.info,
+      el("div", { class: "msam-hint", text:
+        "Click: foreground point · right-click or shift-click: background point · drag: box · Ctrl+Z: undo · Esc: clear" }),
+      el("div", { class: "msam-exports" }, u.dlMask, u.dlCut, u.dlRle, u.copy, u.link),
+      u.status,
+    );
+    root.replaceChildren(this.ui);
+    this.root = root;
+    this.u = u;
+    const handlers = (other) => ({
+      onPoint: (p) => actions.addPoint(p.x, p.y, p.label),
+      onBox: (b) => actions.setBox(b),
+      onHover: (p) => { this[other]?.mirror(p, null); actions.hover(p); },
+      onDrag: (b) => { this[other]?.mirror(null, b); actions.drag(b); },
+    });
+    this.seg = new SegCanvas(u.paneA, handlers("seg2"));
+    this.seg2 = new SegCanvas(u.paneB, handlers("seg"));
+    this.seg.setHoverEnabled(hoverEnabled);
+    this.seg2.setHoverEnabled(hoverEnabled);
+    this._overlays = { a: {}, b: {} }; // the last overlay drawn per pane/model
+    this._small = null; // the image scaled down for the thumbnails
+  }
+
+  /** Whether this view is the one inside `root` (a re-render of the page replaces it). */
+  isIn(root) {
+    return root === this.root && root.contains(this.ui);
+  }
+
+  destroy() {
+    this.seg.destroy();
+    this.seg2.destroy();
+  }
+
+  /** Both canvases: MobileSAM's and (compare mode, side by side) the comparison model's. */
+  get segs() {
+    return [this.seg, this.seg2];
+  }
+
+  setStatus({ text, kind }) {
+    this.u.status.textContent = text;
+    this.u.status.className = "msam-status msam-" + kind;
+  }
+
+  setRefine(on) {
+    this.u.refine.checked = on;
+  }
+
+  setHoverEnabled(on) {
+    this.u.hover.checked = on;
+    this.seg.setHoverEnabled(on);
+    this.seg2.setHoverEnabled(on);
+  }
+
+  /** Forget the overlay drawn for model `which` ("a": MobileSAM, "b": the comparison model). */
+  clearOverlay(which) {
+    this._overlays[which] = {};
+  }
+
+  /** An overlay canvas (and its input-frame 0/1 mask) of one model's result, kept until another is asked for. */
+  overlay(which, info, result, idx, preview, style) {
+    const c = this._overlays[which];
+    if (c.key === result && c.idx === idx && c.preview === preview && c.style === style) return c;
+    const { canvas, mask } = overlayCanvas(info, result, idx, preview, style, this.seg.cssW);
+    this._overlays[which] = { key: result, idx, preview, style, canvas, mask };
+    return this._overlays[which];
+  }
+
+  /** Compare mode: which model each pane (or colour, when overlaid) shows. */
+  renderPaneLabels(a, b, side) {
+    const u = this.u;
+    const swatch = (cls) => el("span", { class: "msam-swatch " + cls });
+    if (side) {
+      u.labelA.replaceChildren(swatch("msam-swatch-a"), document.createTextNode(a));
+      u.labelB.replaceChildren(swatch("msam-swatch-b"), document.createTextNode(b));
+    } else {
+      u.labelA.replaceChildren(swatch("msam-swatch-a"), document.createTextNode(`${a} (filled)  `),
+        swatch("msam-swatch-b"), document.createTextNode(`${b} (outlined)`));
+    }
+  }
+
+  /** The "Auto" button and the three multimask candidates (score and a small picture) of what is
+   * shown (`s`, MsamApp.shown()), candidate `idx` chosen by mask mode `maskMode`. */
+  renderThumbs(s, idx, maskMode, info, image) {
+    const u = this.u;
+    const scores = s.result && (s.points.length || s.box) ? s.result.scores : null;
+    u.auto.classList.toggle("msam-active", maskMode === "auto");
+    u.auto.textContent = maskMode === "auto" && idx >= 0 ? `Auto (${idx === 0 ? "single" : "#" + idx})` : "Auto";
+    for (let k = 1; k <= 3; k++) {
+      const t = u.thumbs[k - 1];
+      t.button.disabled = !scores;
+      t.button.classList.toggle("msam-active", idx === k);
+      t.button.classList.toggle("msam-chosen", maskMode === k);
+      t.score.textContent = scores ? `#${k} ${scores[k].toFixed(3)}` : `#${k}`;
+      const key = scores ? s.result : null;
+      if (t.key === key && t.imgKey === image) continue;
+      t.key = key;
+      t.imgKey = image;
+      drawThumb(t.canvas, key ? s.result.lowRes : null, k, info, this.#smallImage(info, image));
+    }
+  }
+
+  /** The image scaled down once for the thumbnails. */
+  #smallImage(info, image) {
+    if (!image || !info) return null;
+    if (this._small && this._small.image === image) return this._small.canvas;
+    const s = Math.min(1, 168 / info.width, 128 / info.height);
+    const c = document.createElement("canvas");
+    c.width = Math.max(1, Math.round(info.width * s));
+    c.height = Math.max(1, Math.round(info.height * s));
+    const ctx = c.getContext("2d");
+    ctx.imageSmoothingQuality = "high";
+    ctx.drawImage(image, 0, 0, c.width, c.height);
+    this._small = { image, canvas: c };
+    return c;
+  }
+
+  /** The info line: last decode time, the mask shown (`s`, candidate `idx`) and its score, encoder
+   * time, onnxruntime-web (`model`: MobileSAM's MaskModel). */
+  renderInfo({ lastDecodeMs, s, idx = -1, info, model }) {
+    const parts = [];
+    if (lastDecodeMs != null) parts.push(`decode ${lastDecodeMs.toFixed(1)} ms`);
+    if (idx >= 0 && s && s.result) {
+      const which = idx === 0 ? "single-mask output" : `candidate #${idx}`;
+      parts.push(`${s.preview ? "preview " : ""}${which}, score ${s.result.scores[idx].toFixed(3)}`);
+    }
+    if (info && info.encode_ms != null) parts.push(`encoder ${Number(info.encode_ms).toFixed(0)} ms (server)`);
+    const o = getOrtInfo();
+    if (o && model?.session) {
+      parts.push(`onnxruntime-web ${o.version}, ${model.provider}, ${o.threads} thread${o.threads > 1 ? "s" : ""}`);
+    }
+    this.u.info.textContent = parts.join(" · ");
+  }
 }
 
-/** An overlay canvas (and its input-frame 0/1 mask) of one model's result, cached in app[cacheName]. */
-export function overlay(app, cacheName, result, idx, preview, style) {
-  const c = app[cacheName];
-  if (c.key === result && c.idx === idx && c.preview === preview && c.style === style) return c;
-  const { canvas, mask } = overlayCanvas(app, result, idx, preview, style);
-  app[cacheName] = { key: result, idx, preview, style, canvas, mask };
-  return app[cacheName];
-}
-
-function overlayCanvas(app, result, idx, preview, style = "mobilesam") {
-  const { input_width: iw, input_height: ih } = app.info;
+function overlayCanvas(info, result, idx, preview, style, cssW) {
+  const { input_width: iw, input_height: ih } = info;
   const logits = upscaleLowRes(result.lowRes, idx, ih, iw);
   const mask = new Uint8Array(logits.length);
   for (let i = 0; i < logits.length; i++) mask[i] = logits[i] > 0 ? 1 : 0;
-  const cssW = app.seg?.cssW || iw;
-  let radius = Math.max(1, Math.round((1.5 * iw) / Math.max(1, cssW)));
+  let radius = Math.max(1, Math.round((1.5 * iw) / Math.max(1, cssW || iw)));
   let fill = preview ? PREVIEW_FILL : FILL, edge = preview ? PREVIEW_EDGE : EDGE;
   if (style === "sam") {
     fill = preview ? SAM_PREVIEW_FILL : SAM_FILL;
@@ -121,42 +230,7 @@ function overlayCanvas(app, result, idx, preview, style = "mobilesam") {
   return { canvas: c, mask };
 }
 
-/** Compare mode: which model each pane (or colour, when overlaid) shows. */
-export function renderPaneLabels(app, side) {
-  const u = app.u;
-  const swatch = (cls) => el("span", { class: "msam-swatch " + cls });
-  const a = modelLabel(app.info?.model || "vit_t"), b = app.cmp.label;
-  if (side) {
-    u.labelA.replaceChildren(swatch("msam-swatch-a"), document.createTextNode(a));
-    u.labelB.replaceChildren(swatch("msam-swatch-b"), document.createTextNode(b));
-  } else {
-    u.labelA.replaceChildren(swatch("msam-swatch-a"), document.createTextNode(`${a} (filled)  `),
-      swatch("msam-swatch-b"), document.createTextNode(`${b} (outlined)`));
-  }
-}
-
-/** The "Auto" button and the three multimask candidates (score and a small picture). */
-export function renderThumbs(app, s, idx) {
-  const u = app.u;
-  const info = app.info;
-  const scores = s.result && (s.points.length || s.box) ? s.result.scores : null;
-  u.auto.classList.toggle("msam-active", app.entry.maskMode === "auto");
-  u.auto.textContent = app.entry.maskMode === "auto" && idx >= 0 ? `Auto (${idx === 0 ? "single" : "#" + idx})` : "Auto";
-  for (let k = 1; k <= 3; k++) {
-    const t = u.thumbs[k - 1];
-    t.button.disabled = !scores;
-    t.button.classList.toggle("msam-active", idx === k);
-    t.button.classList.toggle("msam-chosen", app.entry.maskMode === k);
-    t.score.textContent = scores ? `#${k} ${scores[k].toFixed(3)}` : `#${k}`;
-    const key = scores ? s.result : null;
-    if (t.key === key && t.imgKey === app.image) continue;
-    t.key = key;
-    t.imgKey = app.image;
-    drawThumb(app, t.canvas, key ? s.result.lowRes : null, k, info);
-  }
-}
-
-function drawThumb(app, canvas, lowRes, k, info) {
+function drawThumb(canvas, lowRes, k, info, small) {
   const ctx = canvas.getContext("2d");
   const tw = 84, th = 64;
   canvas.width = tw;
@@ -166,7 +240,6 @@ function drawThumb(app, canvas, lowRes, k, info) {
   const scale = Math.min(tw / info.width, th / info.height);
   const w = Math.max(1, Math.round(info.width * scale)), h = Math.max(1, Math.round(info.height * scale));
   const ox = (tw - w) / 2, oy = (th - h) / 2;
-  const small = smallImage(app);
   if (small) ctx.drawImage(small, ox, oy, w, h);
   if (!lowRes) return;
   // low-res logits, cropped to the image's part of the 256 grid
@@ -186,36 +259,4 @@ function drawThumb(app, canvas, lowRes, k, info) {
   m.height = lh;
   m.getContext("2d").putImageData(new ImageData(px, lw, lh), 0, 0);
   ctx.drawImage(m, ox, oy, w, h);
-}
-
-/** The image scaled down once for the thumbnails. */
-function smallImage(app) {
-  if (!app.image || !app.info) return null;
-  if (app._small && app._small.image === app.image) return app._small.canvas;
-  const s = Math.min(1, 168 / app.info.width, 128 / app.info.height);
-  const c = document.createElement("canvas");
-  c.width = Math.max(1, Math.round(app.info.width * s));
-  c.height = Math.max(1, Math.round(app.info.height * s));
-  const ctx = c.getContext("2d");
-  ctx.imageSmoothingQuality = "high";
-  ctx.drawImage(app.image, 0, 0, c.width, c.height);
-  app._small = { image: app.image, canvas: c };
-  return c;
-}
-
-/** The info line: last decode time, the mask shown and its score, encoder time, onnxruntime-web. */
-export function renderInfo(app, s = app.shown(), idx = -1) {
-  if (!app.u) return;
-  const parts = [];
-  if (app.lastDecodeMs != null) parts.push(`decode ${app.lastDecodeMs.toFixed(1)} ms`);
-  if (idx >= 0 && s.result) {
-    const which = idx === 0 ? "single-mask output" : `candidate #${idx}`;
-    parts.push(`${s.preview ? "preview " : ""}${which}, score ${s.result.scores[idx].toFixed(3)}`);
-  }
-  if (app.info && app.info.encode_ms != null) parts.push(`encoder ${Number(app.info.encode_ms).toFixed(0)} ms (server)`);
-  const o = getOrtInfo();
-  if (o && app.model?.session) {
-    parts.push(`onnxruntime-web ${o.version}, ${app.model.provider}, ${o.threads} thread${o.threads > 1 ? "s" : ""}`);
-  }
-  app.u.info.textContent = parts.join(" · ");
 }

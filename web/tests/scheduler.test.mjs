@@ -1,0 +1,314 @@
+// Unit tests of web/scheduler.js DecodeQueue: decode order, the preview slot, cancellation,
+// stale decodes, errors and compare mode, with stand-in decoders whose decodes finish when a
+// test says so.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { DecodeQueue, selectedLowRes } from "../scheduler.js";
+
+const LOW = 256 * 256;
+
+/** A result like MaskModel.decode's: 4 candidates of low-res logits, each filled with its index + `tag`. */
+function result(tag, scores = [0.5, 0.6, 0.9, 0.7], ms = 3) {
+  const lowRes = new Float32Array(4 * LOW);
+  for (let k = 0; k < 4; k++) lowRes.fill(k + tag, k * LOW, (k + 1) * LOW);
+  return { lowRes, scores: Float32Array.from(scores), ms };
+}
+
+/** A decoder whose decodes wait until finish(i) / fail(i); `calls` records what was asked. */
+function fakeModel(name) {
+  const calls = [];
+  return {
+    name,
+    calls,
+    decode(prompts, mask) {
+      let resolve, reject;
+      const p = new Promise((res, rej) => { resolve = res; reject = rej; });
+      calls.push({ prompts, mask, resolve, reject });
+      return p;
+    },
+  };
+}
+
+let ID = 0;
+function entry(prev, points, box = null, refine = false) {
+  return { id: ++ID, prev, points, box, maskMode: "auto", refine, result: null, error: null, pending: false, cmp: null };
+}
+const pt = (x, y, label = 1) => ({ x, y, label });
+
+/** A stand-in CompareSession: off unless `on()`. */
+function fakeCompare() {
+  const model = fakeModel("cmp");
+  const c = {
+    model, key: null, label: "SAM ViT-B", decodes: 0,
+    active: () => c.key !== null,
+    decode: (p, m) => model.decode(p, m),
+    noteDecode() { c.decodes++; },
+    resultOf: (e) => (e && e.cmp && e.cmp.key === c.key ? e.cmp.result || null : null),
+    selectedLowRes: (e) => selectedLowRes(e, c.resultOf(e)),
+  };
+  return c;
+}
+
+function setup() {
+  const model = fakeModel("a");
+  const compare = fakeCompare();
+  const h = { ready: true, current: entry(null, []), token: 1, refine: false, changes: 0, stats: 0, errors: [] };
+  const q = new DecodeQueue({
+    model: () => model,
+    compare,
+    ready: () => h.ready,
+    current: () => h.current,
+    imageToken: () => h.token,
+    refine: () => h.refine,
+    onChange: () => { h.changes++; },
+    onStats: () => { h.stats++; },
+    onError: (t) => { h.errors.push(t); },
+  });
+  /** Make `e` the current entry and commit it (as MsamApp.commit does). */
+  const commit = (e) => { h.current = e; q.commit(e); return e; };
+  return { q, model, compare, h, commit };
+}
+
+const tick = () => new Promise((r) => setTimeout(r, 0));
+
+test("commits are decoded one at a time, in order; previews wait for them", async () => {
+  const { q, model, h, commit } = setup();
+  const e1 = commit(entry(h.current, [pt(1, 1)]));
+  const e2 = commit(entry(e1, [pt(1, 1), pt(2, 2)]));
+  q.hover({ x: 5, y: 5 });
+  assert.equal(model.calls.length, 1);
+  assert.deepEqual(model.calls[0].prompts.points, [pt(1, 1)]);
+  assert.equal(e1.pending && e2.pending, true);
+  assert.equal(q.isIdle(), false);
+  model.calls[0].resolve(result(0));
+  await tick();
+  assert.equal(e1.result.scores[2], Math.fround(0.9));
+  assert.equal(e1.pending, false);
+  assert.equal(model.calls.length, 2);
+  assert.deepEqual(model.calls[1].prompts.points, [pt(1, 1), pt(2, 2)]);
+  model.calls[1].resolve(result(1));
+  await tick();
+  // then the preview: the current entry's points plus the hover point
+  assert.equal(model.calls.length, 3);
+  assert.deepEqual(model.calls[2].prompts.points, [pt(1, 1), pt(2, 2), pt(5, 5)]);
+  const idle = q.idle();
+  model.calls[2].resolve(result(2, [0.1, 0.2, 0.3, 0.4], 7));
+  await idle;
+  assert.equal(q.isIdle(), true);
+  const p = q.livePreview(e2);
+  assert.ok(p);
+  assert.deepEqual(p.points, [pt(1, 1), pt(2, 2), pt(5, 5)]);
+  assert.equal(q.decodeCount, 3);
+  assert.equal(q.lastDecodeMs, 7);
+  assert.equal(e1.result !== e2.result, true);
+  assert.equal(h.changes, 2); // e2 (the current entry) and the preview; e1 was replaced before it landed
+});
+
+test("the preview slot keeps only the newest request", async () => {
+  const { q, model, h, commit } = setup();
+  const e1 = commit(entry(h.current, [pt(1, 1)]));
+  q.hover({ x: 10, y: 10 });
+  q.hover({ x: 20, y: 20 });
+  q.hover({ x: 30, y: 30 });
+  assert.equal(q.previewReq.seq, 3);
+  model.calls[0].resolve(result(0));
+  await tick();
+  assert.equal(model.calls.length, 2);
+  assert.deepEqual(model.calls[1].prompts.points.at(-1), pt(30, 30));
+  // a request made while one runs replaces the older waiting one; the running one still lands
+  q.hover({ x: 40, y: 40 });
+  q.hover({ x: 50, y: 50 });
+  model.calls[1].resolve(result(1));
+  await tick();
+  assert.equal(q.livePreview(e1).points.at(-1).x, 30);
+  assert.equal(model.calls.length, 3);
+  assert.deepEqual(model.calls[2].prompts.points.at(-1), pt(50, 50));
+  model.calls[2].resolve(result(2));
+  await q.idle();
+  assert.equal(model.calls.length, 3);
+  assert.equal(q.livePreview(e1).points.at(-1).x, 50);
+});
+
+test("a drag previews the committed points with the dragged box; ending it drops the preview", async () => {
+  const { q, model, h, commit } = setup();
+  const e1 = commit(entry(h.current, [pt(1, 1)]));
+  model.calls[0].resolve(result(0));
+  await q.idle();
+  const box = { x0: 0, y0: 0, x1: 9, y1: 9 };
+  q.drag(box);
+  assert.deepEqual(model.calls[1].prompts, { points: [pt(1, 1)], box });
+  model.calls[1].resolve(result(1));
+  await q.idle();
+  assert.ok(q.livePreview(e1));
+  const before = h.changes;
+  q.drag(null);
+  assert.equal(q.preview, null);
+  assert.equal(q.livePreview(e1), null);
+  assert.equal(h.changes, before + 1);
+});
+
+test("leaving the image with the pointer drops the waiting preview; a late one only updates the counters", async () => {
+  const { q, model, h, commit } = setup();
+  const e1 = commit(entry(h.current, [pt(1, 1)]));
+  model.calls[0].resolve(result(0));
+  await q.idle();
+  q.hover({ x: 3, y: 3 });
+  assert.equal(model.calls.length, 2);
+  q.hover(null); // while the preview decodes
+  assert.equal(q.previewReq, null);
+  model.calls[1].resolve(result(1));
+  await q.idle();
+  assert.equal(q.preview, null);
+  assert.equal(q.livePreview(e1), null);
+  assert.equal(h.stats, 1); // the info line (decode time) is updated
+  assert.equal(q.decodeCount, 2);
+});
+
+test("an undone entry is not decoded; a preview for a replaced entry is skipped", async () => {
+  const { q, model, h, commit } = setup();
+  const e0 = h.current;
+  const e1 = commit(entry(e0, [pt(1, 1)]));
+  const e2 = commit(entry(e1, [pt(1, 1), pt(2, 2)]));
+  q.cancel(e2);
+  h.current = e1;
+  assert.equal(e2.cancelled, true);
+  assert.deepEqual(q.commits, []);
+  model.calls[0].resolve(result(0));
+  await q.idle();
+  assert.equal(model.calls.length, 1);
+  assert.equal(e2.result, null);
+  // a preview request made for e1, then e1 is replaced by a commit before it runs
+  q.hover({ x: 4, y: 4 });
+  model.calls[1].resolve(result(1)); // (the preview runs at once: nothing else queued)
+  await q.idle();
+  assert.ok(q.livePreview(e1));
+  const e3 = commit(entry(e1, [pt(1, 1), pt(7, 7)]));
+  assert.equal(q.preview, null); // a commit drops the old preview
+  q.hover({ x: 6, y: 6 }); // request for e3, waits behind e3's decode
+  h.current = entry(e3, [pt(9, 9)]); // the user moved on without this queue knowing (not committed)
+  model.calls[2].resolve(result(2));
+  await q.idle();
+  assert.equal(model.calls.length, 3); // the preview for e3 is stale: not decoded
+});
+
+test("ensureDecoded queues only what is missing, once", async () => {
+  const { q, model, h } = setup();
+  const empty = h.current;
+  q.ensureDecoded(empty); // no prompts: nothing to decode
+  const e1 = entry(empty, [pt(1, 1)]);
+  h.current = e1;
+  q.ensureDecoded(e1);
+  q.ensureDecoded(e1); // already pending
+  assert.equal(model.calls.length, 1);
+  model.calls[0].resolve(result(0));
+  await q.idle();
+  q.ensureDecoded(e1); // has its result
+  assert.equal(model.calls.length, 1);
+  h.ready = false;
+  const e2 = entry(e1, [pt(2, 2)]);
+  q.ensureDecoded(e2); // no embedding: nothing queued
+  assert.equal(q.commits.length, 0);
+});
+
+test("without an embedding the queue empties; decodes of a previous image are dropped", async () => {
+  const { q, model, h, commit } = setup();
+  const e1 = commit(entry(h.current, [pt(1, 1)]));
+  const e2 = commit(entry(e1, [pt(2, 2)]));
+  h.token = 2; // another image while e1 decodes
+  h.ready = false;
+  model.calls[0].resolve(result(0));
+  await q.idle();
+  assert.equal(e1.result, null);
+  assert.equal(e1.pending, false);
+  assert.equal(model.calls.length, 1);
+  assert.deepEqual(q.commits, []);
+  assert.equal(e2.result, null);
+  assert.equal(q.decodeCount, 0);
+});
+
+test("a failed decode is reported and kept on the entry; the queue goes on", async () => {
+  const { q, model, h, commit } = setup();
+  const e1 = commit(entry(h.current, [pt(1, 1)]));
+  const e2 = commit(entry(e1, [pt(2, 2)]));
+  model.calls[0].reject(new Error("boom"));
+  await tick();
+  assert.equal(e1.error, "boom");
+  assert.deepEqual(h.errors, ["Decoder failed: boom"]);
+  assert.equal(q.needsDecode(e1), false); // an error is not retried
+  model.calls[1].resolve(result(1));
+  await q.idle();
+  assert.ok(e2.result);
+});
+
+test("refinement passes the previous entry's chosen low-res mask", async () => {
+  const { q, model, h, commit } = setup();
+  const e1 = commit(entry(h.current, [pt(1, 1)]));
+  model.calls[0].resolve(result(10, [0.1, 0.2, 0.9, 0.3])); // auto, one point: candidate 2
+  await q.idle();
+  const e2 = commit(entry(e1, [pt(1, 1), pt(2, 2)], null, true));
+  assert.equal(model.calls[1].mask.length, LOW);
+  assert.equal(model.calls[1].mask[0], 12);
+  model.calls[1].resolve(result(20));
+  await q.idle();
+  // previews refine when the app's checkbox is on
+  h.refine = true;
+  q.hover({ x: 3, y: 3 });
+  assert.equal(model.calls[2].mask[0], 20); // e2 has 2 points: the single-mask output 0
+  h.refine = false;
+  model.calls[2].resolve(result(30));
+  await q.idle();
+  assert.equal(e2.refine, true);
+});
+
+test("compare mode: both decoders run at once, results keyed by the comparison model", async () => {
+  const { q, model, compare, h, commit } = setup();
+  const e1 = commit(entry(h.current, [pt(1, 1)]));
+  model.calls[0].resolve(result(0));
+  await q.idle();
+  assert.equal(compare.model.calls.length, 0);
+  compare.key = "/emb/vit_b";
+  assert.equal(q.needsDecode(e1), true); // its SAM decode is missing
+  q.ensureDecoded(e1);
+  assert.equal(model.calls.length, 1); // MobileSAM's result is kept
+  assert.equal(compare.model.calls.length, 1);
+  compare.model.calls[0].resolve(result(5));
+  await q.idle();
+  assert.equal(e1.cmp.key, "/emb/vit_b");
+  assert.equal(e1.cmp.result.lowRes[0], 5);
+  assert.equal(compare.decodes, 1);
+  // a new commit: both at once
+  const e2 = commit(entry(e1, [pt(1, 1), pt(2, 2)]));
+  assert.equal(model.calls.length, 2);
+  assert.equal(compare.model.calls.length, 2);
+  compare.model.calls[1].reject(new Error("oom"));
+  model.calls[1].resolve(result(1));
+  await q.idle();
+  assert.ok(e2.result);
+  assert.deepEqual(e2.cmp, { key: "/emb/vit_b", error: "oom" });
+  assert.deepEqual(h.errors, ["SAM ViT-B decoder failed: oom"]);
+  // the comparison model changes while a decode runs: its result is stale and not stored
+  const e3 = commit(entry(e2, [pt(3, 3)]));
+  compare.key = "/emb/vit_h";
+  model.calls[2].resolve(result(2));
+  compare.model.calls[2].resolve(result(6));
+  await tick();
+  assert.equal(e3.cmp, null);
+  // ... and the entry is queued again for the new model
+  assert.equal(compare.model.calls.length, 4);
+  compare.model.calls[3].resolve(result(7));
+  await q.idle();
+  assert.equal(e3.cmp.key, "/emb/vit_h");
+});
+
+test("reset forgets queued work and the pointer", () => {
+  const { q, h, commit } = setup();
+  commit(entry(h.current, [pt(1, 1)]));
+  commit(entry(h.current, [pt(2, 2)]));
+  q.hover({ x: 1, y: 1 });
+  q.reset();
+  assert.deepEqual(q.commits, []);
+  assert.equal(q.previewReq, null);
+  assert.equal(q.hoverPt, null);
+  assert.equal(q.dragBox, null);
+  assert.equal(q.previewing, false);
+});
