@@ -1,6 +1,7 @@
 """End to end in real Chromium: upload, click, box, undo, download, bad upload; masks equal PyTorch's.
 
-Screenshots of each step are saved under test-output/e2e/ for a reviewer.
+Screenshots of each step are saved under test-output/e2e/ for a reviewer. With MOBILESAM_SCREENSHOT=PATH,
+the click test also writes the README's screenshot (a photo with its mask, 1000 px wide) to PATH.
 """
 import base64
 import os
@@ -44,6 +45,20 @@ class Page:
     def shot(self, name):
         SHOTS.mkdir(parents=True, exist_ok=True)
         self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+    def readme_shot(self):
+        """Write the README's screenshot to $MOBILESAM_SCREENSHOT, if set: the page at 1000 px wide, PNG."""
+        path = os.environ.get("MOBILESAM_SCREENSHOT")
+        if not path:
+            return
+        before = self.page.viewport_size
+        self.page.set_viewport_size({"width": 1000, "height": 760})
+        self.page.wait_for_timeout(500)  # let the layout and the canvas settle at the new width
+        self.page.screenshot(path=path, scale="css", type="png", clip={"x": 0, "y": 0, "width": 1000, "height": 760})
+        # 256 colours keep the file small (well under 300 KB) for the README.
+        Image.open(path).convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE).save(path, optimize=True)
+        self.page.set_viewport_size(before)
+        self.page.wait_for_timeout(500)
 
     def upload(self, path):
         self.page.locator("#msam-upload input[type=file], input[type=file]").first.set_input_files(str(path))
@@ -149,6 +164,7 @@ def test_click_box_undo_download_and_bad_upload(browser, app_url, predictor_vit_
     assert len(state["points"]) == 1 and state["points"][0]["label"] == 1
     assert mask_iou(page.mask(), torch_mask(predictor_vit_t, state)) >= 0.99
     page.shot("03-click")
+    page.readme_shot()
 
     page.click(1260, 780, size, modifier="Shift")
     state = page.state()
