@@ -20,7 +20,7 @@ offset     content                     meaning
 Each channel's 4096 values are mapped linearly onto 0..255 between their minimum and maximum, so
 the error is at most half a step (range/510). On the goldens (decoder run on the dequantized
 embeddings with the golden prompts) the masks keep IoU >= 0.995 against the float32 ones
-(tests/test_perf_embedding.py), so the app sends this for MobileSAM; models it was not checked on
+(tests/test_embedding_codec.py), so the app sends this for MobileSAM; models it was not checked on
 keep float16 (`wire_format`).
 """
 from __future__ import annotations

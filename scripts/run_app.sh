@@ -1,12 +1,10 @@
 #!/usr/bin/env bash
-# Set up and run the demo app: bash scripts/run_app.sh [app.py arguments, e.g. --checkpoint PATH]
+# Set up what is missing or out of date, then run the app: bash scripts/run_app.sh [app.py arguments]
+# (e.g. --checkpoint mobile_sam.pt; without it the official weights are downloaded once and verified).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/_setup.sh
 
-python -m pip install -r requirements.txt
-
-if command -v npm >/dev/null 2>&1 && [ -f web/package-lock.json ]; then
-  npm ci --prefix web
-fi
-
+setup_python requirements.txt
+setup_web
 exec python app.py "$@"

@@ -18,6 +18,8 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run", "--disable-sync", "--disable-quic"]
 
+pytestmark = pytest.mark.browser  # real Chromium: skipped by scripts/test.sh --quick
+
 
 @pytest.fixture(scope="module")
 def browser():

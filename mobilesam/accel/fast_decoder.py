@@ -23,7 +23,7 @@ rounding differs by ~1e-6):
 
 `FastPromptPart` is what runs per prompt; its outputs are those of the browser variant
 (`iou_predictions` [1,4], `low_res_masks` [1,4,256,256]) and agree with the eager decoder to float
-rounding (tests/test_perf_decoder.py checks them against PyTorch and the goldens). Everything is
+rounding (tests/test_fast_decoder.py checks them against PyTorch and the goldens). Everything is
 float32, GELU is the exact (erf) one.
 """
 from __future__ import annotations

@@ -22,6 +22,8 @@ SHOTS = ROOT / "test-output" / "compare"
 IMAGE = "truck.jpg"
 SLOW_MS = 600_000  # loading SAM and encoding with it on a shared CPU
 
+pytestmark = pytest.mark.browser  # real Chromium: skipped by scripts/test.sh --quick
+
 
 @pytest.fixture(scope="module")
 def compare_app_url(vit_t_checkpoint, vit_b_checkpoint, tmp_path_factory):
