@@ -6,12 +6,13 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from conftest import GOLDEN, golden_index, golden_mask_ious, load_sample  # noqa: E402
+from conftest import golden_index, golden_mask_ious, load_golden_embedding, load_sample  # noqa: E402
 from mobilesam import SamPredictor  # noqa: E402
 from mobilesam.accel.encoder import BACKENDS, ImageEncoder  # noqa: E402
 from mobilesam.onnx_cache import cached_encoder  # noqa: E402
 
-EMBEDDING_ATOL = 1e-4  # the goldens' bound for embeddings
+EMBEDDING_ATOL = 1e-4  # the goldens' bound for embeddings (exact on the golden subsample; elsewhere
+# the repository's copy is rounded to 2**-5, so the whole array is held to 1e-4 + 2**-6)
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +28,7 @@ def test_onnxruntime_encoder_matches_goldens(vit_t_model, onnx_encoder, key):
     image = load_sample(golden_index("vit_t")["images"][key]["image"])
     embedding, input_size = onnx_encoder.embed(image)
     assert embedding.dtype == np.float32 and embedding.shape == (1, 256, 64, 64)
-    golden = np.load(GOLDEN / "vit_t" / f"{key}_embedding.npy")
-    np.testing.assert_allclose(embedding, golden, atol=EMBEDDING_ATOL, rtol=0)
+    load_golden_embedding("vit_t", key).assert_close(embedding, EMBEDDING_ATOL)
     predictor = SamPredictor(vit_t_model)
     predictor.set_image(image)
     assert input_size == predictor.input_size
@@ -64,8 +64,7 @@ def test_engine_encodes_with_the_fast_encoder(vit_t_model, tmp_path):
     assert (tmp_path / "onnx").is_dir()  # the export sits next to the decoder exports
     encoded = engine.encode(load_sample("truck.jpg"))
     assert (encoded.input_height, encoded.input_width) == (683, 1024)
-    np.testing.assert_allclose(encoded.embedding, np.load(GOLDEN / "vit_t" / "truck_embedding.npy"),
-                               atol=EMBEDDING_ATOL, rtol=0)
+    load_golden_embedding("vit_t", "truck").assert_close(encoded.embedding, EMBEDDING_ATOL)
     # the page's uint8 bytes are made with the encode (held, and counted in the cache's memory)
     from mobilesam_app import embedding_codec as codec
 
@@ -78,8 +77,10 @@ def test_bf16_backend_is_close(vit_t_model):
     IoU ~0.98, below the 0.99 a reduced-precision path must keep)."""
     image = load_sample("truck.jpg")
     embedding, _ = ImageEncoder(vit_t_model, "vit_t", backend="torch-bf16").embed(image)
-    golden = np.load(GOLDEN / "vit_t" / "truck_embedding.npy")
-    assert embedding.dtype == np.float32 and np.abs(embedding - golden).mean() < 0.05
+    golden = load_golden_embedding("vit_t", "truck")
+    assert embedding.dtype == np.float32 and embedding.shape == golden.shape
+    assert np.abs(embedding.reshape(-1)[:: golden.stride] - golden.exact).mean() < 0.05  # exact subsample
+    assert np.abs(embedding - golden.approx).mean() < 0.05 + golden.rounding  # whole array, rounded copy
     assert min(golden_mask_ious(vit_t_model, embedding, "vit_t", "truck")) >= 0.95
 
 

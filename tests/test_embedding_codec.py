@@ -6,15 +6,16 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import GOLDEN, ROOT, golden_mask_ious  # noqa: E402
-from mobilesam_app.engine import EncodedImage  # noqa: E402
+from conftest import ROOT, golden_mask_ious, load_golden_embedding  # noqa: E402
 from mobilesam_app import embedding_codec as codec  # noqa: E402
+from mobilesam_app.engine import EncodedImage  # noqa: E402
 
 MIN_MASK_IOU = 0.99
 
 
 def _golden_embedding(model_type: str, key: str) -> np.ndarray:
-    return np.load(GOLDEN / model_type / f"{key}_embedding.npy")
+    """The golden embedding as the repository keeps it (rounded to 2**-5, under the uint8 step)."""
+    return load_golden_embedding(model_type, key).approx
 
 
 def test_sizes():

@@ -1,9 +1,12 @@
 """The model matches the official MobileSAM / segment-anything outputs on stand-in checkpoints."""
 import numpy as np
 
-from conftest import golden_index, golden_prompt_kwargs, load_golden_prompt, load_sample, GOLDEN
+from conftest import golden_index, golden_prompt_kwargs, load_golden_embedding, load_golden_prompt, load_sample
 from mobilesam import SamPredictor
 
+# Embeddings and low-res logits are checked at these bounds exactly on a fixed subsample of the official
+# values, and elsewhere against the repository's rounded copy (bound + its rounding: 2**-6 for
+# embeddings, 2**-9 for logits); scores and masks are compared with the exact official values.
 EMBED_ATOL = 1e-3
 LOGIT_ATOL = 1e-2
 IOU_ATOL = 1e-3
@@ -26,11 +29,10 @@ def check_model_against_goldens(model, model_type):
         image = load_sample(entry["image"])
         assert image.shape[:2] == (entry["height"], entry["width"])
         predictor.set_image(image)
-        golden_embedding = np.load(GOLDEN / model_type / f"{key}_embedding.npy")
+        golden_embedding = load_golden_embedding(model_type, key)
         embedding = predictor.get_image_embedding().cpu().numpy()
         assert embedding.shape == golden_embedding.shape == (1, 256, 64, 64)
-        np.testing.assert_allclose(embedding, golden_embedding, atol=EMBED_ATOL, rtol=0,
-                                   err_msg=f"{model_type} {key} embedding")
+        golden_embedding.assert_close(embedding, EMBED_ATOL, err_msg=f"{model_type} {key} embedding")
         previous = {}
         for prompt in entry["prompts"]:
             golden = load_golden_prompt(model_type, key, prompt["name"])
@@ -39,7 +41,7 @@ def check_model_against_goldens(model, model_type):
             label = f"{model_type} {key} {prompt['name']}"
             assert masks.shape == golden["masks"].shape, label
             assert masks.dtype == bool
-            np.testing.assert_allclose(logits, golden["low_res_masks"], atol=LOGIT_ATOL, rtol=0, err_msg=label)
+            golden["low_res"].assert_close(logits, LOGIT_ATOL, err_msg=label)
             np.testing.assert_allclose(scores, golden["iou_predictions"], atol=IOU_ATOL, rtol=0, err_msg=label)
             for i, (ours, theirs) in enumerate(zip(masks, golden["masks"])):
                 assert mask_iou(ours, theirs) >= MIN_MASK_IOU, f"{label} mask {i}"
