@@ -3,7 +3,7 @@
 
     python tests/data/golden/make_compact.py FULL_GOLDEN_DIR [--out tests/data/golden]
 
-e.g. `python tests/data/golden/make_compact.py ../shared/golden`. FULL_GOLDEN_DIR holds the key
+e.g. `python tests/data/golden/make_compact.py FULL_GOLDEN_DIR`. FULL_GOLDEN_DIR holds the key
 manifests (`vit_t_keys.json`, `vit_b_keys.json`) and one folder per model with `index.json`,
 `<image>_embedding.npy` (float32 1x256x64x64) and `<image>_<prompt>.npz` (`masks` packed with
 numpy.packbits along the last axis, `mask_shape`, `iou_predictions`, `low_res_masks` float32 logits).
