@@ -100,6 +100,10 @@ def build_demo(service: Service) -> gr.Blocks:
             api_summary = gr.Textbox(label="summary")
             gr.Button(visible=False).click(api.segment_api, [api_image, api_prompts], [api_mask, api_scores],
                                            api_name="segment", concurrency_limit=4)
+            api_objects = gr.Textbox(label="objects")
+            gr.Button(visible=False).click(api.segment_objects_api, [api_image, api_objects],
+                                           [api_annotations, api_summary], api_name="segment_objects",
+                                           concurrency_limit=4)
             gr.Button(visible=False).click(api.segment_everything_api, [api_image, api_points_per_side],
                                            [api_annotations], api_name="segment_everything", concurrency_limit=1)
             gr.Button(visible=False).click(api.compare_api, [api_image, api_prompts],
