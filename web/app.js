@@ -207,6 +207,7 @@ export class MsamApp {
     const info = normalizeInfo(infoArg);
     const stale = () => token !== this.loadToken;
     if (typeof prompts === "string") prompts = parsePrompts(prompts);
+    const fromLinkOrPrompts = !!prompts || !!this.urlPrompts;
 
     if (info && this.info && this.ready && info.image_id === this.info.image_id
         && info.embedding_url === this.info.embedding_url) {
@@ -254,6 +255,7 @@ export class MsamApp {
       this.image = img;
       for (const seg of this.view?.segs || []) seg.setImage(img, info.width, info.height);
       this.render();
+      if (!fromLinkOrPrompts) this.view?.revealCanvas(); // a phone: the photo was chosen above the canvas
     }, (e) => {
       if (!stale()) this.setStatus(errText(e), "error");
     });

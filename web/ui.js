@@ -11,6 +11,19 @@ import { SegCanvas } from "./canvas.js";
 import { buildComparePanel } from "./compare-panel.js";
 import { el, modelLabel } from "./util.js";
 
+/** Whether the page is used with a touch screen and no mouse (a phone or tablet): the help and
+ * controls then speak of taps and the +/- point control, not of right-click or hover. */
+export function isTouchScreen() {
+  try {
+    return matchMedia("(hover: none) and (pointer: coarse)").matches;
+  } catch {
+    return false;
+  }
+}
+
+const MOUSE_HINT = "Click: foreground point · right-click or shift-click: background point · drag: box · Alt-click a mask: select its object · Ctrl+Z: undo · Esc: clear";
+const TOUCH_HINT = "Tap: add a point (the +/− button chooses foreground or background) · drag with one finger: box · tap an object in the list to edit it";
+
 const FILL = [30, 144, 255, 110];
 const EDGE = [255, 255, 255, 235];
 const PREVIEW_FILL = [30, 144, 255, 80];
@@ -42,6 +55,15 @@ export class AppView {
     u.hover = el("input", { type: "checkbox" });
     u.hover.checked = hoverEnabled;
     u.hover.addEventListener("change", () => actions.setHoverEnabled(u.hover.checked));
+    // the kind of point a click or tap adds: + foreground, − background (right-click / Shift always background)
+    this.pointLabel = 1;
+    u.pointLabel = btn("+ foreground", "What a tap or click adds: foreground (+) or background (−) points", () => {
+      this.pointLabel = this.pointLabel === 1 ? 0 : 1;
+      u.pointLabel.textContent = this.pointLabel === 1 ? "+ foreground" : "− background";
+      u.pointLabel.setAttribute("aria-pressed", String(this.pointLabel === 0));
+      u.pointLabel.classList.toggle("msam-bg-mode", this.pointLabel === 0);
+    }, "msam-point-label");
+    u.pointLabel.setAttribute("aria-pressed", "false");
     u.auto = btn("Auto", "Choose the mask as SamPredictor does", () => actions.selectMask("auto"), "msam-auto");
     u.thumbs = [1, 2, 3].map((k) => {
       const c = el("canvas", { class: "msam-thumb-canvas", width: "84", height: "64" });
@@ -79,10 +101,10 @@ export class AppView {
 
     this.ui = el("div", { class: "msam" },
       el("div", { class: "msam-toolbar" },
-        u.undo, u.clear,
+        u.pointLabel, u.undo, u.clear,
         el("label", { class: "msam-check", title: "Feed the previous mask's logits back to the decoder" },
           u.refine, document.createTextNode(" refine with previous mask")),
-        el("label", { class: "msam-check", title: "Preview the mask under the cursor" },
+        el("label", { class: "msam-check msam-hover-check", title: "Preview the mask under the cursor" },
           u.hover, document.createTextNode(" hover preview"))),
       u.objects,
       u.view,
@@ -90,8 +112,7 @@ export class AppView {
       el("div", { class: "msam-candidates" },
         el("span", { class: "msam-label", text: "Mask:" }), u.auto, ...u.thumbs.map((t) => t.button)),
       u.info,
-      el("div", { class: "msam-hint", text:
-        "Click: foreground point · right-click or shift-click: background point · drag: box · Ctrl+Z: undo · Esc: clear" }),
+      u.hint = el("div", { class: "msam-hint", text: isTouchScreen() ? TOUCH_HINT : MOUSE_HINT }),
       el("div", { class: "msam-exports" }, u.dlMask, u.dlCut, u.dlRle, u.copy, u.link),
       el("div", { class: "msam-exports msam-exports-all" }, u.dlObjects,
         el("label", { class: "msam-check", title: "Polygons instead of RLE in the COCO JSON" }, u.polygons,
@@ -102,7 +123,7 @@ export class AppView {
     this.root = root;
     this.u = u;
     const handlers = (other) => ({
-      onPoint: (p) => (p.select ? actions.selectAt(p.x, p.y) : actions.addPoint(p.x, p.y, p.label)),
+      onPoint: (p) => (p.select ? actions.selectAt(p.x, p.y) : actions.addPoint(p.x, p.y, p.label === 0 ? 0 : this.pointLabel)),
       onBox: (b) => actions.setBox(b),
       onHover: (p) => { this[other]?.mirror(p, null); actions.hover(p); },
       onDrag: (b) => { this[other]?.mirror(null, b); actions.drag(b); },
@@ -114,6 +135,13 @@ export class AppView {
     this._overlays = { a: {}, b: {} }; // the last overlay drawn per pane/model
     this._others = { key: [], canvas: null, masks: new WeakMap() }; // the other objects' masks, drawn together
     this._small = null; // the image scaled down for the thumbnails
+  }
+
+  /** Bring the image into view on a small touch screen (the photo was chosen above it). */
+  revealCanvas() {
+    if (!isTouchScreen()) return;
+    const r = this.u.view.getBoundingClientRect();
+    if (r.top < 0 || r.bottom > (window.innerHeight || 0)) this.u.view.scrollIntoView({ block: "center", behavior: "instant" });
   }
 
   /** Whether this view is the one inside `root` (a re-render of the page replaces it). */
