@@ -34,9 +34,12 @@ COMPARE_FAILED_JS = """(model, status) => {
 }""" % json.dumps(compare.HELP)
 INTRO = """# MobileSAM: Segment Anything in your browser
 Choose a photo. The server computes its embedding once with MobileSAM's 5M-parameter TinyViT encoder;
-after that every click, box and hover is decoded **in your browser** with no server round trip.
-**Click**: foreground point · **Right-click / Shift-click**: background point · **Drag**: box ·
-**Hover**: live preview · **Ctrl+Z**: undo · **Esc**: clear."""
+after that every point, box and preview is decoded **in your browser** with no server round trip."""
+# the page shows one of these, by device (web/style.css: #msam-help-touch on touch screens)
+HELP_MOUSE = """**Click**: foreground point · **Right-click / Shift-click**: background point · **Drag**: box ·
+**Hover**: live preview · **Ctrl+Z**: undo · **Esc**: clear · **New object** / **Alt-click** a mask: several objects."""
+HELP_TOUCH = """**Tap**: add a point (the **+/−** button: foreground or background) · **Drag with one finger**: box ·
+**New object** and the object list: several objects."""
 
 
 def build_demo(service: Service) -> gr.Blocks:
@@ -46,6 +49,8 @@ def build_demo(service: Service) -> gr.Blocks:
         client_info = gr.Textbox(visible=False, elem_id="msam-info")
         page_image = gr.Textbox(visible=False)  # the id of the image the page shows (set by PAGE_IMAGE_ID)
         gr.Markdown(INTRO)
+        gr.Markdown(HELP_MOUSE, elem_id="msam-help-mouse")
+        gr.Markdown(HELP_TOUCH, elem_id="msam-help-touch")
         with gr.Row():
             with gr.Column(scale=1, min_width=280):
                 image_input = raw_image_input(label="Image: upload, drop or paste", sources=["upload", "clipboard"],
@@ -100,6 +105,10 @@ def build_demo(service: Service) -> gr.Blocks:
             api_summary = gr.Textbox(label="summary")
             gr.Button(visible=False).click(api.segment_api, [api_image, api_prompts], [api_mask, api_scores],
                                            api_name="segment", concurrency_limit=4)
+            api_objects = gr.Textbox(label="objects")
+            gr.Button(visible=False).click(api.segment_objects_api, [api_image, api_objects],
+                                           [api_annotations, api_summary], api_name="segment_objects",
+                                           concurrency_limit=4)
             gr.Button(visible=False).click(api.segment_everything_api, [api_image, api_points_per_side],
                                            [api_annotations], api_name="segment_everything", concurrency_limit=1)
             gr.Button(visible=False).click(api.compare_api, [api_image, api_prompts],

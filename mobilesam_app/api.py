@@ -1,6 +1,8 @@
-"""The app's API (gradio_client): `segment`, `segment_everything` and `compare`. Each call sends
+"""The app's API (gradio_client): `segment`, `segment_objects`, `segment_everything` and `compare`. Each call sends
 an image file; results are files in the service's output folder and JSON strings."""
 import json
+import os
+import time
 from typing import Optional, Tuple
 
 import gradio as gr
@@ -9,7 +11,8 @@ from PIL import Image
 
 from . import compare as cmp
 from .engine import EncodedImage, Engine
-from .prompts import parse_prompts
+from .objects import objects_json, predict_objects
+from .prompts import parse_objects, parse_prompts
 from .service import Service, encoder_params, file_path, user_error
 
 
@@ -58,6 +61,28 @@ class ApiEndpoints:
         path = self.service.output_path(f"mask-{self.service.engine.model_type}-", ".png")
         save_mask_png(mask, path)
         return str(path), scores_json(scores, index)
+
+    def segment_objects_api(self, image_file, objects_json_text: str) -> Tuple[str, str]:
+        """api_name="segment_objects": (image file, `{"objects": [{"points", "box"}, ...], "multimask"}`)
+        -> (SA-1B-style JSON file with one annotation per object in request order, summary JSON)."""
+        path_in = file_path(image_file)
+        image = self.service.load_image(path_in)
+        encoded = self.service.engine.encode(image)
+        try:
+            objects, multimask = parse_objects(objects_json_text, encoded.original_size)
+        except ValueError as exc:
+            raise user_error(f"Invalid objects: {exc}") from exc
+        start = time.perf_counter()
+        results = predict_objects(self.service.engine.predictor_for(encoded), objects, multimask)
+        decode_ms = (time.perf_counter() - start) * 1000
+        doc = objects_json(results, objects, encoded.original_size, os.path.basename(path_in))
+        path = self.service.output_path("objects-", ".json")
+        with open(path, "w") as f:
+            json.dump(doc, f)
+        summary = {"objects": len(results), "multimask": multimask, "width": encoded.width,
+                   "height": encoded.height, "areas": [a["area"] for a in doc["annotations"]],
+                   "scores": [a["predicted_iou"] for a in doc["annotations"]], "decode_ms": round(decode_ms, 1)}
+        return str(path), json.dumps(summary)
 
     def segment_everything_api(self, image_file, points_per_side: float = 16,
                                progress=gr.Progress()) -> str:

@@ -86,3 +86,73 @@ def test_segment_everything_returns_sa1b_annotations(client, vit_t_model):
         m = mask_utils.decode({"size": ann["segmentation"]["size"], "counts": ann["segmentation"]["counts"].encode()})
         assert m.shape == (534, 800) and int(m.sum()) == ann["area"]
     assert sorted(a["area"] for a in doc["annotations"]) == sorted(int(r["area"]) for r in expected)
+
+
+SEVERAL_OBJECTS = [
+    {"points": [[810, 624, 1]], "box": None},
+    {"points": [], "box": [180, 240, 1170, 1020]},
+    {"points": [[540, 480, 1], [1260, 780, 0]], "box": [300, 300, 1500, 1100]},
+    {"box": [900, 100, 1700, 700]},
+    {"points": [[1400, 900, 1]]},
+]
+
+
+def _predict_kwargs(obj, multimask):
+    kwargs = {"multimask_output": multimask}
+    if obj.get("points"):
+        arr = np.array(obj["points"], dtype=np.float64)
+        kwargs["point_coords"], kwargs["point_labels"] = arr[:, :2], arr[:, 2].astype(np.int64)
+    if obj.get("box") is not None:
+        kwargs["box"] = np.array(obj["box"], dtype=np.float64)
+    return kwargs
+
+
+@pytest.mark.parametrize("multimask", [True, False])
+def test_segment_objects_equals_the_predictor_per_object(client, predictor_vit_t, multimask):
+    from gradio_client import handle_file
+    from pycocotools import mask as mask_utils
+
+    request = {"objects": SEVERAL_OBJECTS, "multimask": multimask}
+    path, summary = client.predict(handle_file(str(SAMPLES / "truck.jpg")), json.dumps(request),
+                                   api_name="/segment_objects")
+    with open(path) as f:
+        doc = json.load(f)
+    assert doc["image"]["width"] == 1800 and doc["image"]["height"] == 1200
+    assert doc["image"]["file_name"] == "truck.jpg"
+    assert [a["id"] for a in doc["annotations"]] == list(range(len(SEVERAL_OBJECTS)))
+    predictor_vit_t.set_image(load_sample("truck.jpg"))
+    for obj, ann in zip(SEVERAL_OBJECTS, doc["annotations"]):
+        seg = ann["segmentation"]
+        assert seg["size"] == [1200, 1800] and isinstance(seg["counts"], str)
+        mask = mask_utils.decode({"size": seg["size"], "counts": seg["counts"].encode()}).astype(bool)
+        masks, scores, _ = predictor_vit_t.predict(**_predict_kwargs(obj, multimask))
+        assert len(scores) == (3 if multimask else 1)
+        best = int(np.argmax(scores))
+        assert mask_iou(mask, masks[best]) >= 0.99
+        assert ann["predicted_iou"] == pytest.approx(float(scores[best]), abs=1e-4)
+        assert ann["area"] == int(mask.sum())
+        expected_bbox = mask_utils.toBbox(mask_utils.encode(np.asfortranarray(mask.astype(np.uint8))))
+        if mask.any():  # pycocotools' box is exclusive of the last pixel, SA-1B's (the generator's) inclusive
+            np.testing.assert_allclose(ann["bbox"][:2], expected_bbox[:2])
+            np.testing.assert_allclose(np.array(ann["bbox"][2:]) + 1, expected_bbox[2:])
+    summary = json.loads(summary)
+    assert summary["objects"] == len(SEVERAL_OBJECTS) and summary["multimask"] is multimask
+    assert summary["areas"] == [a["area"] for a in doc["annotations"]]
+
+
+@pytest.mark.parametrize("objects, message", [
+    ('{"objects": {"points": [[1, 1, 1]]}}', "objects must be a list"),
+    ('{"objects": [{"points": [[10, 10, 1]]}, {"box": [1, 2, 3]}]}', r"object 1: box must be \[x0, y0, x1, y1\]"),
+    ('{"objects": [{"points": [[5000, 5, 1]]}]}', "object 0: point .* outside"),
+    ("not json", "not valid JSON"),
+    ('{"objects": []}', "at least one object"),
+])
+def test_segment_objects_bad_requests_give_a_clear_error_and_the_app_keeps_serving(client, objects, message):
+    from gradio_client import handle_file
+
+    with pytest.raises(Exception, match=message):
+        client.predict(handle_file(str(SAMPLES / "groceries.jpg")), objects, api_name="/segment_objects")
+    path, summary = client.predict(handle_file(str(SAMPLES / "groceries.jpg")),
+                                   '{"objects": [{"points": [[400, 260, 1]]}, {"box": [10, 10, 300, 300]}]}',
+                                   api_name="/segment_objects")
+    assert json.loads(summary)["objects"] == 2

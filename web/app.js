@@ -5,6 +5,8 @@
 //   compare (compare.js CompareSession): compare mode's model, state, view and numbers
 //   view    (ui.js AppView, with compare-panel.js): the DOM and its drawing caches
 //   exports.js: full-size mask, downloads, share link (functions of explicit inputs)
+//   objects (objects.js ObjectList): the photo's objects, each with its own prompt history; the
+//     selected one is `entry` here. objects-export.js: exports of all of them.
 // Nothing in here throws to the page: errors go to the status line. main.js creates it and
 // exposes it as window.msam.
 
@@ -16,13 +18,11 @@ import { renderComparePanel, copySummary } from "./compare-panel.js";
 import { AppView } from "./ui.js";
 import { DecodeQueue } from "./scheduler.js";
 import * as exports from "./exports.js";
+import { ObjectList, parseObjectsLink, makeEntry } from "./objects.js";
+import { objectsDocument, labelMapPng, zipStore, objectFileName } from "./objects-export.js";
 import { getConfig, errText, normalizeInfo, loadPhoto, modelLabel } from "./util.js";
 
-// A prompt state. Each edit (point, box, clear) makes a new one linked to the previous
-// (undo goes back along `prev`). The decode queue fills in its decoder results: `result` /
-// `error` (MobileSAM), `cmp` (compare mode: the comparison model's {key, result} or {key, error},
-// key = that model's embedding URL), `pending` and `cancelled`.
-let ENTRY_ID = 0;
+// A prompt state: objects.js makeEntry.
 /** Whether server info names an image (not null / "{}" / invalid). */
 function hasImage(infoArg) {
   try {
@@ -30,10 +30,6 @@ function hasImage(infoArg) {
   } catch {
     return false;
   }
-}
-
-function makeEntry(prev, points, box, maskMode = "auto", refine = false) {
-  return { id: ++ENTRY_ID, prev, points, box, maskMode, refine, result: null, error: null, pending: false, cmp: null };
 }
 
 export class MsamApp {
@@ -49,11 +45,11 @@ export class MsamApp {
     this.loadToken = 0;
     this.imageToken = 0; // changes with the image (decodes of another image are dropped)
     this.loading = Promise.resolve();
-    this.entry = makeEntry(null, [], null);
+    this.objects = new ObjectList();
+    this._fullByObject = new WeakMap(); // object -> FullMaskMemo of its committed mask
     this.refine = false;
     this.hoverEnabled = true;
     this.status = { text: "", kind: "info" };
-    this._full = new exports.FullMaskMemo(); // MobileSAM's committed mask at full size
 
     this.compare = new CompareSession({
       createModel: () => new MaskModel(this.config),
@@ -73,15 +69,25 @@ export class MsamApp {
       refine: () => this.refine,
       onChange: () => this.render(),
       onStats: () => this.renderInfo(),
+      onOtherDecoded: () => this.renderSoon(), // another object's mask arrived (e.g. a batch of boxes)
       onError: (text) => this.setStatus(text, "error"),
     });
 
     this.urlPrompts = null;
     this.userChoseImage = false; // a share link's late restore must not replace the user's choice
     try {
-      const p = parsePrompts(location.search);
+      const p = parseObjectsLink(location.search) || parsePrompts(location.search);
       if (p.imageId) this.urlPrompts = p;
     } catch { /* no URL prompts */ }
+  }
+
+  /** The selected object's current prompt entry: what the prompts edit. */
+  get entry() {
+    return this.objects.entry;
+  }
+
+  set entry(e) {
+    this.objects.entry = e;
   }
 
   // ------------------------------------------------------------------ model
@@ -138,6 +144,14 @@ export class MsamApp {
       setHoverEnabled: (on) => this.setHoverEnabled(on),
       selectMask: (mode) => this.selectMask(mode),
       addPoint: (x, y, label) => this.addPoint(x, y, label),
+      selectAt: (x, y) => this.selectObjectAt(x, y),
+      newObject: () => this.newObject(),
+      selectObject: (id) => this.selectObject(id),
+      deleteObject: (id) => this.deleteObject(id),
+      renameObject: (id, name) => this.renameObject(id, name),
+      exportObjectsJson: (polygons) => this.exportObjectsJson(polygons),
+      exportLabelMap: () => this.exportLabelMap(),
+      exportCutoutsZip: () => this.exportCutoutsZip(),
       setBox: (b) => this.setBox(b),
       hover: (p) => this.onHover(p),
       drag: (b) => this.onDrag(b),
@@ -193,6 +207,7 @@ export class MsamApp {
     const info = normalizeInfo(infoArg);
     const stale = () => token !== this.loadToken;
     if (typeof prompts === "string") prompts = parsePrompts(prompts);
+    const fromLinkOrPrompts = !!prompts || !!this.urlPrompts;
 
     if (info && this.info && this.ready && info.image_id === this.info.image_id
         && info.embedding_url === this.info.embedding_url) {
@@ -212,7 +227,6 @@ export class MsamApp {
     this.info = info;
     this.image = null;
     this.view?.clearOverlay("a");
-    this._full.clear();
     this.compare.drop();
     const model = this.ensureModel();
     model.setEmbedding(null);
@@ -241,6 +255,7 @@ export class MsamApp {
       this.image = img;
       for (const seg of this.view?.segs || []) seg.setImage(img, info.width, info.height);
       this.render();
+      if (!fromLinkOrPrompts) this.view?.revealCanvas(); // a phone: the photo was chosen above the canvas
     }, (e) => {
       if (!stale()) this.setStatus(errText(e), "error");
     });
@@ -303,6 +318,29 @@ export class MsamApp {
    * "refine with previous mask" on, so that the mask is the one the link was made from. */
   async applyPrompts(p) {
     if (!this.info) return;
+    if (Array.isArray(p.objects)) {
+      await this.applyObjects(p.objects, p.selected);
+      return;
+    }
+    this.#commitPrompts(p);
+    await this.decodesIdle();
+  }
+
+  /** Several objects' prompts (a share link of several objects, parseObjectsLink): the current
+   * objects are replaced by them, each replayed as applyPrompts replays one; `selected` is selected. */
+  async applyObjects(list, selected = 0) {
+    if (!this.info) return;
+    this.resetPrompts();
+    list.forEach((p, i) => {
+      if (i > 0) this.objects.add();
+      this.#commitPrompts(p);
+    });
+    const sel = this.objects.objects[selected] || this.objects.objects[0];
+    this.selectObject(sel.id);
+    await this.decodesIdle();
+  }
+
+  #commitPrompts(p) {
     const c = clampPrompts({ points: p.points || [], box: p.box || null }, this.info.width, this.info.height);
     const mode = p.mask === 1 || p.mask === 2 || p.mask === 3 ? p.mask : "auto";
     const points = c.points.map((pt) => ({ x: pt.x, y: pt.y, label: pt.label === 0 ? 0 : 1 }));
@@ -310,7 +348,6 @@ export class MsamApp {
     steps.forEach((step, i) => this.commit(points.slice(0, step.points), step.box ? c.box : null, step.mask, i > 0));
     this.commit(points, c.box, mode, steps.length > 0);
     if (steps.length) this.setRefine(true); // further clicks go on refining, as on the page the link came from
-    await this.decodesIdle();
   }
 
   setRefine(on) {
@@ -319,8 +356,51 @@ export class MsamApp {
   }
 
   resetPrompts() {
-    this.entry = makeEntry(null, [], null);
+    this.objects.reset();
     this.queue.reset();
+  }
+
+  // ------------------------------------------------------------------ objects
+
+  /** A new empty object, selected: the prompts now edit it. */
+  newObject() {
+    if (!this.info) return null;
+    const o = this.objects.add();
+    if (!o) {
+      this.setStatus("This photo holds the most objects it can; delete one first.", "warn");
+      return null;
+    }
+    this.afterSelect();
+    return o.id;
+  }
+
+  selectObject(id) {
+    if (this.objects.selectedId === id || !this.objects.select(id)) return;
+    this.afterSelect();
+  }
+
+  /** Select the object whose mask covers image pixel (x, y) (Alt-click on the canvas); false if none. */
+  selectObjectAt(x, y) {
+    const o = this.info && this.objects.objectAt(x, y, this.info);
+    if (!o) return false;
+    this.selectObject(o.id);
+    return true;
+  }
+
+  deleteObject(id) {
+    const gone = this.objects.remove(id);
+    if (!gone) return;
+    for (let e = gone.entry; e; e = e.prev) this.queue.cancel(e);
+    this.afterSelect();
+  }
+
+  renameObject(id, name) {
+    if (this.objects.rename(id, name)) this.render();
+  }
+
+  afterSelect() {
+    this.queue.hover(null); // the preview belonged to the object selected before
+    this.afterEdit();
   }
 
   // ------------------------------------------------------------------ prompts
@@ -426,6 +506,12 @@ export class MsamApp {
       preview: false };
   }
 
+  /** One render for a burst of changes (the decodes of many objects arriving one by one). */
+  renderSoon() {
+    if (this._renderTimer) return;
+    this._renderTimer = setTimeout(() => { this._renderTimer = 0; this.render(); }, 30);
+  }
+
   render() {
     if (!this.view) return;
     try {
@@ -445,7 +531,7 @@ export class MsamApp {
     let idx = -1, cmpIdx = -1, ovA = null, ovB = null;
     if (info && s.result && hasPrompts) {
       idx = selectIndex(s.mode, s.points, s.box, s.result.scores);
-      ovA = view.overlay("a", info, s.result, idx, s.preview, "mobilesam");
+      ovA = view.overlay("a", info, s.result, idx, s.preview, "mobilesam", this.objects.selected.color);
     }
     if (info && comparing && s.cmpResult && hasPrompts) {
       cmpIdx = selectIndex(s.mode, s.points, s.box, s.cmpResult.scores);
@@ -453,8 +539,10 @@ export class MsamApp {
     }
     // (while a click's decode is running the previous masks stay up)
     const keep = hasPrompts && this.entry.pending && !s.preview;
+    const others = view.othersOverlay(info, this.objects.objects.filter((o) => o !== this.objects.selected));
     if (ovA || !keep) {
-      const layers = ovA ? [{ source: ovA.canvas }] : [];
+      const layers = others ? [{ source: others }] : [];
+      if (ovA) layers.push({ source: ovA.canvas });
       if (comparing && !side && ovB) layers.push({ source: ovB.canvas });
       view.seg.setOverlays(layers);
     }
@@ -474,6 +562,7 @@ export class MsamApp {
     u.copy.disabled = !info;
     u.undo.disabled = !this.entry.prev;
     u.clear.disabled = !info || !(this.entry.points.length || this.entry.box);
+    view.renderObjects(this.objects, !!info);
   }
 
   /** The info line (`s`, `idx`: what is shown, MsamApp.shown(); by default only the decode time). */
@@ -485,7 +574,70 @@ export class MsamApp {
 
   /** Full-size mask of the committed prompts (exports.js fullMask), or null without image. */
   fullMask() {
-    return exports.fullMask(this.info, this.entry, this._full);
+    return this.objectFullMask(this.objects.selected);
+  }
+
+  /** Full-size committed mask of object `o` (as fullMask), memoised per object. */
+  objectFullMask(o) {
+    let memo = this._fullByObject.get(o);
+    if (!memo) this._fullByObject.set(o, memo = new exports.FullMaskMemo());
+    return exports.fullMask(this.info, o.entry, memo);
+  }
+
+  /** The objects with a committed mask, in order: [{o, m: full mask}]. */
+  decodedObjects() {
+    if (!this.info) return [];
+    return this.objects.withPrompts().filter((o) => o.entry.result).map((o) => ({ o, m: this.objectFullMask(o) }));
+  }
+
+  /** The SA-1B / COCO document of all objects (objects-export.js objectsDocument), or null. */
+  objectsDocument(polygons = false) {
+    if (!this.info) return null;
+    return objectsDocument(this.decodedObjects().map(({ o, m }) => ({ m, entry: o.entry, name: o.name })),
+      { width: this.info.width, height: this.info.height, fileName: this.info.file_name || null, polygons });
+  }
+
+  /** The indexed PNG label map of all objects (value k: the k-th object with a mask), or null. */
+  async labelMapPng() {
+    const items = this.decodedObjects();
+    if (!this.info || !items.length) return null;
+    return labelMapPng(items.map((i) => i.m.mask), items.map((i) => i.o.color), this.info.width, this.info.height);
+  }
+
+  /** A zip of each object's cut-out PNG (cropped to its mask's box), or null. */
+  async cutoutsZip() {
+    const items = this.decodedObjects();
+    if (!items.length || !this.image) return null;
+    const files = [];
+    for (const [i, { o, m }] of items.entries()) {
+      const png = await exports.cutoutPng(m, this.image, true);
+      if (png) files.push({ name: objectFileName(i + 1, o.name, "png"), data: new Uint8Array(await png.arrayBuffer()) });
+    }
+    return new Blob([zipStore(files)], { type: "application/zip" });
+  }
+
+  async exportObjectsJson(polygons = false) {
+    await this.#download(async () => {
+      const doc = this.objectsDocument(polygons);
+      return doc && new Blob([JSON.stringify(doc)], { type: "application/json" });
+    }, polygons ? "_objects_polygons.json" : "_objects.json");
+  }
+
+  exportLabelMap() {
+    return this.#download(() => this.labelMapPng(), "_labels.png");
+  }
+
+  exportCutoutsZip() {
+    return this.#download(() => this.cutoutsZip(), "_cutouts.zip");
+  }
+
+  async #download(make, suffix) {
+    try {
+      const blob = await make();
+      if (blob) exports.downloadAs(blob, this.info?.image_id, suffix);
+    } catch (e) {
+      this.setStatus("Export failed: " + errText(e), "error");
+    }
   }
 
   /** Compare mode: the comparison model's full-size committed mask, or null. */
@@ -507,7 +659,7 @@ export class MsamApp {
   }
 
   shareLink() {
-    return exports.shareLink(this.info, this.entry, this.compare.on ? this.compare.state.model : null);
+    return exports.shareLink(this.info, this.objects, this.compare.on ? this.compare.state.model : null);
   }
 
   async exportMask() {
@@ -537,7 +689,7 @@ export class MsamApp {
   async copyLink() {
     const link = this.shareLink();
     if (!link || !this.view) return;
-    const { text, kind } = await exports.copyLink(link, this.entry, this.view.u.link);
+    const { text, kind } = await exports.copyLink(link, this.objects.withPrompts().map((o) => o.entry), this.view.u.link);
     this.setStatus(text, kind);
   }
 
@@ -590,6 +742,8 @@ export class MsamApp {
       error: this.status.kind === "error" ? this.status.text : null,
       ort: getOrtInfo() ? { ...getOrtInfo(), provider: this.model?.provider || null } : null,
       compare: this.compare.snapshot(this.info, e, () => this.fullMask()),
+      objects: this.objects.snapshot(),
+      selectedObject: this.objects.selectedId,
     };
   }
 }

@@ -15,7 +15,7 @@ export class SegCanvas {
    * @param {HTMLElement} parent element to fill
    * @param {{onPoint?: Function, onBox?: Function, onHover?: Function, onDrag?: Function,
    *          maxHeightFraction?: number}} handlers
-   *   onPoint({x, y, label}), onBox({x0, y0, x1, y1}), onHover({x, y} | null),
+   *   onPoint({x, y, label, select}) (select: Alt was held, to pick an object rather than add a point), onBox({x0, y0, x1, y1}), onHover({x, y} | null),
    *   onDrag({x0, y0, x1, y1} | null) while a box is being dragged.
    */
   constructor(parent, handlers = {}) {
@@ -170,7 +170,7 @@ export class SegCanvas {
       this._press = {
         id: e.pointerId, cx: e.clientX, cy: e.clientY,
         start: this.toImage(e.clientX, e.clientY),
-        bg: e.button === 2 || e.shiftKey, dragging: false,
+        bg: e.button === 2 || e.shiftKey, alt: e.altKey, dragging: false,
       };
     });
     c.addEventListener("pointermove", (e) => {
@@ -210,7 +210,7 @@ export class SegCanvas {
       const p = press.start;
       if (!this._inside(p)) return;
       this._setHover(null); // no preview of a second point here until the pointer moves
-      this.handlers.onPoint?.({ x: q(p.x), y: q(p.y), label: press.bg ? 0 : 1 });
+      this.handlers.onPoint?.({ x: q(p.x), y: q(p.y), label: press.bg ? 0 : 1, select: press.alt });
     };
     c.addEventListener("pointerup", (e) => finish(e, false));
     c.addEventListener("pointercancel", (e) => finish(e, true));

@@ -4,8 +4,9 @@
 // need as arguments (the image info, a prompt entry, a full-size mask) and write no state
 // but a FullMaskMemo's; the app (app.js) calls them and reports their errors.
 
-import { postprocessMask, maskToGrayPng, applyCutout, sa1bRecord } from "./masks.js";
-import { selectIndex, formatPrompts, refineSteps } from "./prompts.js";
+import { postprocessMask, maskToGrayPng, applyCutout, sa1bRecord, maskBBox } from "./masks.js";
+import { selectIndex, refineSteps } from "./prompts.js";
+import { formatObjectsLink } from "./objects.js";
 import { downloadBlob, canvasToBlob, safeName } from "./util.js";
 
 /** The last full-size mask computed (one decode result's candidate): postprocessing is not cheap. */
@@ -53,16 +54,33 @@ export async function exportMask(m, imageId) {
 
 /** The image's pixels inside the mask `m`, transparent outside, as a PNG download. */
 export async function exportCutout(m, image, imageId) {
-  if (!m || !image) return;
+  const png = await cutoutPng(m, image);
+  if (png) downloadBlob(png, `${safeName(imageId)}_cutout.png`);
+}
+
+/** The image's pixels inside the mask `m`, transparent outside, as a PNG Blob (null without mask
+ * or image); with `crop`, cropped to the mask's box (a 1x1 transparent PNG for an empty mask). */
+export async function cutoutPng(m, image, crop = false) {
+  if (!m || !image) return null;
+  let [x0, y0, w, h] = crop ? maskBBox(m.mask, m.width, m.height) : [0, 0, m.width - 1, m.height - 1];
+  w += 1;
+  h += 1;
   const c = document.createElement("canvas");
-  c.width = m.width;
-  c.height = m.height;
+  c.width = w;
+  c.height = h;
   const ctx = c.getContext("2d", { willReadFrequently: true });
-  ctx.drawImage(image, 0, 0, m.width, m.height);
-  const d = ctx.getImageData(0, 0, m.width, m.height);
-  applyCutout(d.data, m.mask);
+  ctx.drawImage(image, -x0, -y0, m.width, m.height);
+  const d = ctx.getImageData(0, 0, w, h);
+  const sub = new Uint8Array(w * h);
+  for (let y = 0; y < h; y++) sub.set(m.mask.subarray((y0 + y) * m.width + x0, (y0 + y) * m.width + x0 + w), y * w);
+  applyCutout(d.data, sub);
   ctx.putImageData(d, 0, 0);
-  downloadBlob(await canvasToBlob(c), `${safeName(imageId)}_cutout.png`);
+  return canvasToBlob(c);
+}
+
+/** Save `blob` as "<image name><suffix>". */
+export function downloadAs(blob, imageName, suffix) {
+  downloadBlob(blob, `${safeName(imageName)}${suffix}`);
 }
 
 /** The SA-1B / COCO RLE record of the full-size mask `m` of `entry`'s prompts, or null. */
@@ -81,22 +99,24 @@ export function exportRLE(rec, imageId) {
   downloadBlob(blob, `${safeName(imageId)}_mask.json`);
 }
 
-/** The link that reopens image `info` with `entry`'s prompts (and compare model `compare`), or null. */
-export function shareLink(info, entry, compare = null, loc = location) {
+/** The link that reopens image `info` with the prompts of every object of `objects` (an ObjectList,
+ * or one prompt entry; one object gives the single-object link) and compare model `compare`, or null. */
+export function shareLink(info, objects, compare = null, loc = location) {
   if (!info) return null;
-  return loc.origin + loc.pathname + formatPrompts({
-    imageId: info.image_id, points: entry.points, box: entry.box, mask: entry.maskMode,
-    refine: refineSteps(entry), // the states a refined mask was decoded from
+  const list = Array.isArray(objects.objects) ? objects : { objects: [{ entry: objects }], selectedIndex: 0 };
+  return loc.origin + loc.pathname + formatObjectsLink({
+    imageId: info.image_id, objects: list.objects, selected: list.selectedIndex,
     compare, // reopening it re-enters compare mode
-  });
+  }); // each object's refinement history goes with it (prompts.js refineSteps)
 }
 
-/** Put `link` in the text field `input` and on the clipboard; resolves to the status line {text, kind}. */
-export async function copyLink(link, entry, input) {
+/** Put `link` in the text field `input` and on the clipboard; resolves to the status line {text, kind}.
+ * `entries`: the linked objects' prompt entries (a caveat when one's refinement cannot be replayed). */
+export async function copyLink(link, entries, input) {
   input.value = link;
   input.focus();
   input.select();
-  const caveat = refineSteps(entry) === null
+  const caveat = entries.some((e) => refineSteps(e) === null)
     ? " It replays the prompts without their refinement history (a redrawn box), so its mask may differ." : "";
   const kind = caveat ? "warn" : "info";
   try {

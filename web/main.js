@@ -76,6 +76,16 @@ const api = {
   setHoverPreview: safe((on) => app.setHoverEnabled(on)),
   /** Low-res logits [4*256*256] and scores [4] of the committed decode (copies), or null. */
   getLowRes: safe(() => (app.entry.result ? { lowRes: app.entry.result.lowRes.slice(), scores: Array.from(app.entry.result.scores) } : null)),
+  // objects (objects.js): the prompts edit the selected one
+  newObject: safe(() => app.newObject()),
+  selectObject: safe((id) => app.selectObject(id)),
+  selectObjectAt: safe((x, y) => app.selectObjectAt(x, y)),
+  deleteObject: safe((id) => app.deleteObject(id)),
+  renameObject: safe((id, name) => app.renameObject(id, name)),
+  /** The SA-1B / COCO document of all objects that "All objects: COCO JSON" saves. */
+  getObjectsJSON: safe((polygons = false) => app.objectsDocument(polygons)),
+  /** The objects' full-size masks, as getMaskBitsBase64, in object order (objects without prompts left out). */
+  getObjectMasksBase64: safe(() => app.decodedObjects().map(({ o, m }) => ({ id: o.id, ...maskBitsBase64(m) }))),
   attach: safe(() => app.attach()),
   _app: app,
 };

@@ -371,7 +371,8 @@ export function overlayRGBA(mask, width, height, fill, edge, radius = 1, out) {
 
 let CRC_TABLE = null;
 
-function crc32(bytes) {
+/** CRC-32 (IEEE, as PNG and ZIP use it) of a Uint8Array. */
+export function crc32(bytes) {
   let crc = 0xffffffff;
   if (!CRC_TABLE) {
     CRC_TABLE = new Uint32Array(256);
@@ -385,7 +386,8 @@ function crc32(bytes) {
   return (crc ^ 0xffffffff) >>> 0;
 }
 
-function pngChunk(type, data) {
+/** One PNG chunk: length, type, data, CRC. */
+export function pngChunk(type, data) {
   const out = new Uint8Array(12 + data.length);
   const view = new DataView(out.buffer);
   view.setUint32(0, data.length);

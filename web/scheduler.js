@@ -33,6 +33,7 @@ export class DecodeQueue {
    * @param {() => boolean} host.refine whether "refine with previous mask" is on (previews)
    * @param {() => void} host.onChange a decode of the current entry, or a preview, arrived: redraw
    * @param {() => void} host.onStats only the decode counters changed
+   * @param {() => void} [host.onOtherDecoded] an entry other than the current one was decoded
    * @param {(text: string) => void} host.onError a decoder failed
    */
   constructor(host) {
@@ -242,6 +243,8 @@ export class DecodeQueue {
     if (entry === host.current()) {
       this.ensureDecoded(entry); // compare mode began while this decode ran
       host.onChange();
+    } else {
+      host.onOtherDecoded?.(); // another object's (app.js objects) or an undone state's
     }
   }
 

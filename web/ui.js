@@ -6,9 +6,23 @@
 
 import { getOrtInfo } from "./decoder.js";
 import { upscaleLowRes, overlayRGBA, LOW_RES } from "./masks.js";
+import { selectIndex } from "./prompts.js";
 import { SegCanvas } from "./canvas.js";
 import { buildComparePanel } from "./compare-panel.js";
 import { el, modelLabel } from "./util.js";
+
+/** Whether the page is used with a touch screen and no mouse (a phone or tablet): the help and
+ * controls then speak of taps and the +/- point control, not of right-click or hover. */
+export function isTouchScreen() {
+  try {
+    return matchMedia("(hover: none) and (pointer: coarse)").matches;
+  } catch {
+    return false;
+  }
+}
+
+const MOUSE_HINT = "Click: foreground point · right-click or shift-click: background point · drag: box · Alt-click a mask: select its object · Ctrl+Z: undo · Esc: clear";
+const TOUCH_HINT = "Tap: add a point (the +/− button chooses foreground or background) · drag with one finger: box · tap an object in the list to edit it";
 
 const FILL = [30, 144, 255, 110];
 const EDGE = [255, 255, 255, 235];
@@ -23,7 +37,9 @@ const SAM_OUTLINE_EDGE = [255, 140, 0, 255];
 /**
  * The widget. `actions` (what the user does): undo(), clear(), setRefine(on), setHoverEnabled(on),
  * selectMask(mode), addPoint(x, y, label), setBox(box), hover(p), drag(box), exportMask(),
- * exportCutout(), exportRLE(), copyLink(), setCompareView(view), copySummary().
+ * exportCutout(), exportRLE(), copyLink(), setCompareView(view), copySummary(); objects: selectAt(x, y),
+ * newObject(), selectObject(id), deleteObject(id), renameObject(id, name), exportObjectsJson(polygons),
+ * exportLabelMap(), exportCutoutsZip().
  * `initial`: {refine, hoverEnabled} for the two checkboxes.
  */
 export class AppView {
@@ -39,6 +55,15 @@ export class AppView {
     u.hover = el("input", { type: "checkbox" });
     u.hover.checked = hoverEnabled;
     u.hover.addEventListener("change", () => actions.setHoverEnabled(u.hover.checked));
+    // the kind of point a click or tap adds: + foreground, − background (right-click / Shift always background)
+    this.pointLabel = 1;
+    u.pointLabel = btn("+ foreground", "What a tap or click adds: foreground (+) or background (−) points", () => {
+      this.pointLabel = this.pointLabel === 1 ? 0 : 1;
+      u.pointLabel.textContent = this.pointLabel === 1 ? "+ foreground" : "− background";
+      u.pointLabel.setAttribute("aria-pressed", String(this.pointLabel === 0));
+      u.pointLabel.classList.toggle("msam-bg-mode", this.pointLabel === 0);
+    }, "msam-point-label");
+    u.pointLabel.setAttribute("aria-pressed", "false");
     u.auto = btn("Auto", "Choose the mask as SamPredictor does", () => actions.selectMask("auto"), "msam-auto");
     u.thumbs = [1, 2, 3].map((k) => {
       const c = el("canvas", { class: "msam-thumb-canvas", width: "84", height: "64" });
@@ -62,29 +87,43 @@ export class AppView {
     u.dlCut = btn("Download cut-out PNG", "Image pixels inside the mask, transparent outside", () => actions.exportCutout());
     u.dlRle = btn("Download COCO RLE JSON", "SA-1B style annotation with a COCO compressed RLE", () => actions.exportRLE());
     u.copy = btn("Copy link", "Link that reopens this image with these prompts", () => actions.copyLink());
+    // the objects: a list (select, rename, delete) and "New object"
+    u.newObject = btn("New object", "Start another object: the prompts then edit it", () => actions.newObject(), "msam-new-object");
+    u.objectList = el("ul", { class: "msam-object-list" });
+    u.objects = el("div", { class: "msam-objects" },
+      el("span", { class: "msam-label", text: "Objects:" }), u.objectList, u.newObject);
+    this._objectActions = actions;
+    u.polygons = el("input", { type: "checkbox" });
+    u.dlObjects = btn("All objects: COCO JSON", "SA-1B / COCO annotations of every object (RLE, or polygons)",
+      () => actions.exportObjectsJson(u.polygons.checked), "msam-dl-objects");
+    u.dlLabels = btn("Label map PNG", "Indexed PNG: 0 background, k the k-th object", () => actions.exportLabelMap(), "msam-dl-labels");
+    u.dlZip = btn("Cut-outs ZIP", "Each object's cut-out PNG, in one zip", () => actions.exportCutoutsZip(), "msam-dl-zip");
 
     this.ui = el("div", { class: "msam" },
       el("div", { class: "msam-toolbar" },
-        u.undo, u.clear,
+        u.pointLabel, u.undo, u.clear,
         el("label", { class: "msam-check", title: "Feed the previous mask's logits back to the decoder" },
           u.refine, document.createTextNode(" refine with previous mask")),
-        el("label", { class: "msam-check", title: "Preview the mask under the cursor" },
+        el("label", { class: "msam-check msam-hover-check", title: "Preview the mask under the cursor" },
           u.hover, document.createTextNode(" hover preview"))),
+      u.objects,
       u.view,
       u.cmp.panel,
       el("div", { class: "msam-candidates" },
         el("span", { class: "msam-label", text: "Mask:" }), u.auto, ...u.thumbs.map((t) => t.button)),
       u.info,
-      el("div", { class: "msam-hint", text:
-        "Click: foreground point · right-click or shift-click: background point · drag: box · Ctrl+Z: undo · Esc: clear" }),
+      u.hint = el("div", { class: "msam-hint", text: isTouchScreen() ? TOUCH_HINT : MOUSE_HINT }),
       el("div", { class: "msam-exports" }, u.dlMask, u.dlCut, u.dlRle, u.copy, u.link),
+      el("div", { class: "msam-exports msam-exports-all" }, u.dlObjects,
+        el("label", { class: "msam-check", title: "Polygons instead of RLE in the COCO JSON" }, u.polygons,
+          document.createTextNode(" polygons")), u.dlLabels, u.dlZip),
       u.status,
     );
     root.replaceChildren(this.ui);
     this.root = root;
     this.u = u;
     const handlers = (other) => ({
-      onPoint: (p) => actions.addPoint(p.x, p.y, p.label),
+      onPoint: (p) => (p.select ? actions.selectAt(p.x, p.y) : actions.addPoint(p.x, p.y, p.label === 0 ? 0 : this.pointLabel)),
       onBox: (b) => actions.setBox(b),
       onHover: (p) => { this[other]?.mirror(p, null); actions.hover(p); },
       onDrag: (b) => { this[other]?.mirror(null, b); actions.drag(b); },
@@ -94,7 +133,15 @@ export class AppView {
     this.seg.setHoverEnabled(hoverEnabled);
     this.seg2.setHoverEnabled(hoverEnabled);
     this._overlays = { a: {}, b: {} }; // the last overlay drawn per pane/model
+    this._others = { key: [], canvas: null, masks: new WeakMap() }; // the other objects' masks, drawn together
     this._small = null; // the image scaled down for the thumbnails
+  }
+
+  /** Bring the image into view on a small touch screen (the photo was chosen above it). */
+  revealCanvas() {
+    if (!isTouchScreen()) return;
+    const r = this.u.view.getBoundingClientRect();
+    if (r.top < 0 || r.bottom > (window.innerHeight || 0)) this.u.view.scrollIntoView({ block: "center", behavior: "instant" });
   }
 
   /** Whether this view is the one inside `root` (a re-render of the page replaces it). */
@@ -133,12 +180,59 @@ export class AppView {
   }
 
   /** An overlay canvas (and its input-frame 0/1 mask) of one model's result, kept until another is asked for. */
-  overlay(which, info, result, idx, preview, style) {
+  overlay(which, info, result, idx, preview, style, color = null) {
     const c = this._overlays[which];
-    if (c.key === result && c.idx === idx && c.preview === preview && c.style === style) return c;
-    const { canvas, mask } = overlayCanvas(info, result, idx, preview, style, this.seg.cssW);
-    this._overlays[which] = { key: result, idx, preview, style, canvas, mask };
+    if (c.key === result && c.idx === idx && c.preview === preview && c.style === style && c.color === color) return c;
+    const { canvas, mask } = overlayCanvas(info, result, idx, preview, style, this.seg.cssW, color);
+    this._overlays[which] = { key: result, idx, preview, style, color, canvas, mask };
     return this._overlays[which];
+  }
+
+  /** One canvas (input frame) with the committed masks of `objects` (ObjectList objects, in order,
+   * later on top), each in its colour; null when none has a mask. Rebuilt only when one changes. */
+  othersOverlay(info, objects) {
+    if (!info) return null;
+    const layers = [];
+    for (const o of objects) {
+      const e = o.entry;
+      if (!e.result || !(e.points.length || e.box)) continue;
+      layers.push({ result: e.result, idx: selectIndex(e.maskMode, e.points, e.box, e.result.scores), color: o.color });
+    }
+    const c = this._others;
+    const same = c.key.length === layers.length && layers.every((l, i) =>
+      l.result === c.key[i].result && l.idx === c.key[i].idx && l.color === c.key[i].color);
+    if (same && c.info === info) return c.canvas;
+    c.key = layers;
+    c.info = info;
+    c.canvas = layers.length ? othersCanvas(info, layers, this.seg.cssW, c.masks) : null;
+    return c.canvas;
+  }
+
+  /** The object list: one row per object (swatch, name field, delete), the selected one marked. */
+  renderObjects(list, enabled) {
+    const u = this.u, actions = this._objectActions;
+    u.newObject.disabled = !enabled;
+    const rows = list.objects.map((o) => {
+      const e = o.entry;
+      const what = e.box ? (e.points.length ? `box + ${e.points.length} pt` : "box") : `${e.points.length} pt`;
+      return { id: o.id, name: o.name, color: o.color.join(","), sel: o.id === list.selectedId, what };
+    });
+    const key = JSON.stringify(rows);
+    if (this._objectsKey === key) return;
+    this._objectsKey = key;
+    u.objectList.replaceChildren(...rows.map((r) => {
+      const name = el("input", { type: "text", class: "msam-object-name", value: r.name, "aria-label": "Object name" });
+      name.addEventListener("change", () => actions.renameObject(r.id, name.value));
+      name.addEventListener("focus", () => actions.selectObject(r.id));
+      const pick = el("button", { type: "button", class: "msam-object-pick", title: "Edit this object",
+        onclick: () => actions.selectObject(r.id) },
+        el("span", { class: "msam-swatch", style: `background: rgb(${r.color})` }),
+        document.createTextNode(r.what));
+      const del = el("button", { type: "button", class: "msam-object-delete", title: `Delete ${r.name}`, text: "×",
+        "aria-label": `Delete ${r.name}`, onclick: () => actions.deleteObject(r.id) });
+      return el("li", { class: "msam-object" + (r.sel ? " msam-selected" : ""), "data-object-id": String(r.id),
+        "aria-selected": String(r.sel) }, pick, name, del);
+    }));
   }
 
   /** Compare mode: which model each pane (or colour, when overlaid) shows. */
@@ -208,13 +302,45 @@ export class AppView {
   }
 }
 
-function overlayCanvas(info, result, idx, preview, style, cssW) {
+/** Candidate `idx` of a decode result as a 0/1 mask of the input frame (input_height x input_width). */
+function inputMask(info, result, idx) {
   const { input_width: iw, input_height: ih } = info;
   const logits = upscaleLowRes(result.lowRes, idx, ih, iw);
   const mask = new Uint8Array(logits.length);
   for (let i = 0; i < logits.length; i++) mask[i] = logits[i] > 0 ? 1 : 0;
-  let radius = Math.max(1, Math.round((1.5 * iw) / Math.max(1, cssW || iw)));
+  return mask;
+}
+
+const edgeRadius = (iw, cssW) => Math.max(1, Math.round((1.5 * iw) / Math.max(1, cssW || iw)));
+
+/** The masks of several objects ([{result, idx, color}]) on one canvas; `masks` caches each result's masks. */
+function othersCanvas(info, layers, cssW, masks) {
+  const { input_width: iw, input_height: ih } = info;
+  const all = new Uint8ClampedArray(iw * ih * 4);
+  const all32 = new Uint32Array(all.buffer);
+  const tmp = new Uint8ClampedArray(iw * ih * 4);
+  const tmp32 = new Uint32Array(tmp.buffer);
+  for (const l of layers) {
+    let byIdx = masks.get(l.result);
+    if (!byIdx) masks.set(l.result, byIdx = new Map());
+    let mask = byIdx.get(l.idx);
+    if (!mask) byIdx.set(l.idx, mask = inputMask(info, l.result, l.idx));
+    overlayRGBA(mask, iw, ih, [...l.color, 95], [...l.color, 230], edgeRadius(iw, cssW), tmp);
+    for (let i = 0; i < tmp32.length; i++) if (tmp32[i]) all32[i] = tmp32[i];
+  }
+  const c = document.createElement("canvas");
+  c.width = iw;
+  c.height = ih;
+  c.getContext("2d").putImageData(new ImageData(all, iw, ih), 0, 0);
+  return c;
+}
+
+function overlayCanvas(info, result, idx, preview, style, cssW, color = null) {
+  const { input_width: iw, input_height: ih } = info;
+  const mask = inputMask(info, result, idx);
+  let radius = edgeRadius(iw, cssW);
   let fill = preview ? PREVIEW_FILL : FILL, edge = preview ? PREVIEW_EDGE : EDGE;
+  if (color && style === "mobilesam") fill = [...color, preview ? PREVIEW_FILL[3] : FILL[3]];
   if (style === "sam") {
     fill = preview ? SAM_PREVIEW_FILL : SAM_FILL;
   } else if (style === "sam-outline") {
