@@ -166,9 +166,10 @@ def main(argv=None) -> None:
         sys.exit(f"error: {exc}\nStart with --checkpoint PATH to use a local copy.")
     demo = build_demo(service)
     routes = server.make_routes(lambda: service.decoder_files, service.embedding_bytes,
-                                service.engine.store.path_of)
+                                service.engine.store.path_of, service.encode_resized)
     decoder_name = next(iter(service.decoder_files))
     head = server.page_head({"ortBase": server.ort_base_url(), "decoderUrl": f"/msam/models/{decoder_name}",
+                             "encodeUrl": "/msam/encode",
                              "crossOriginIsolated": True, "model": args.model_type})
     demo.queue(max_size=64, default_concurrency_limit=4).launch(
         server_name=args.host, server_port=args.port, share=args.share, head=head, ssr_mode=False,
