@@ -103,7 +103,7 @@ def prompt_sets(key_or_name, image):
 def test_resized_upload_gives_the_original_uploads_masks(page, vit_t_model):
     """The browser's resized JPEG copy, encoded as the server does it, against the original photo
     encoded by the official PyTorch predictor: mask IoU over the golden prompts (and a point and a box
-    on the other photos) >= 0.99 on average, none below 0.95."""
+    on the other photos) >= 0.99 on average and each (measured: mean 0.9978, min 0.9949, 28 masks)."""
     from mobilesam import SamPredictor
 
     original_path, resized_path = SamPredictor(vit_t_model), SamPredictor(vit_t_model)
@@ -124,10 +124,10 @@ def test_resized_upload_gives_the_original_uploads_masks(page, vit_t_model):
             ious += [mask_iou(x, y) for x, y in zip(a, b)]
     print(f"resized upload vs original: mean IoU {np.mean(ious):.4f}, min {min(ious):.4f} over {len(ious)} masks")
     assert np.mean(ious) >= 0.99
-    assert min(ious) >= 0.95
+    assert min(ious) >= 0.99
 
 
-def test_click_before_ready_and_share_link_restore_the_original(page, app_url, vit_t_model, tmp_path):
+def test_click_before_ready_and_share_link_restore_the_original(browser, page, app_url, vit_t_model):
     """Choosing a photo in the upload box: the page shows it and takes a click at once; the click is
     answered once the embedding is there (the mask equals PyTorch's on the original), and the share
     link, offered once the original is stored, restores the original photo."""
@@ -161,7 +161,7 @@ def test_click_before_ready_and_share_link_restore_the_original(page, app_url, v
     with urllib.request.urlopen(f"{app_url}/msam/image/{image_id}.png", timeout=60) as r:
         stored = np.asarray(Image.open(io.BytesIO(r.read())).convert("RGB"))
     assert np.array_equal(stored, image)  # the original, full size, not the copy
-    other = page.context.new_page()
+    other = browser.new_page()
     other.goto(link)
     other.wait_for_function("() => window.msam && window.msam.getState && window.msam.getState().selectedIndex >= 0",
                             timeout=120_000)
