@@ -43,13 +43,15 @@ WATCH = """
 () => {
   window.__fv = new Promise((resolve, reject) => {
     const marks = {};
+    const start = window.msam && window.msam._app;
+    const before = start ? start.info : null; // the previous photo's (a ready page): not clicked, not measured
     document.addEventListener("change", (e) => {
       if (e.target && e.target.type === "file" && marks.change == null) marks.change = performance.now();
     }, true);
     const deadline = performance.now() + 300000;
     const poll = async () => {
       const app = window.msam && window.msam._app;
-      if (marks.change != null && app && app.info && app.info.width && marks.click == null) {
+      if (marks.change != null && app && app.info && app.info !== before && app.info.width && marks.click == null) {
         const before = app.entry;
         window.msam.addPoint(app.info.width / 2, app.info.height / 2, 1);
         if (app.entry !== before) marks.click = performance.now();
