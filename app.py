@@ -18,6 +18,7 @@ from mobilesam_app.api import ApiEndpoints
 from mobilesam_app.service import Service
 from mobilesam_app.ui import PageEvents, raw_image_input
 from mobilesam_app.startup import DEFAULT_CACHE_DIR, AppConfig, prepare
+from mobilesam_app.thumbnails import example_thumbnails
 from mobilesam.hub import CheckpointUnavailableError
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
@@ -42,7 +43,7 @@ HELP_TOUCH = """**Tap**: add a point (the **+/−** button: foreground or backgr
 **New object** and the object list: several objects."""
 
 
-def build_demo(service: Service) -> gr.Blocks:
+def build_demo(service: Service, thumbnails=None) -> gr.Blocks:
     page, api = PageEvents(service), ApiEndpoints(service)
     with gr.Blocks(title="MobileSAM", delete_cache=(3600, 3600)) as demo:
         session_image = gr.State(None)
@@ -56,7 +57,10 @@ def build_demo(service: Service) -> gr.Blocks:
                 image_input = raw_image_input(label="Image: upload, drop or paste", sources=["upload", "clipboard"],
                                               height=280, elem_id="msam-upload")
                 compare_on, compare_model, compare_status = compare_controls(service)
-                gr.Examples(EXAMPLES, inputs=[image_input], label="Examples (Apache-2.0, see examples/README.md)")
+                # small thumbnails on the page; a click puts the full photo in the upload box
+                examples = gr.Dataset(components=[gr.Image(visible=False)], type="index",
+                                      samples=[[t] for t in (thumbnails or EXAMPLES)],
+                                      label="Examples (Apache-2.0, see examples/README.md)", elem_id="msam-examples")
             with gr.Column(scale=3):
                 gr.HTML('<div id="msam-root"></div>', elem_id="msam-canvas", padding=False)
         with gr.Accordion("Segment everything (server, automatic mask generator)", open=False):
@@ -68,6 +72,7 @@ def build_demo(service: Service) -> gr.Blocks:
                 everything_image = gr.Image(label="All masks", type="numpy", interactive=False)
                 everything_file = gr.File(label="SA-1B annotations (JSON)")
 
+        examples.click(lambda i: EXAMPLES[i], examples, image_input, api_name=False, show_progress="hidden")
         uploaded = image_input.change(page.encode_upload, [image_input, compare_on, compare_model],
                                       [client_info, session_image, compare_on, compare_status,
                                        everything_image, everything_file, everything_summary],
@@ -173,16 +178,19 @@ def main(argv=None) -> None:
         service = prepare(config)
     except CheckpointUnavailableError as exc:
         sys.exit(f"error: {exc}\nStart with --checkpoint PATH to use a local copy.")
-    demo = build_demo(service)
+    thumbs_dir = service.output_dir.parent / "thumbs"
+    demo = build_demo(service, example_thumbnails(EXAMPLES, thumbs_dir))
     routes = server.make_routes(lambda: service.decoder_files, service.embedding_bytes,
-                                service.engine.store.path_of)
+                                service.engine.store.path_of, service.encode_resized)
     decoder_name = next(iter(service.decoder_files))
     head = server.page_head({"ortBase": server.ort_base_url(), "decoderUrl": f"/msam/models/{decoder_name}",
+                             "encodeUrl": "/msam/encode",
                              "crossOriginIsolated": True, "model": args.model_type})
     demo.queue(max_size=64, default_concurrency_limit=4).launch(
         server_name=args.host, server_port=args.port, share=args.share, head=head, ssr_mode=False,
         max_file_size="50mb", show_error=True,
-        allowed_paths=[str(service.output_dir)],  # the API's mask / annotation files (under --cache-dir)
+        # the API's mask / annotation files and the examples' thumbnails (under --cache-dir)
+        allowed_paths=[str(service.output_dir), str(thumbs_dir)],
         app_kwargs={"routes": routes, "middleware": server.middleware(head)})
 
 

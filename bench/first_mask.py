@@ -71,14 +71,15 @@ WATCH = """
 """
 
 
-def start_app(checkpoint: Path, cache_dir: Path, port: int, encoder: str = ""):
+def start_app(checkpoint: Path, cache_dir: Path, port: int, encoder: str = "", root: Path = ROOT):
+    """app.py of the checkout at `root` on `port`; returns (process, base URL) once it serves."""
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
     if encoder:
         env["MOBILESAM_ENCODER"] = encoder
     log = open(cache_dir / "app.log", "w")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--checkpoint", str(checkpoint), "--host",
+    proc = subprocess.Popen([sys.executable, str(root / "app.py"), "--checkpoint", str(checkpoint), "--host",
                              "127.0.0.1", "--port", str(port), "--cache-dir", str(cache_dir)],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                            cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 600
     while time.time() < deadline:

@@ -106,7 +106,22 @@ class Engine:
         # arena, instead of each request thread keeping its own few hundred MB once it has encoded.
         return self._encoder_thread.submit(self._encode_new, image, image_id).result()
 
-    def _encode_new(self, image: np.ndarray, image_id: str) -> EncodedImage:
+    def encode_input(self, resized: np.ndarray, original_size: Tuple[int, int], image_id: str) -> EncodedImage:
+        """Embedding of a photo of `original_size` (H, W) from its copy already resized to the encoder's
+        input (`resized`: uint8 h×w×3, ResizeLongestSide of the original, which leaves it as it is):
+        the embedding of the original, with the original's size for mapping coordinates. The copy is
+        not stored (a share link needs the original)."""
+        expected = self.transform.get_preprocess_shape(*original_size, self.transform.target_length)
+        if tuple(resized.shape[:2]) != tuple(expected):
+            raise ValueError(f"a {original_size[1]}x{original_size[0]} photo resizes to {expected[1]}x{expected[0]}, "
+                             f"not {resized.shape[1]}x{resized.shape[0]}")
+        cached = self.cache.get(image_id)
+        if cached is not None:
+            return cached
+        return self._encoder_thread.submit(self._encode_new, resized, image_id, tuple(original_size), False).result()
+
+    def _encode_new(self, image: np.ndarray, image_id: str, original_size: Optional[Tuple[int, int]] = None,
+                    keep_image: bool = True) -> EncodedImage:
         with self._encode_lock:
             cached = self.cache.get(image_id)  # encoded by a concurrent request meanwhile
             if cached is not None:
@@ -116,11 +131,12 @@ class Engine:
             embedding, input_size = self.encoder.embed(image)
             elapsed_ms = (time.perf_counter() - start) * 1000
             memory.trim()  # give the encoder run's freed temporaries back to the system
-        encoded = EncodedImage(image_id, image.shape[0], image.shape[1], input_size[0], input_size[1],
-                               embedding, elapsed_ms)
+        height, width = original_size or image.shape[:2]
+        encoded = EncodedImage(image_id, height, width, input_size[0], input_size[1], embedding, elapsed_ms)
         encoded.wire_bytes(wire_format(self.model_type))  # ready before the page asks for it
         self.cache.put(image_id, encoded)
-        self.store.put_later(image_id, image)  # PNG compression (~0.1 s) after the reply, not before
+        if keep_image:
+            self.store.put_later(image_id, image)  # PNG compression (~0.1 s) after the reply, not before
         return encoded
 
     def predictor_for(self, encoded: EncodedImage) -> SamPredictor:

@@ -118,7 +118,11 @@ def _bomb_size(exc: Exception) -> str:
 
 
 def _check_declared_size(image: Image.Image, max_pixels: int) -> None:
-    w, h = image.size
+    check_photo_size(*image.size, max_pixels)
+
+
+def check_photo_size(w: int, h: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """ImageLoadError unless a w×h photo is within the limits (pixels, smallest side, aspect ratio)."""
     if w * h > max_pixels:
         raise ImageLoadError(f"the image is {w}×{h} = {w * h / 1e6:.0f} MP; the limit is {max_pixels / 1e6:.0f} MP")
     if w < MIN_SIDE or h < MIN_SIDE:

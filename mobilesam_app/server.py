@@ -10,6 +10,9 @@
   `.u8`: the same embedding as per-channel uint8 with a versioned header (half the bytes; see
   mobilesam_app/embedding_codec.py). `client_info` says which one the page fetches.
 - `/msam/image/<image id>.png`: an uploaded (content-addressed) image, checked against its id.
+- `POST /msam/encode?width=W&height=H`: the page's copy of a photo resized to the encoder's input
+  (mobilesam_app/resized_upload.py), body the image file; answers the client info as JSON, or
+  400 {"error": message} for bad input.
 """
 import gzip
 import hashlib
@@ -24,7 +27,7 @@ from typing import Callable, Dict, Optional
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from .store import lower_thread_priority
@@ -285,9 +288,11 @@ class VerifiedFiles:
 
 
 def make_routes(models: Callable[[], Dict[str, Path]], embedding_bytes: Callable[[str, str, str], Optional[bytes]],
-                image_path: Callable[[str], Optional[Path]]):
+                image_path: Callable[[str], Optional[Path]],
+                encode_resized: Optional[Callable[[bytes, str, str], dict]] = None):
     """Starlette routes; the callables look up decoder files, embeddings (model, image id, wire format
-    "f16" / "u8" -> bytes) and stored images."""
+    "f16" / "u8" -> bytes) and stored images, and encode a resized upload (bytes, width, height ->
+    client info; ImageLoadError for bad input)."""
 
     ORT_FILES.prepare(*ORT_RUNTIME_FILES)
 
@@ -339,7 +344,24 @@ def make_routes(models: Callable[[], Dict[str, Path]], embedding_bytes: Callable
             return _not_found()
         return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
-    return [
+    async def encode(request: Request):
+        from .images import ImageLoadError
+        from .resized_upload import MAX_RESIZED_BYTES
+
+        data = await read_body(request, MAX_RESIZED_BYTES)
+        if data is None:
+            return JSONResponse({"error": f"the resized photo is over {MAX_RESIZED_BYTES / 2**20:.0f} MiB"},
+                                status_code=413)
+        try:
+            info = await run_in_threadpool(encode_resized, data, request.query_params.get("width"),
+                                           request.query_params.get("height"))
+        except ImageLoadError as exc:
+            log.info("refused a resized upload: %s", exc)
+            return JSONResponse({"error": f"Cannot use this file: {exc}"}, status_code=400)
+        return JSONResponse(info, headers={"Cache-Control": "no-store"})
+
+    extra = [Route("/msam/encode", encode, methods=["POST"])] if encode_resized is not None else []
+    return extra + [
         Route("/web/ort/{name}", ort_file),
         Route("/web/{name}", web_file),
         Route("/msam/models/{name}", model_file),
@@ -347,6 +369,20 @@ def make_routes(models: Callable[[], Dict[str, Path]], embedding_bytes: Callable
         Route("/msam/embedding/{model}/{image_id}.u8", embedding_route("u8")),
         Route("/msam/image/{image_id}.png", image),
     ]
+
+
+async def read_body(request: Request, limit: int) -> Optional[bytes]:
+    """The request's body, or None once it is over `limit` bytes (not read further)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _not_found(message: str = "not found") -> PlainTextResponse:

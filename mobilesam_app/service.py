@@ -24,6 +24,7 @@ from . import compare as cmp
 from .engine import EncodedImage, Engine
 from .images import ImageLoadError, load_rgb_image
 from .prompts import parse_prompts
+from .resized_upload import ResizedUploads
 from .store import is_image_id
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class Service:
             self.output_dir = fallback
         self._pruned_at = 0.0
         self._uploads = SingleFlight()
+        self.resized = ResizedUploads(engine)
 
     def embedding_bytes(self, model_type: str, image_id: str, fmt: str = "f16") -> Optional[bytes]:
         """The embedding the browser fetches (wire format `fmt`), from MobileSAM's engine or a loaded
@@ -84,11 +86,20 @@ class Service:
 
         def work() -> EncodedImage:
             holder["image"] = image = self.load_image(path)
+            adopted = self.resized.adopt(image)  # the page sent it resized first: encoded already
+            if adopted is not None:
+                return adopted
             progress(0.2, desc=f"Encoding with {cmp.label(self.engine.model_type)}")
             return self.engine.encode(image)
 
         encoded = work() if key is None else self._uploads.run(key, work)
         return encoded, holder.get("image")
+
+    def encode_resized(self, data: bytes, width, height) -> dict:
+        """The page's resized copy of a photo (resized_upload.py) encoded: its client info, marked as
+        waiting for the original (no share link until then). ImageLoadError for bad input."""
+        encoded = self.resized.encode(data, width, height)
+        return {**self.client_info(encoded), "pending_original": True}
 
     def client_info(self, encoded: EncodedImage, sam=None) -> dict:
         """What the browser needs; with `sam` ((LoadedSam, EncodedImage)), the comparison model's part too."""

@@ -40,6 +40,9 @@ class PageEvents:
         except SharedCallFailed:  # Gradio's second event for this upload: the first one shows the error
             return _unchanged(4 + len(NO_EVERYTHING))
         display = {"display_url": gradio_file_url(path)} if browser_shows_as_loaded(path) else {}
+        replaces = self.service.resized.replaced(encoded.image_id)
+        if replaces:  # the original of the resized copy the page shows: it keeps its prompts
+            display["replaces"] = replaces
         if not compare_on:
             progress(1.0, desc="Done")
             return json.dumps({**self.service.client_info(encoded), **display}), encoded.image_id, False, cmp.HELP, *NO_EVERYTHING

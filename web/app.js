@@ -7,6 +7,7 @@
 //   exports.js: full-size mask, downloads, share link (functions of explicit inputs)
 //   objects (objects.js ObjectList): the photo's objects, each with its own prompt history; the
 //     selected one is `entry` here. objects-export.js: exports of all of them.
+//   upload  (upload.js ResizedUpload): a chosen photo sent resized first, shown here meanwhile
 // Nothing in here throws to the page: errors go to the status line. main.js creates it and
 // exposes it as window.msam.
 
@@ -17,6 +18,7 @@ import { CompareSession } from "./compare.js";
 import { renderComparePanel, copySummary } from "./compare-panel.js";
 import { AppView } from "./ui.js";
 import { DecodeQueue } from "./scheduler.js";
+import { ResizedUpload } from "./upload.js";
 import * as exports from "./exports.js";
 import { ObjectList, parseObjectsLink, makeEntry } from "./objects.js";
 import { objectsDocument, labelMapPng, zipStore, objectFileName } from "./objects-export.js";
@@ -73,6 +75,14 @@ export class MsamApp {
       onError: (text) => this.setStatus(text, "error"),
     });
 
+    this.upload = new ResizedUpload({
+      config: () => getConfig(),
+      showLocal: (photo, width, height) => this.showLocalPhoto(photo, width, height),
+      encoded: (token, info) => { if (token === this.loadToken) this.setImage(info, null, { local: token }); },
+      status: (token, text, kind) => { if (token === this.loadToken && !this.ready) this.setStatus(text, kind); },
+    });
+    this.decoderNote = ""; // the decoder's download progress, shown after the status text
+
     this.urlPrompts = null;
     this.userChoseImage = false; // a share link's late restore must not replace the user's choice
     try {
@@ -98,8 +108,15 @@ export class MsamApp {
       this.model = new MaskModel(this.config);
     }
     if (this.config.decoderUrl && !this.model.loading) {
+      this.model.onProgress = (loaded, total) => {
+        const mb = (n) => (n / 1e6).toFixed(1);
+        this.decoderNote = total ? `mask decoder ${Math.round((100 * loaded) / total)}% (${mb(loaded)} of ${mb(total)} MB)`
+          : `mask decoder ${mb(loaded)} MB`;
+        this.setStatus(this.status.text, this.status.kind);
+      };
       this.model.load(this.config.decoderUrl).then(
         () => {
+          this.decoderNote = "";
           const o = getOrtInfo();
           if (this.status.kind === "error" && /decoder|onnxruntime/.test(this.status.text)) this.setStatus("");
           this.renderInfo();
@@ -167,7 +184,9 @@ export class MsamApp {
   setStatus(text, kind = "info") {
     this.status = { text: text || "", kind };
     if (kind === "error" && text) console.warn("[msam]", text);
-    this.view?.setStatus(this.status);
+    const note = this.decoderNote && !(this.model && this.model.backend) ? this.decoderNote : "";
+    this.view?.setStatus(note ? { text: [this.status.text || "Loading", note].join(" · "),
+      kind: this.status.kind === "info" ? "busy" : this.status.kind } : this.status);
   }
 
   // ------------------------------------------------------------------ image
@@ -175,37 +194,87 @@ export class MsamApp {
   /** Show the image of `infoArg` (server info; null clears). `fromLink`: the image of the page's share
    * link, restored by the server as the page opened; it is dropped if the user has chosen an image
    * meanwhile (the restore of an image no longer cached can take longer than a new upload). */
-  setImage(infoArg, prompts, { fromLink = false } = {}) {
+  setImage(infoArg, prompts, { fromLink = false, local = null } = {}) {
     if (fromLink && this.userChoseImage) return Promise.resolve(false);
+    const replaced = this.#adoptOriginal(infoArg);
+    if (replaced) return replaced;
     if (!fromLink && hasImage(infoArg)) this.userChoseImage = true;
     // Gradio may hand over the same image info twice in a row: the load in flight goes on.
     const key = typeof infoArg === "string" ? infoArg : JSON.stringify(infoArg ?? null);
     const inFlight = this._inFlight;
     if (inFlight && inFlight.key === key && prompts == null && inFlight.token === this.loadToken) return inFlight.promise;
-    const token = ++this.loadToken;
-    const promise = this._loadImage(infoArg, prompts, token);
+    const token = local != null && local === this.loadToken ? local : ++this.loadToken;
+    const promise = this._loadImage(infoArg, prompts, token, local != null && local === token);
     this._inFlight = { key, token, promise };
     promise.finally(() => { if (this._inFlight?.promise === promise) this._inFlight = null; });
     return promise;
   }
 
-  async _loadImage(infoArg, prompts, token) {
+  /** Info of an uploaded original whose resized copy (upload.js) the page shows or showed
+   * (`info.replaces`): the page shows it now under the original's id (same embedding, prompts kept;
+   * share links work from now on). Resolves to whether it is shown; null for other info. */
+  #adoptOriginal(infoArg) {
+    let info;
+    try {
+      info = normalizeInfo(infoArg);
+    } catch {
+      return null;
+    }
+    if (!info || !info.replaces) return null;
+    if (this.info && this.info.image_id === info.replaces) {
+      this.info = { ...this.info, ...info, pending_original: false, replaces: undefined };
+      if (this._inFlight) this._inFlight.key = null;
+      this.render();
+      return Promise.resolve(this.ready);
+    }
+    if (this.info && this.info.image_id === info.image_id) return Promise.resolve(this.ready);
+    return Promise.resolve(false); // the original of a photo the user has left meanwhile
+  }
+
+  /** A photo chosen in the upload box, shown at once (`photo`: ImageBitmap, `width`×`height` upright)
+   * while its resized copy is encoded (upload.js); clicks made meanwhile are kept and decoded once
+   * the embedding is there. Returns the token its info must come with (setImage option `local`). */
+  showLocalPhoto(photo, width, height) {
+    this.userChoseImage = true;
+    const token = ++this.loadToken; // a load in flight is for an image no longer wanted
+    this.resetPrompts();
+    this.ready = false;
+    this.imageToken++;
+    this.info = { width, height, image_id: null, local: true };
+    this.image = photo;
+    this.view?.clearOverlay("a");
+    this._fullByObject = new WeakMap();
+    this.compare.drop();
+    this.ensureModel().setEmbedding(null);
+    for (const seg of this.view?.segs || []) seg.setImage(photo, width, height);
+    this.setStatus("Preparing the photo…", "busy");
+    this.render();
+    return token;
+  }
+
+  async _loadImage(infoArg, prompts, token, local = false) {
     let done;
     this.loading = new Promise((r) => { done = r; });
     try {
-      await this._setImage(infoArg, prompts, token);
+      await this._setImage(infoArg, prompts, token, local);
     } catch (e) {
-      if (token === this.loadToken) this.setStatus(errText(e), "error");
+      if (token === this.loadToken) {
+        this.setStatus(errText(e), "error");
+        this.queue.abandon();
+      }
     } finally {
       done();
     }
     return token === this.loadToken && this.ready;
   }
 
-  async _setImage(infoArg, prompts, token) {
+  async _setImage(infoArg, prompts, token, local = false) {
     this.attach();
     const info = normalizeInfo(infoArg);
     const stale = () => token !== this.loadToken;
+    // the info of the photo shown by showLocalPhoto: its photo and the clicks made meanwhile stay
+    const keep = local && info && this.info && this.info.local && this.info.width === info.width
+      && this.info.height === info.height && this.image;
     if (typeof prompts === "string") prompts = parsePrompts(prompts);
     const fromLinkOrPrompts = !!prompts || !!this.urlPrompts;
 
@@ -221,13 +290,17 @@ export class MsamApp {
       return;
     }
 
-    this.resetPrompts();
+    const localPhoto = keep ? this.image : null;
+    if (!keep) {
+      this.resetPrompts();
+      this.imageToken++;
+      this.view?.clearOverlay("a");
+      this._fullByObject = new WeakMap();
+      this.compare.drop();
+    }
     this.ready = false;
-    this.imageToken++;
     this.info = info;
-    this.image = null;
-    this.view?.clearOverlay("a");
-    this.compare.drop();
+    this.image = localPhoto;
     const model = this.ensureModel();
     model.setEmbedding(null);
     if (!info) {
@@ -239,15 +312,17 @@ export class MsamApp {
       this.render();
       return;
     }
-    for (const seg of this.view?.segs || []) {
-      seg.setImage(null);
-      seg.setPlaceholder("Loading image…");
+    if (!keep) {
+      for (const seg of this.view?.segs || []) {
+        seg.setImage(null);
+        seg.setPlaceholder("Loading image…");
+      }
     }
     this.setStatus("Loading image embedding…", "busy");
 
     // The photo and the embedding load at once; prompts need only the embedding, so the decoder
     // gets it (and starts its per-image work) as soon as it arrives, whichever comes first.
-    const imgP = loadPhoto(info);
+    const imgP = localPhoto ? Promise.resolve(localPhoto) : loadPhoto(info);
     const embP = fetchEmbeddingBytes(info.embedding_url); // decoded in the decoder's worker
     embP.catch(() => {});
     const shownP = imgP.then((img) => {
@@ -265,18 +340,19 @@ export class MsamApp {
     try {
       bytes = await embP;
     } catch (e) {
-      if (!stale()) this.setStatus(errText(e), "error");
+      if (!stale()) this.#failed(e);
       return;
     }
     if (stale()) return;
     if (!model.loading) {
-      this.setStatus("The mask decoder is not configured (MSAM_CONFIG.decoderUrl)", "error");
+      this.#failed("The mask decoder is not configured (MSAM_CONFIG.decoderUrl)");
       return;
     }
+    if (!model.backend) this.setStatus("Loading the mask decoder…", "busy");
     try {
       await model.loading;
     } catch (e) {
-      if (!stale()) this.setStatus(errText(e), "error");
+      if (!stale()) this.#failed(e);
       return;
     }
     if (stale()) return;
@@ -288,6 +364,7 @@ export class MsamApp {
     });
     this.ready = true;
     if (this.status.kind !== "error") this.setStatus("");
+    this.queue.pump(); // clicks made before the embedding and the decoder were there
     this.render();
     await shownP;
     if (stale()) return;
@@ -301,6 +378,12 @@ export class MsamApp {
     }
     if (p) await this.applyPrompts(p);
     this.render();
+  }
+
+  /** The image cannot be used: say why; clicks waiting for it are dropped. */
+  #failed(e) {
+    this.setStatus(typeof e === "string" ? e : errText(e), "error");
+    this.queue.abandon();
   }
 
   /** Enter, change or leave compare mode for the current image (`c`: info.compare or null); once
@@ -406,13 +489,13 @@ export class MsamApp {
   // ------------------------------------------------------------------ prompts
 
   addPoint(x, y, label = 1) {
-    if (!this.info || !this.ready) return;
+    if (!this.info) return; // before the embedding or the decoder is ready, it waits in the queue
     if (!(x >= 0 && y >= 0 && x <= this.info.width && y <= this.info.height)) return;
     this.commit([...this.entry.points, { x, y, label: label === 0 ? 0 : 1 }], this.entry.box);
   }
 
   setBox(b) {
-    if (!this.info || !this.ready || !b) return;
+    if (!this.info || !b) return;
     const c = clampPrompts({ points: [], box: b }, this.info.width, this.info.height);
     if (!c.box) return;
     this.commit(this.entry.points, c.box);
@@ -559,7 +642,7 @@ export class MsamApp {
     const committed = !!(this.entry.result && (this.entry.points.length || this.entry.box));
     u.dlMask.disabled = u.dlCut.disabled = u.dlRle.disabled = !committed || !info;
     u.dlCut.disabled = u.dlCut.disabled || !this.image;
-    u.copy.disabled = !info;
+    u.copy.disabled = !info || !!info.pending_original || !!info.local;
     u.undo.disabled = !this.entry.prev;
     u.clear.disabled = !info || !(this.entry.points.length || this.entry.box);
     view.renderObjects(this.objects, !!info);
@@ -659,6 +742,7 @@ export class MsamApp {
   }
 
   shareLink() {
+    if (this.info && (this.info.pending_original || this.info.local)) return null; // the original is not on the server yet
     return exports.shareLink(this.info, this.objects, this.compare.on ? this.compare.state.model : null);
   }
 

@@ -135,6 +135,30 @@ export function startDecoderEngine(config) {
   return p;
 }
 
+/** A response's body as a Uint8Array, calling `onProgress(loaded, total)` as it arrives (total: the
+ * Content-Length when the body is not content-encoded, else 0). */
+async function readWithProgress(r, onProgress) {
+  if (!onProgress || !r.body) return new Uint8Array(await r.arrayBuffer());
+  const encoded = r.headers.get("content-encoding");
+  const total = encoded && encoded !== "identity" ? 0 : Number(r.headers.get("content-length")) || 0;
+  const reader = r.body.getReader();
+  const chunks = [];
+  let loaded = 0;
+  onProgress(0, total);
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    loaded += value.byteLength;
+    try { onProgress(loaded, total); } catch { /* a progress display never stops the download */ }
+  }
+  if (total && loaded === total && chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(loaded);
+  let at = 0;
+  for (const c of chunks) { out.set(c, at); at += c.byteLength; }
+  return out;
+}
+
 let nextModelId = 1;
 
 export class MaskModel {
@@ -150,6 +174,7 @@ export class MaskModel {
     this.info = null;
     this.fast = false; // the session is the fast decoder (takes an image cache)
     this.prepareMs = null; // fast decoder: time of the last per-image run
+    this.onProgress = null; // (loaded, total) bytes of the decoder download, as they arrive (total 0: unknown)
     this.loadTimings = null; // {fetchMs, createMs, sessionMs, startedAt, readyAt, optimizationLevel, bytes} of the last load
     this.warmUpResult = null; // {runs, ms} of the warm-up after load
     this._prepared = Promise.resolve();
@@ -168,7 +193,7 @@ export class MaskModel {
       try {
         const r = await fetch(decoderUrl);
         if (!r.ok) throw new Error(`HTTP ${r.status}`);
-        bytes = new Uint8Array(await r.arrayBuffer());
+        bytes = await readWithProgress(r, this.onProgress);
       } catch (e) {
         throw new Error(`decoder failed to load (${decoderUrl}): ${errorText(e)}`);
       }

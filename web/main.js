@@ -120,6 +120,7 @@ if (typeof window !== "undefined") {
   else startObserving();
   setInterval(tryAttach, 1000); // in case a re-render slips past the observer
   document.addEventListener("keydown", (e) => { try { app.onKey(e); } catch { /* ignore */ } });
+  app.upload.install(); // a photo chosen in the upload box goes resized first (upload.js)
   if (window.MSAM_CONFIG && window.MSAM_CONFIG.decoderUrl) {
     try { app.ensureModel(); } catch (e) { console.warn("[msam]", e); }
   }

@@ -73,6 +73,7 @@ export class DecodeQueue {
     this.preview = null;
     if (!hasPrompts(entry)) return;
     entry.pending = true;
+    entry.token = this.host.imageToken(); // until the image's embedding is ready, it waits
     this.commits.push(entry);
     this.pump();
   }
@@ -81,7 +82,16 @@ export class DecodeQueue {
   ensureDecoded(entry) {
     if (!entry || entry.pending || entry.cancelled || !this.host.ready() || !this.needsDecode(entry)) return;
     entry.pending = true;
+    entry.token = this.host.imageToken();
     this.commits.push(entry);
+    this.pump();
+  }
+
+  /** The image's embedding will not come (it failed): the entries waiting for it are dropped. */
+  abandon() {
+    for (const e of this.commits) e.pending = false;
+    this.commits = [];
+    this.previewReq = null;
     this.pump();
   }
 
@@ -170,7 +180,11 @@ export class DecodeQueue {
     try {
       for (;;) {
         if (!this.host.ready()) {
-          this.commits = [];
+          // commits of the image being loaded wait for its embedding (pump again once ready);
+          // those of an image since left are dropped
+          const token = this.host.imageToken();
+          for (const e of this.commits) if (e.token !== token) e.pending = false;
+          this.commits = this.commits.filter((e) => e.token === token);
           this.previewReq = null;
           break;
         }

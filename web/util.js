@@ -13,6 +13,8 @@ export function getConfig() {
     ortBundle: c.ortBundle,
     executionProviders: c.executionProviders,
     proxy: c.proxy,
+    encodeUrl: c.encodeUrl || null, // POST a photo's resized copy here (upload.js); none: the upload box's path
+    resizedUpload: c.resizedUpload !== false,
   };
 }
 

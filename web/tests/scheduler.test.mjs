@@ -312,3 +312,33 @@ test("reset forgets queued work and the pointer", () => {
   assert.equal(q.dragBox, null);
   assert.equal(q.previewing, false);
 });
+
+test("clicks made before the embedding is ready wait for it, in order; abandon drops them", async () => {
+  const { q, model, h, commit } = setup();
+  h.ready = false;
+  const e1 = commit(entry(h.current, [pt(1, 1)]));
+  const e2 = commit(entry(e1, [pt(1, 1), pt(2, 2)]));
+  await tick();
+  assert.equal(model.calls.length, 0);
+  assert.deepEqual(q.commits, [e1, e2]);
+  assert.equal(q.isIdle(), false);
+  h.ready = true; // the embedding and the decoder are there: the app pumps the queue
+  q.pump();
+  await tick();
+  assert.equal(model.calls.length, 1);
+  assert.deepEqual(model.calls[0].prompts.points, [pt(1, 1)]);
+  model.calls[0].resolve(result(0));
+  await tick();
+  assert.equal(model.calls.length, 2);
+  model.calls[1].resolve(result(1));
+  await q.idle();
+  assert.ok(e1.result && e2.result);
+
+  h.ready = false; // another image whose embedding fails
+  const e3 = commit(entry(e2, [pt(3, 3)]));
+  const idle = q.idle();
+  q.abandon();
+  await idle;
+  assert.equal(e3.pending, false);
+  assert.deepEqual(q.commits, []);
+});

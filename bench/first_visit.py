@@ -1,0 +1,224 @@
+"""A first visit over a real connection: from opening the page to the first mask, in headless Chromium.
+
+    python bench/first_visit.py --checkpoint CKPT [--down 20 --up 5 --rtt 60] [--photo PATH]
+                                [--baseline-root DIR] [--json]
+
+Starts app.py (this checkout; its cache folder persists between runs, so exports are reused) and
+waits for its fast encoder. The link is emulated with the DevTools protocol
+(Network.emulateNetworkConditions: --down / --up Mbit/s, --rtt ms). Then:
+
+- first visit (a fresh profile): page open -> upload control there, -> decoder ready; the photo is
+  chosen as soon as the upload control is there and the centre clicked as soon as the page takes a
+  click; photo chosen -> first mask drawn, and page open -> first mask drawn (the whole visit);
+- on the same page, now ready, another photo (new content) chosen -> first mask drawn;
+- a return visit (the same profile, its HTTP cache kept): the same as the first visit.
+
+The photo (default: examples/truck.jpg upscaled to a 12 MP 4032x3024 JPEG at quality 90, as a phone
+takes them) gets new content for each visit (mirrored / tinted), so the server's embedding cache
+never answers.
+
+Baseline (--baseline-root DIR: another checkout of the project, e.g. the commit before this
+change, with web/node_modules): the same measurements of its app.py in the same run, and the ratios.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, CHROMIUM, CHROMIUM_ARGS, emit, free_port, machine  # noqa: E402
+from first_mask import start_app, wait_encoder_export  # noqa: E402
+
+# In the page, from the input's change event: click the centre as soon as the page takes a click
+# (it keeps it until it can answer), then wait until that click's mask is drawn.
+WATCH = """
+() => {
+  window.__fv = new Promise((resolve, reject) => {
+    const marks = {};
+    const start = window.msam && window.msam._app;
+    const before = start ? start.info : null; // the previous photo's (a ready page): not clicked, not measured
+    document.addEventListener("change", (e) => {
+      if (e.target && e.target.type === "file" && marks.change == null) marks.change = performance.now();
+    }, true);
+    const deadline = performance.now() + 300000;
+    const poll = async () => {
+      const app = window.msam && window.msam._app;
+      if (marks.change != null && app && app.info && app.info !== before && app.info.width && marks.click == null) {
+        const before = app.entry;
+        window.msam.addPoint(app.info.width / 2, app.info.height / 2, 1);
+        if (app.entry !== before) marks.click = performance.now();
+      }
+      if (marks.click != null && app.entry.result && app.ready) {
+        await window.msam.whenIdle();
+        await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+        marks.drawn = performance.now();
+        marks.ready = app.readyAt || null;
+        const st = window.msam.getState();
+        resolve({ marks, hasMask: st.selectedIndex >= 0, imageId: st.imageId,
+                  decoder: app.model && app.model.loadTimings, upload: app.upload ? app.upload.last : null });
+        return;
+      }
+      if (performance.now() > deadline) { reject(new Error("timed out")); return; }
+      setTimeout(poll, 10);
+    };
+    poll();
+  });
+  return true;
+}
+"""
+
+
+def make_photos(source: Path, folder: Path, count: int) -> list:
+    """`count` JPEGs (quality 90) of the photo with new content each: as is, mirrored, tinted."""
+    base = np.asarray(Image.open(source).convert("RGB"))
+    if base.shape[:2] != (3024, 4032) and base.shape[:2] != (4032, 3024):
+        base = np.asarray(Image.fromarray(base).resize((4032, 3024), Image.BICUBIC))
+    out = []
+    for i in range(count):
+        img = base if i == 0 else (base[:, ::-1] if i % 2 else base)
+        if i >= 2:
+            img = np.clip(img.astype(np.int16) + i // 2, 0, 255).astype(np.uint8)
+        path = folder / f"photo{i}.jpg"
+        Image.fromarray(np.ascontiguousarray(img)).save(path, quality=90)
+        out.append(path)
+    return out
+
+
+def emulate(context, page, args) -> None:
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {
+        "offline": False, "latency": args.rtt, "downloadThroughput": args.down * 1e6 / 8,
+        "uploadThroughput": args.up * 1e6 / 8})
+
+
+def visit(context, url: str, args, photo: Path, second: Path = None) -> dict:
+    """One visit: open the page, choose `photo` as soon as the upload control is there, click the
+    centre; with `second`, then choose that one on the ready page. Times in seconds."""
+    page = context.new_page()
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    emulate(context, page, args)
+    page.goto(url, wait_until="commit")
+    upload = page.locator("#msam-upload input[type=file]").first
+    upload.wait_for(state="attached", timeout=120_000)
+    control_ms = page.evaluate("() => performance.now()")
+    page.wait_for_function("() => window.msam && window.msam._app", timeout=120_000)
+    page.evaluate(WATCH)
+    upload.set_input_files(str(photo))
+    first = page.evaluate("() => window.__fv")
+    page.wait_for_function("() => window.msam._app.model && window.msam._app.model.loadTimings", timeout=120_000)
+    decoder = page.evaluate("() => window.msam._app.model.loadTimings")
+    m = first["marks"]
+    out = {"upload_control_s": control_ms / 1000, "decoder_ready_s": decoder["readyAt"] / 1000,
+           "decoder_fetch_s": decoder["fetchMs"] / 1000, "photo_to_mask_s": (m["drawn"] - m["change"]) / 1000,
+           "page_open_to_mask_s": m["drawn"] / 1000, "mask_drawn": first["hasMask"], "upload": first["upload"]}
+    if second is not None:
+        page.evaluate(WATCH)
+        upload.set_input_files(str(second))
+        r = page.evaluate("() => window.__fv")
+        out["ready_page_photo_to_mask_s"] = (r["marks"]["drawn"] - r["marks"]["change"]) / 1000
+        out["ready_page_upload"] = r["upload"]
+        try:  # the original arrives in the background; the share link once it is stored
+            page.wait_for_function("() => window.msam.getShareLink()", timeout=60_000)
+            out["share_link_s"] = (page.evaluate("() => performance.now()") - r["marks"]["change"]) / 1000
+        except Exception:
+            out["share_link_s"] = None
+    out["page_errors"] = errors[:5]
+    page.close()
+    return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in out.items()}
+
+
+def measure(root: Path, args, photos: list) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    cache = args.cache_dir / ("app" if root == ROOT else "baseline")
+    cache.mkdir(parents=True, exist_ok=True)
+    proc, url = start_app(Path(args.checkpoint), cache, free_port(), root=root)
+    profile = Path(tempfile.mkdtemp(prefix="msam-first-visit-profile-"))
+    try:
+        ready = wait_encoder_export(cache)
+        with sync_playwright() as p:
+            context = p.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM,
+                                                           args=CHROMIUM_ARGS, headless=True)
+            try:
+                first = visit(context, url, args, photos[0], second=photos[1])
+                again = visit(context, url, args, photos[2])
+            finally:
+                context.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(profile, ignore_errors=True)
+    return {"first_visit": first, "return_visit": again, "encoder_export_ready": ready}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--down", type=float, default=20.0, help="download Mbit/s")
+    parser.add_argument("--up", type=float, default=5.0, help="upload Mbit/s")
+    parser.add_argument("--rtt", type=float, default=60.0, help="latency (ms)")
+    parser.add_argument("--photo", type=Path, default=ROOT / "examples" / "truck.jpg",
+                        help="a photo (default: examples/truck.jpg upscaled to 4032x3024, JPEG q=90)")
+    parser.add_argument("--baseline-root", type=Path, help="another checkout whose app.py is the baseline")
+    parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "mobilesam" / "bench-first-visit")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    tmp = Path(tempfile.mkdtemp(prefix="msam-first-visit-"))
+    photos = make_photos(args.photo, tmp, 6)
+    photo_bytes = photos[0].stat().st_size
+    ours = measure(ROOT, args, photos[:3])
+    base = measure(args.baseline_root.resolve(), args, photos[3:]) if args.baseline_root else None
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    def ratio(key, visit="first_visit"):
+        if not base or base[visit].get(key) in (None, 0) or ours[visit].get(key) is None:
+            return None
+        return round(ours[visit][key] / base[visit][key], 3)
+
+    out = {"benchmark": "first_visit", "link": {"down_mbit": args.down, "up_mbit": args.up, "rtt_ms": args.rtt},
+           "photo_bytes": photo_bytes, "ours": ours, "baseline": base,
+           "baseline_is": str(args.baseline_root) if base else None,
+           "ratios": {"whole_first_visit": ratio("page_open_to_mask_s"),
+                      "first_visit_photo_to_mask": ratio("photo_to_mask_s"),
+                      "ready_page_photo_to_mask": ratio("ready_page_photo_to_mask_s"),
+                      "return_visit": ratio("page_open_to_mask_s", "return_visit"),
+                      "decoder_ready": ratio("decoder_ready_s")},
+           "goals_s": {"whole_first_visit": 5.0, "return_visit": 3.0, "ready_page_photo_to_mask": 2.5},
+           "machine": machine()}
+    lines = [f"first visit, {args.down:g}/{args.up:g} Mbit/s, {args.rtt:g} ms, photo {out['photo_bytes'] / 1e6:.2f} MB "
+             f"(4032x3024)"]
+    for name, r in (("ours", ours), ("baseline", base)):
+        if r is None:
+            continue
+        f, a = r["first_visit"], r["return_visit"]
+        lines += [f"  {name}:",
+                  f"    first visit: upload control {f['upload_control_s']:.2f} s, decoder ready {f['decoder_ready_s']:.2f} s, "
+                  f"photo -> mask {f['photo_to_mask_s']:.2f} s, page open -> mask {f['page_open_to_mask_s']:.2f} s "
+                  f"(goal 5.0)",
+                  f"    ready page: photo -> mask {f['ready_page_photo_to_mask_s']:.2f} s (goal 2.5); share link after "
+                  f"{f['share_link_s']} s",
+                  f"    return visit: decoder ready {a['decoder_ready_s']:.2f} s, page open -> mask "
+                  f"{a['page_open_to_mask_s']:.2f} s (goal 3.0)"]
+    if base:
+        lines.append(f"  ratios ours/baseline: {out['ratios']}")
+    emit(out, args.json, lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
