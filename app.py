@@ -2,7 +2,7 @@
 
     python app.py [--checkpoint PATH] [--model-type vit_t] [--device auto|cpu|cuda]
                   [--host 0.0.0.0] [--port 7860] [--share] [--cache-dir DIR]
-                  [--embedding-cache-mb 256] [--image-store-mb 512]
+                  [--embedding-cache-mb 256] [--image-store-mb 512] [--store-dir DIR]
                   [--sam-checkpoint PATH] [--sam-model-type vit_b|vit_l|vit_h]
 """
 import argparse
@@ -142,7 +142,10 @@ def parse_args(argv=None):
     parser.add_argument("--embedding-cache-mb", type=int, default=AppConfig.embedding_cache_mb,
                         help="memory for cached image embeddings (4 MiB each)")
     parser.add_argument("--image-store-mb", type=int, default=AppConfig.image_store_mb,
-                        help="disk space for stored uploads (for shared links), under --cache-dir")
+                        help="disk space for stored uploads (for shared links), in --store-dir")
+    parser.add_argument("--store-dir", type=Path,
+                        help="where uploads are stored for share links; replicas may share it (default: "
+                             "/data/mobilesam/images on a Space with persistent storage, else <cache-dir>/images)")
     parser.add_argument("--sam-checkpoint", type=Path,
                         help="compare mode: local checkpoint of the original SAM (default: download the official "
                              "weights on first use)")
@@ -157,7 +160,7 @@ def main(argv=None) -> None:
     config = AppConfig(model_type=args.model_type, checkpoint=args.checkpoint, device=args.device,
                        cache_dir=args.cache_dir, embedding_cache_mb=args.embedding_cache_mb,
                        image_store_mb=args.image_store_mb, sam_model_type=args.sam_model_type,
-                       sam_checkpoint=args.sam_checkpoint)
+                       sam_checkpoint=args.sam_checkpoint, store_dir=args.store_dir)
     if args.sam_checkpoint is not None and not args.sam_checkpoint.is_file():
         sys.exit(f"error: --sam-checkpoint {args.sam_checkpoint} is not a file")
     try:
@@ -166,7 +169,7 @@ def main(argv=None) -> None:
         sys.exit(f"error: {exc}\nStart with --checkpoint PATH to use a local copy.")
     demo = build_demo(service)
     routes = server.make_routes(lambda: service.decoder_files, service.embedding_bytes,
-                                service.engine.store.path_of)
+                                service.engine.store.path_of, service.engine.store.ensure_durable)
     decoder_name = next(iter(service.decoder_files))
     head = server.page_head({"ortBase": server.ort_base_url(), "decoderUrl": f"/msam/models/{decoder_name}",
                              "crossOriginIsolated": True, "model": args.model_type})

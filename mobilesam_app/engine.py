@@ -78,7 +78,7 @@ class Engine:
     """
 
     def __init__(self, model: Sam, model_type: str, store: ImageStore, cache_bytes: int = 256 * 2**20,
-                 encoder_backend: Optional[str] = None) -> None:
+                 encoder_backend: Optional[str] = None, onnx_dir: Optional[Path] = None) -> None:
         from mobilesam.accel.encoder import ImageEncoder
 
         self.model = model.eval()
@@ -88,7 +88,7 @@ class Engine:
         # The fast encoder (onnxruntime float32 for vit_t on CPU, see mobilesam/accel/encoder.py); its
         # export is cached next to the decoder exports (<cache dir>/onnx) and made in the background.
         self.encoder = ImageEncoder(model, model_type, backend=encoder_backend,
-                                    cache_dir=Path(store.root).parent / "onnx")
+                                    cache_dir=Path(onnx_dir or Path(store.root).parent / "onnx"))
         self.cache: LRUCache[str, EncodedImage] = LRUCache(cache_bytes, lambda e: e.nbytes)
         self._encode_lock = threading.Lock()
         self._encoder_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mobilesam-encoder")

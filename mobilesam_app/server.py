@@ -10,6 +10,8 @@
   `.u8`: the same embedding as per-channel uint8 with a versioned header (half the bytes; see
   mobilesam_app/embedding_codec.py). `client_info` says which one the page fetches.
 - `/msam/image/<image id>.png`: an uploaded (content-addressed) image, checked against its id.
+- `POST /msam/store/<image id>`: write that image to the store now (fsynced) and answer 200 once it
+  is on disk: the page shows a share link only after this (a link must survive a crash).
 """
 import gzip
 import hashlib
@@ -285,9 +287,11 @@ class VerifiedFiles:
 
 
 def make_routes(models: Callable[[], Dict[str, Path]], embedding_bytes: Callable[[str, str, str], Optional[bytes]],
-                image_path: Callable[[str], Optional[Path]]):
+                image_path: Callable[[str], Optional[Path]],
+                ensure_stored: Optional[Callable[[str], Optional[bool]]] = None):
     """Starlette routes; the callables look up decoder files, embeddings (model, image id, wire format
-    "f16" / "u8" -> bytes) and stored images."""
+    "f16" / "u8" -> bytes) and stored images, and (`ensure_stored`, ImageStore.ensure_durable) write an
+    image to the store now: True once on disk, False if it cannot be, None for an unknown image."""
 
     ORT_FILES.prepare(*ORT_RUNTIME_FILES)
 
@@ -339,7 +343,20 @@ def make_routes(models: Callable[[], Dict[str, Path]], embedding_bytes: Callable
             return _not_found()
         return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
+    async def store_image(request: Request):
+        """POST: the page asks before it shows a share link; 200 only once the image is on disk."""
+        image_id = request.path_params["image_id"]
+        stored = None if ensure_stored is None else await run_in_threadpool(ensure_stored, image_id)
+        if stored is None:
+            return _not_found("image not found: upload it again")
+        if not stored:
+            return PlainTextResponse("the server cannot store images now, so links to uploads are unavailable",
+                                     status_code=503)
+        return Response(json.dumps({"image_id": image_id, "stored": True}), media_type="application/json",
+                        headers={"Cache-Control": "no-store"})
+
     return [
+        Route("/msam/store/{image_id}", store_image, methods=["POST"]),
         Route("/web/ort/{name}", ort_file),
         Route("/web/{name}", web_file),
         Route("/msam/models/{name}", model_file),

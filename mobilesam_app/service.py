@@ -94,6 +94,7 @@ class Service:
         """What the browser needs; with `sam` ((LoadedSam, EncodedImage)), the comparison model's part too."""
         model_type = self.engine.model_type
         info = encoded.client_info(model_type)
+        info["stored"] = self.engine.store.is_durable(encoded.image_id)  # else the page asks before sharing
         info["label"] = cmp.label(model_type)
         info["mobilesam_params"] = encoder_params(self.engine)
         if sam is not None:

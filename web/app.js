@@ -5,6 +5,7 @@
 //   compare (compare.js CompareSession): compare mode's model, state, view and numbers
 //   view    (ui.js AppView, with compare-panel.js): the DOM and its drawing caches
 //   exports.js: full-size mask, downloads, share link (functions of explicit inputs)
+//   stored  (links.js StoredImages): which images the server confirmed stored (links to them are durable)
 // Nothing in here throws to the page: errors go to the status line. main.js creates it and
 // exposes it as window.msam.
 
@@ -16,6 +17,7 @@ import { renderComparePanel, copySummary } from "./compare-panel.js";
 import { AppView } from "./ui.js";
 import { DecodeQueue } from "./scheduler.js";
 import * as exports from "./exports.js";
+import { StoredImages } from "./links.js";
 import { getConfig, errText, normalizeInfo, loadPhoto, modelLabel } from "./util.js";
 
 // A prompt state. Each edit (point, box, clear) makes a new one linked to the previous
@@ -76,6 +78,7 @@ export class MsamApp {
       onError: (text) => this.setStatus(text, "error"),
     });
 
+    this.stored = new StoredImages();
     this.urlPrompts = null;
     this.userChoseImage = false; // a share link's late restore must not replace the user's choice
     try {
@@ -191,6 +194,7 @@ export class MsamApp {
   async _setImage(infoArg, prompts, token) {
     this.attach();
     const info = normalizeInfo(infoArg);
+    this.stored.note(info);
     const stale = () => token !== this.loadToken;
     if (typeof prompts === "string") prompts = parsePrompts(prompts);
 
@@ -534,9 +538,27 @@ export class MsamApp {
     }
   }
 
-  async copyLink() {
+  /** The share link, once the server confirmed that its image is stored (a link handed out must
+   * open even if the server crashes right after); null without image; rejects with a message. */
+  async durableShareLink() {
     const link = this.shareLink();
-    if (!link || !this.view) return;
+    if (!link) return null;
+    await this.stored.ensure(this.info.image_id);
+    return this.shareLink() === link ? link : this.durableShareLink(); // the prompts or image changed meanwhile
+  }
+
+  async copyLink() {
+    if (!this.shareLink() || !this.view) return;
+    this.setStatus("Storing the image for the link…");
+    let link;
+    try {
+      link = await this.durableShareLink();
+    } catch (e) {
+      this.view.u.link.value = "";
+      this.setStatus(errText(e), "error");
+      return;
+    }
+    if (!link) return;
     const { text, kind } = await exports.copyLink(link, this.entry, this.view.u.link);
     this.setStatus(text, kind);
   }
