@@ -3,6 +3,7 @@
     python app.py [--checkpoint PATH] [--model-type vit_t] [--device auto|cpu|cuda]
                   [--host 0.0.0.0] [--port 7860] [--share] [--cache-dir DIR]
                   [--embedding-cache-mb 256] [--image-store-mb 512] [--store-dir DIR]
+                  [--encode-queue 12]
                   [--sam-checkpoint PATH] [--sam-model-type vit_b|vit_l|vit_h]
 """
 import argparse
@@ -98,8 +99,10 @@ def build_demo(service: Service) -> gr.Blocks:
             api_annotations = gr.File(label="annotations")
             api_sam_mask = gr.File(label="sam_mask")
             api_summary = gr.Textbox(label="summary")
+            # 24 at once: encodes are bounded by the engine's queue (MAX_QUEUED_ENCODES, 12), so prompts on
+            # images already encoded always find a free slot instead of waiting behind other people's encodes
             gr.Button(visible=False).click(api.segment_api, [api_image, api_prompts], [api_mask, api_scores],
-                                           api_name="segment", concurrency_limit=4)
+                                           api_name="segment", concurrency_limit=24, concurrency_id="segment")
             gr.Button(visible=False).click(api.segment_everything_api, [api_image, api_points_per_side],
                                            [api_annotations], api_name="segment_everything", concurrency_limit=1)
             gr.Button(visible=False).click(api.compare_api, [api_image, api_prompts],
@@ -143,6 +146,8 @@ def parse_args(argv=None):
                         help="memory for cached image embeddings (4 MiB each)")
     parser.add_argument("--image-store-mb", type=int, default=AppConfig.image_store_mb,
                         help="disk space for stored uploads (for shared links), in --store-dir")
+    parser.add_argument("--encode-queue", type=int, default=AppConfig.encode_queue,
+                        help="images waiting or being encoded at once; more get a 'busy, N ahead' message")
     parser.add_argument("--store-dir", type=Path,
                         help="where uploads are stored for share links; replicas may share it (default: "
                              "/data/mobilesam/images on a Space with persistent storage, else <cache-dir>/images)")
@@ -160,7 +165,8 @@ def main(argv=None) -> None:
     config = AppConfig(model_type=args.model_type, checkpoint=args.checkpoint, device=args.device,
                        cache_dir=args.cache_dir, embedding_cache_mb=args.embedding_cache_mb,
                        image_store_mb=args.image_store_mb, sam_model_type=args.sam_model_type,
-                       sam_checkpoint=args.sam_checkpoint, store_dir=args.store_dir)
+                       sam_checkpoint=args.sam_checkpoint, store_dir=args.store_dir,
+                       encode_queue=args.encode_queue)
     if args.sam_checkpoint is not None and not args.sam_checkpoint.is_file():
         sys.exit(f"error: --sam-checkpoint {args.sam_checkpoint} is not a file")
     try:

@@ -17,6 +17,15 @@ from . import memory
 from .store import ImageStore, LRUCache, image_id_of
 
 EMBEDDING_SHAPE = (1, 256, 64, 64)
+MAX_QUEUED_ENCODES = 12  # encodes waiting or running at once; more are refused (EncoderBusy)
+
+
+class EncoderBusy(Exception):
+    """The encoder's queue is full: `ahead` images are waiting or being encoded."""
+
+    def __init__(self, ahead: int) -> None:
+        super().__init__(f"{ahead} images are ahead in the encoder's queue")
+        self.ahead = ahead
 
 
 @dataclass(frozen=True)
@@ -78,7 +87,8 @@ class Engine:
     """
 
     def __init__(self, model: Sam, model_type: str, store: ImageStore, cache_bytes: int = 256 * 2**20,
-                 encoder_backend: Optional[str] = None, onnx_dir: Optional[Path] = None) -> None:
+                 encoder_backend: Optional[str] = None, onnx_dir: Optional[Path] = None,
+                 max_queued: int = MAX_QUEUED_ENCODES) -> None:
         from mobilesam.accel.encoder import ImageEncoder
 
         self.model = model.eval()
@@ -92,6 +102,9 @@ class Engine:
         self.cache: LRUCache[str, EncodedImage] = LRUCache(cache_bytes, lambda e: e.nbytes)
         self._encode_lock = threading.Lock()
         self._encoder_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mobilesam-encoder")
+        self.max_queued = max_queued
+        self._queued = 0  # encodes submitted and not finished
+        self._queue_lock = threading.Lock()
         self.parameter_count = sum(p.numel() for p in model.image_encoder.parameters())
 
     def encode(self, image: np.ndarray, image_id: Optional[str] = None) -> EncodedImage:
@@ -104,7 +117,22 @@ class Engine:
             return cached
         # Always on the same thread: the encoder's large temporary buffers then come from one malloc
         # arena, instead of each request thread keeping its own few hundred MB once it has encoded.
-        return self._encoder_thread.submit(self._encode_new, image, image_id).result()
+        # A bounded queue: past `max_queued` a request is refused at once (EncoderBusy, "N ahead")
+        # rather than waiting silently; cached images never wait here.
+        with self._queue_lock:
+            if self._queued >= self.max_queued:
+                raise EncoderBusy(self._queued)
+            self._queued += 1
+        try:
+            return self._encoder_thread.submit(self._encode_new, image, image_id).result()
+        finally:
+            with self._queue_lock:
+                self._queued -= 1
+
+    @property
+    def queued(self) -> int:
+        """Encodes waiting or running now."""
+        return self._queued
 
     def _encode_new(self, image: np.ndarray, image_id: str) -> EncodedImage:
         with self._encode_lock:

@@ -7,7 +7,7 @@ from typing import Optional
 
 from mobilesam.hub import load_model_from, pick_device, resolve_checkpoint
 from .compare import SamModels, startup_choices
-from .engine import Engine
+from .engine import MAX_QUEUED_ENCODES, Engine
 from .service import Service
 from .memory import tune_malloc
 from .store import ImageStore
@@ -27,6 +27,7 @@ class AppConfig:
     sam_model_type: str = "vit_b"  # compare mode: the original SAM offered first
     sam_checkpoint: Optional[str] = None  # its local checkpoint (default: mobilesam.hub resolves it)
     store_dir: Optional[Path] = None  # uploads kept for share links (default: `default_store_dir`)
+    encode_queue: int = MAX_QUEUED_ENCODES  # encodes waiting or running; more are refused as "busy"
 
 
 SPACE_DATA = Path("/data")  # a Hugging Face Space's persistent storage, when the Space has it
@@ -73,7 +74,7 @@ def prepare(config: AppConfig) -> Service:
     log.info("storing uploads for share links in %s", store_dir)
     store = ImageStore(store_dir, max_bytes=config.image_store_mb * 2**20)
     engine = Engine(model, config.model_type, store, cache_bytes=config.embedding_cache_mb * 2**20,
-                    onnx_dir=cache_dir / "onnx")
+                    onnx_dir=cache_dir / "onnx", max_queued=config.encode_queue)
     sam_models = SamModels(
         store, device, lambda ckpt, model_type, sam: browser_decoder(ckpt, model_type, cache_dir, sam),
         default_type=config.sam_model_type,
