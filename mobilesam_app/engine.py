@@ -14,6 +14,7 @@ from mobilesam.predictor import SamPredictor
 from .embedding_codec import encode_u8, transcode, wire_format
 from mobilesam.utils.transforms import ResizeLongestSide
 from . import memory
+from .gpu import gpu_task
 from .store import ImageStore, LRUCache, image_id_of
 
 EMBEDDING_SHAPE = (1, 256, 64, 64)
@@ -55,10 +56,14 @@ class EncodedImage:
 
     def wire_bytes(self, fmt: str) -> bytes:
         """The embedding in wire format `fmt` ("f16" or "u8", embedding_codec.transcode of the float16
-        bytes), computed once: the first request after an encode then only sends bytes."""
+        bytes). The first format asked for (the page's, made before the image is cached) is kept: the
+        page's request after an encode then only sends bytes. Others are made per request and not
+        kept, so `nbytes`, which the embedding cache counted when it took the image, stays true."""
         data = self._wire.get(fmt)
         if data is None:
-            data = self._wire[fmt] = transcode(self.embedding_f16_bytes(), fmt)
+            data = transcode(self.embedding_f16_bytes(), fmt)
+            if not self._wire:  # only the format made before caching is kept: the cache counts its bytes
+                self._wire[fmt] = data
         return data
 
     @property
@@ -141,7 +146,7 @@ class Engine:
                 return cached
             self.store.defer_writes()  # no PNG write of an earlier upload during this encode
             start = time.perf_counter()
-            embedding, input_size = self.encoder.embed(image)
+            embedding, input_size = _embed(self.encoder, image)
             elapsed_ms = (time.perf_counter() - start) * 1000
             memory.trim()  # give the encoder run's freed temporaries back to the system
         encoded = EncodedImage(image_id, image.shape[0], image.shape[1], input_size[0], input_size[1],
@@ -176,4 +181,17 @@ class Engine:
                                                           cache_dir=self.encoder.cache_dir, **settings)
             else:
                 generator = SamAutomaticMaskGenerator(self.model, **settings)
-            return generator.generate(image, progress=progress)
+            return _generate(generator, image, progress)
+
+
+@gpu_task
+def _embed(encoder, image: np.ndarray):
+    """encoder.embed(image) (a GPU call on ZeroGPU hardware: see gpu.py)."""
+    return encoder.embed(image)
+
+
+def _generate_now(generator, image: np.ndarray, progress):
+    return generator.generate(image, progress=progress)
+
+
+_generate = gpu_task(_generate_now, duration=120)  # segment everything: many decoder batches

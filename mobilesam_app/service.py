@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 OUTPUT_MAX_AGE_S = 3600
 OUTPUT_PRUNE_INTERVAL_S = 60
 MAX_POINTS_PER_SIDE = 64
+PREDICT_SLOTS = 2
 
 
 class Service:
@@ -55,6 +56,9 @@ class Service:
         # an API file seen before -> its image id: a prompt on an encoded image skips decoding the file
         # (Gradio keeps an uploaded file's bytes under one path: the same file sent again has it)
         self._file_ids: LRUCache[tuple, str] = LRUCache(4096, lambda _: 1)
+        # decodes at full size at once: each holds ~50 MB of upsampled masks for a phone photo, and two
+        # keep both cores busy; more would only add memory
+        self._predict_slots = threading.BoundedSemaphore(PREDICT_SLOTS)
 
     def encode(self, image: np.ndarray, image_id: Optional[str] = None, engine: Optional[Engine] = None) -> EncodedImage:
         """`engine.encode` (MobileSAM's by default); a full encoder queue is a clear "busy" error."""
@@ -172,7 +176,8 @@ class Service:
     def predict(self, encoded: EncodedImage, prompts_json: str):
         try:
             prompt = parse_prompts(prompts_json, encoded.original_size)
-            return self.engine.predict(encoded, **prompt)
+            with self._predict_slots:
+                return self.engine.predict(encoded, **prompt)
         except ValueError as exc:
             raise user_error(f"Invalid prompts: {exc}") from exc
 

@@ -9,6 +9,7 @@ import { upscaleLowRes, overlayRGBA, LOW_RES } from "./masks.js";
 import { SegCanvas } from "./canvas.js";
 import { buildComparePanel } from "./compare-panel.js";
 import { el, modelLabel } from "./util.js";
+import { isolationNotice } from "./isolation.js";
 
 const FILL = [30, 144, 255, 110];
 const EDGE = [255, 255, 255, 235];
@@ -63,7 +64,12 @@ export class AppView {
     u.dlRle = btn("Download COCO RLE JSON", "SA-1B style annotation with a COCO compressed RLE", () => actions.exportRLE());
     u.copy = btn("Copy link", "Link that reopens this image with these prompts", () => actions.copyLink());
 
+    const slow = isolationNotice();
+    u.isolation = slow && el("div", { class: "msam-isolation", role: "note" }, document.createTextNode(slow.text + " "),
+      el("a", { href: slow.href, target: "_blank", rel: "noopener", class: "msam-full-page", text: slow.linkText }));
+
     this.ui = el("div", { class: "msam" },
+      ...(u.isolation ? [u.isolation] : []),
       el("div", { class: "msam-toolbar" },
         u.undo, u.clear,
         el("label", { class: "msam-check", title: "Feed the previous mask's logits back to the decoder" },
