@@ -483,7 +483,7 @@ def visitor(url: str, index: int, source: np.ndarray, start_at: float, deadline:
             answers: Dict[int, np.ndarray] = {}
             next_photo = time.time() + rng.exponential(photo_every)
             first = True
-            while time.time() < min(deadline, next_photo) or first:
+            while time.time() < (deadline if first else min(deadline, next_photo)):  # (a first refused: again)
                 j = int(rng.integers(len(prompts)))
                 start = time.perf_counter()
                 try:
@@ -549,8 +549,8 @@ def run_visitors(checkpoint: Path, visitors: int, arrivals: float, photo_every: 
         log(f"{visitors} visitors arriving over {arrivals:g} s, for {duration:g} s")
         for t in threads:
             t.start()
-        for t in threads:
-            t.join(timeout=duration + 300)
+        for t in threads:  # the requests in flight at the deadline get 120 s more, all together
+            t.join(timeout=max(0.0, deadline + 120 - time.time()))
         elapsed = time.time() - start
         sampler.stop()
         peak = max(sampler.samples) if sampler.samples else None
