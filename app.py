@@ -2,7 +2,8 @@
 
     python app.py [--checkpoint PATH] [--model-type vit_t] [--device auto|cpu|cuda]
                   [--host 0.0.0.0] [--port 7860] [--share] [--cache-dir DIR]
-                  [--embedding-cache-mb 256] [--image-store-mb 512]
+                  [--embedding-cache-mb 256] [--image-store-mb 512] [--store-dir DIR]
+                  [--encode-queue 12]
                   [--sam-checkpoint PATH] [--sam-model-type vit_b|vit_l|vit_h]
 """
 import argparse
@@ -108,8 +109,10 @@ def build_demo(service: Service, thumbnails=None) -> gr.Blocks:
             api_annotations = gr.File(label="annotations")
             api_sam_mask = gr.File(label="sam_mask")
             api_summary = gr.Textbox(label="summary")
+            # 24 at once: encodes are bounded by the engine's queue (MAX_QUEUED_ENCODES, 12), so prompts on
+            # images already encoded always find a free slot instead of waiting behind other people's encodes
             gr.Button(visible=False).click(api.segment_api, [api_image, api_prompts], [api_mask, api_scores],
-                                           api_name="segment", concurrency_limit=4)
+                                           api_name="segment", concurrency_limit=24, concurrency_id="segment")
             api_objects = gr.Textbox(label="objects")
             gr.Button(visible=False).click(api.segment_objects_api, [api_image, api_objects],
                                            [api_annotations, api_summary], api_name="segment_objects",
@@ -156,7 +159,12 @@ def parse_args(argv=None):
     parser.add_argument("--embedding-cache-mb", type=int, default=AppConfig.embedding_cache_mb,
                         help="memory for cached image embeddings (4 MiB each)")
     parser.add_argument("--image-store-mb", type=int, default=AppConfig.image_store_mb,
-                        help="disk space for stored uploads (for shared links), under --cache-dir")
+                        help="disk space for stored uploads (for shared links), in --store-dir")
+    parser.add_argument("--encode-queue", type=int, default=AppConfig.encode_queue,
+                        help="images waiting or being encoded at once; more get a 'busy, N ahead' message")
+    parser.add_argument("--store-dir", type=Path,
+                        help="where uploads are stored for share links; replicas may share it (default: "
+                             "/data/mobilesam/images on a Space with persistent storage, else <cache-dir>/images)")
     parser.add_argument("--sam-checkpoint", type=Path,
                         help="compare mode: local checkpoint of the original SAM (default: download the official "
                              "weights on first use)")
@@ -171,7 +179,8 @@ def main(argv=None) -> None:
     config = AppConfig(model_type=args.model_type, checkpoint=args.checkpoint, device=args.device,
                        cache_dir=args.cache_dir, embedding_cache_mb=args.embedding_cache_mb,
                        image_store_mb=args.image_store_mb, sam_model_type=args.sam_model_type,
-                       sam_checkpoint=args.sam_checkpoint)
+                       sam_checkpoint=args.sam_checkpoint, store_dir=args.store_dir,
+                       encode_queue=args.encode_queue)
     if args.sam_checkpoint is not None and not args.sam_checkpoint.is_file():
         sys.exit(f"error: --sam-checkpoint {args.sam_checkpoint} is not a file")
     try:
@@ -181,7 +190,8 @@ def main(argv=None) -> None:
     thumbs_dir = service.output_dir.parent / "thumbs"
     demo = build_demo(service, example_thumbnails(EXAMPLES, thumbs_dir))
     routes = server.make_routes(lambda: service.decoder_files, service.embedding_bytes,
-                                service.engine.store.path_of, service.encode_resized)
+                                service.engine.store.path_of, encode_resized=service.encode_resized,
+                                ensure_stored=service.engine.store.ensure_durable)
     decoder_name = next(iter(service.decoder_files))
     head = server.page_head({"ortBase": server.ort_base_url(), "decoderUrl": f"/msam/models/{decoder_name}",
                              "encodeUrl": "/msam/encode",

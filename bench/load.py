@@ -15,6 +15,18 @@ every client's content hash differs) and its own prompts. It calls the `segment`
 few requests it also fetches its embedding (`/msam/embedding/...`) and its stored image
 (`/msam/image/...`) by its own content id and checks them. The only acceptable failure is an
 explicit "queue full". The server's memory (VmRSS, VmHWM from /proc) is sampled throughout.
+
+    python bench/load.py --checkpoint PATH --visitors 64 --arrivals 120 --photo-every 120
+                         --prompt-every 15 --duration 300
+
+With --visitors, an open model of people instead of the closed loop: each visitor arrives at a
+random moment in the first --arrivals seconds, chooses a new photo on arrival (one the server has
+never seen, so it is encoded) and again after exponential pauses of --photo-every seconds on average,
+and sends a prompt on its current photo after exponential pauses of --prompt-every seconds on
+average. Requests are reported apart: those with an encode (a photo's first) and prompts on photos
+already encoded. Each answer is checked for its photo's size, and every later answer to the same
+photo and prompt must be the same mask (a mix-up between visitors would differ). "busy" answers
+(the encoder's queue full) are counted apart from other errors.
 """
 from __future__ import annotations
 
@@ -432,6 +444,153 @@ def warm_up(url: str, download_dir: Path, work_dir: Path) -> None:
         client.close()
 
 
+# --------------------------------------------------------------------------- visitors with pauses
+
+@dataclass
+class VisitorTally:
+    encode_ms: List[float] = field(default_factory=list)  # a photo's first request (the server encodes it)
+    prompt_ms: List[float] = field(default_factory=list)  # prompts on a photo already encoded
+    busy: int = 0
+    errors: List[str] = field(default_factory=list)
+    mismatches: List[str] = field(default_factory=list)
+    photos: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def visitor(url: str, index: int, source: np.ndarray, start_at: float, deadline: float, photo_every: float,
+            prompt_every: float, tally: VisitorTally, work: Path, seed: int) -> None:
+    """One visitor (see the module docstring); its photos are derive_image variants no one else gets."""
+    from gradio_client import Client, handle_file
+
+    rng = np.random.default_rng(seed)
+    time.sleep(max(0.0, start_at - time.time()))
+    try:
+        client = Client(url, verbose=False, download_files=str(work / "downloads"), analytics_enabled=False)
+    except Exception as exc:  # noqa: BLE001
+        with tally.lock:
+            tally.errors.append(f"visitor {index}: cannot connect: {exc}")
+        return
+    k = 0
+    try:
+        while time.time() < deadline:
+            variant = 1000 + index * 64 + k  # a new photo, never seen by the server
+            k += 1
+            image = derive_image(source, variant % 97)[: 300 + (variant % 211), :]
+            path = work / "images" / f"visitor{index:02d}-{k}.jpg"
+            Image.fromarray(image).save(path, format="JPEG", quality=90)
+            h, w = load_rgb_image(path).shape[:2]
+            prompts = client_prompts(variant, h, w)
+            answers: Dict[int, np.ndarray] = {}
+            next_photo = time.time() + rng.exponential(photo_every)
+            first = True
+            while time.time() < (deadline if first else min(deadline, next_photo)):  # (a first refused: again)
+                j = int(rng.integers(len(prompts)))
+                start = time.perf_counter()
+                try:
+                    mask_path, _ = client.predict(handle_file(str(path)), prompts[j], api_name="/segment")
+                except Exception as exc:  # noqa: BLE001
+                    message = f"{type(exc).__name__}: {exc}"
+                    with tally.lock:
+                        if "busy" in message.lower():
+                            tally.busy += 1
+                        else:
+                            tally.errors.append(f"visitor {index}: {message[:300]}")
+                    time.sleep(rng.exponential(prompt_every))
+                    continue
+                elapsed = (time.perf_counter() - start) * 1000
+                mask = np.asarray(Image.open(mask_path)) > 127
+                os.unlink(mask_path)
+                problem = None
+                if mask.shape != (h, w):
+                    problem = f"visitor {index}: mask {mask.shape} for a {h}x{w} photo"
+                elif j in answers and not np.array_equal(answers[j], mask):
+                    problem = f"visitor {index}: the same prompt on the same photo gave another mask"
+                answers.setdefault(j, mask)
+                with tally.lock:
+                    (tally.encode_ms if first else tally.prompt_ms).append(elapsed)
+                    tally.photos += first
+                    if problem:
+                        tally.mismatches.append(problem)
+                first = False
+                time.sleep(min(rng.exponential(prompt_every), max(0.0, next_photo - time.time()) + 0.01))
+    finally:
+        client.close()
+
+
+def run_visitors(checkpoint: Path, visitors: int, arrivals: float, photo_every: float, prompt_every: float,
+                 duration: float, url: Optional[str] = None, pid: Optional[int] = None,
+                 embedding_cache_mb: Optional[int] = None, memory_headroom_mb: float = 512.0, log=None) -> dict:
+    """The visitors-with-pauses run; returns its figures."""
+    from mobilesam_app.startup import AppConfig
+
+    log = log or (lambda msg: None)
+    embedding_cache_mb = AppConfig.embedding_cache_mb if embedding_cache_mb is None else embedding_cache_mb
+    work = Path(tempfile.mkdtemp(prefix="mobilesam-visitors-"))
+    (work / "images").mkdir()
+    (work / "downloads").mkdir()
+    app = None
+    try:
+        if url is None:
+            app = AppProcess(checkpoint, work / "cache", ["--embedding-cache-mb", embedding_cache_mb])
+            url, pid = app.url, app.pid
+        url = url.rstrip("/")
+        source = np.asarray(Image.open(sample_photos()[0]).convert("RGB"))
+        sampler = MemorySampler(pid)
+        warm_up(url, work / "downloads", work)
+        rss_before = sampler.sample()
+        tally = VisitorTally()
+        rng = np.random.default_rng(7)
+        start = time.time()
+        deadline = start + duration
+        threads = [threading.Thread(target=visitor, daemon=True, args=(
+            url, i, source, start + rng.uniform(0, arrivals), deadline, photo_every, prompt_every, tally, work,
+            100 + i)) for i in range(visitors)]
+        sampler.start()
+        log(f"{visitors} visitors arriving over {arrivals:g} s, for {duration:g} s")
+        for t in threads:
+            t.start()
+        for t in threads:  # the requests in flight at the deadline get 120 s more, all together
+            t.join(timeout=max(0.0, deadline + 120 - time.time()))
+        elapsed = time.time() - start
+        sampler.stop()
+        peak = max(sampler.samples) if sampler.samples else None
+        growth = None if peak is None or rss_before is None else peak - rss_before
+        served = len(tally.encode_ms) + len(tally.prompt_ms)
+        result = {
+            "model": "visitors", "visitors": visitors, "arrivals_s": arrivals, "photo_every_s": photo_every,
+            "prompt_every_s": prompt_every, "duration_s": duration, "elapsed_s": round(elapsed, 1),
+            "requests_served": served, "throughput_rps": round(served / elapsed, 2),
+            "photos_encoded": tally.photos, "encodes_per_s": round(tally.photos / elapsed, 3),
+            "errors": len(tally.errors), "error_samples": tally.errors[:5], "busy": tally.busy,
+            "mismatches": len(tally.mismatches), "mismatch_samples": tally.mismatches[:5],
+            "stuck_visitors": sum(t.is_alive() for t in threads),
+            "prompt_on_encoded_ms": {"n": len(tally.prompt_ms), "p50": percentile(tally.prompt_ms, 50),
+                                     "p95": percentile(tally.prompt_ms, 95)},
+            "request_with_encode_ms": {"n": len(tally.encode_ms), "p50": percentile(tally.encode_ms, 50),
+                                       "p95": percentile(tally.encode_ms, 95)},
+            "server_memory_mb": {"rss_before_load": _r(rss_before), "rss_peak_during_load": _r(peak),
+                                 "growth_during_load": _r(growth), "timeline_peak_per_10s": sampler.timeline()},
+            "bounds": {"embedding_cache_mb": embedding_cache_mb, "memory_headroom_mb": memory_headroom_mb},
+            "memory_within_bounds": None if growth is None else bool(growth <= embedding_cache_mb + memory_headroom_mb),
+            "host": {"cpus": os.cpu_count(), "cpu": cpu_model(), "load_average": os.getloadavg()},
+        }
+        result["passed"] = bool(served and not tally.errors and not tally.mismatches
+                                and not result["stuck_visitors"] and result["memory_within_bounds"] is not False)
+        return result
+    finally:
+        if app is not None:
+            app.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def cpu_model() -> Optional[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+    except OSError:
+        return None
+
+
 def percentile(values: List[float], q: float) -> Optional[float]:
     return round(float(np.percentile(values, q)), 1) if values else None
 
@@ -540,7 +699,8 @@ def run(checkpoint: Path, url: Optional[str] = None, pid: Optional[int] = None, 
                        "image_store_bytes": image_store},
             "memory_within_bounds": None if growth is None else bool(growth <= bound),
             "image_store_within_bounds": None if image_store is None else image_store <= image_store_mb * 2**20,
-            "host": {"cpus": os.cpu_count(), "url": url, "model_type": model_type},
+            "host": {"cpus": os.cpu_count(), "cpu": cpu_model(), "load_average": os.getloadavg(), "url": url,
+                     "model_type": model_type},
         }
         result["passed"] = bool(served > 0 and not tally.errors and not tally.mismatches and not stuck
                                 and result["memory_within_bounds"] is not False
@@ -576,12 +736,21 @@ def parse_args(argv=None):
     parser.add_argument("--memory-headroom-mb", type=float, default=512.0,
                         help="allowed RSS growth during the load beyond the embedding cache bound")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--visitors", type=int, help="visitors with pauses instead of the closed loop (see above)")
+    parser.add_argument("--arrivals", type=float, default=120.0, help="visitors arrive over this many seconds")
+    parser.add_argument("--photo-every", type=float, default=120.0, help="mean seconds between a visitor's photos")
+    parser.add_argument("--prompt-every", type=float, default=15.0, help="mean seconds between a visitor's prompts")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     log = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if args.visitors:
+        result = run_visitors(args.checkpoint, args.visitors, args.arrivals, args.photo_every, args.prompt_every,
+                              args.duration, args.url, args.pid, args.embedding_cache_mb, args.memory_headroom_mb, log)
+        print(json.dumps(result, indent=None if args.json else 1))
+        return 0 if result["passed"] else 1
     result = run(args.checkpoint, args.url, args.pid, args.clients, args.duration, args.model_type,
                  args.embedding_cache_mb, args.image_store_mb, args.cache_dir, args.memory_headroom_mb, log)
     if args.json:

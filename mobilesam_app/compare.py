@@ -137,10 +137,12 @@ class SamModels:
                  cache_bytes: int = 256 * 2**20, choices: Iterable[str] = SAM_TYPES,
                  on_decoder: Optional[Callable[[Path], None]] = None,
                  build: Callable[[str, Path, torch.device], object] = _default_build,
-                 resolve: Optional[Callable[[str, Optional[str]], Path]] = None) -> None:
+                 resolve: Optional[Callable[[str, Optional[str]], Path]] = None,
+                 onnx_dir: Optional[Path] = None) -> None:
         if default_type not in SAM_TYPES:
             raise ValueError(f"unknown SAM model type {default_type!r}; expected one of {SAM_TYPES}")
         self.store = store
+        self.onnx_dir = onnx_dir  # the engines' exported encoders (default: beside the store)
         self.device = torch.device(device)
         self.export_decoder = export_decoder
         self.default_type = default_type
@@ -231,7 +233,7 @@ class SamModels:
             model = self._build(model_type, checkpoint, self.device)
             progress(0.55, f"Preparing the {label(model_type)} decoder for the browser")
             decoder = Path(self.export_decoder(checkpoint, model_type, model))
-            engine = Engine(model, model_type, self.store, cache_bytes=self.cache_bytes)
+            engine = Engine(model, model_type, self.store, cache_bytes=self.cache_bytes, onnx_dir=self.onnx_dir)
         except Exception as exc:
             model = None
             _release_memory()

@@ -14,9 +14,19 @@ from mobilesam.predictor import SamPredictor
 from .embedding_codec import encode_u8, transcode, wire_format
 from mobilesam.utils.transforms import ResizeLongestSide
 from . import memory
+from .gpu import gpu_task
 from .store import ImageStore, LRUCache, image_id_of
 
 EMBEDDING_SHAPE = (1, 256, 64, 64)
+MAX_QUEUED_ENCODES = 12  # encodes waiting or running at once; more are refused (EncoderBusy)
+
+
+class EncoderBusy(Exception):
+    """The encoder's queue is full: `ahead` images are waiting or being encoded."""
+
+    def __init__(self, ahead: int) -> None:
+        super().__init__(f"{ahead} images are ahead in the encoder's queue")
+        self.ahead = ahead
 
 
 @dataclass(frozen=True)
@@ -46,10 +56,14 @@ class EncodedImage:
 
     def wire_bytes(self, fmt: str) -> bytes:
         """The embedding in wire format `fmt` ("f16" or "u8", embedding_codec.transcode of the float16
-        bytes), computed once: the first request after an encode then only sends bytes."""
+        bytes). The first format asked for (the page's, made before the image is cached) is kept: the
+        page's request after an encode then only sends bytes. Others are made per request and not
+        kept, so `nbytes`, which the embedding cache counted when it took the image, stays true."""
         data = self._wire.get(fmt)
         if data is None:
-            data = self._wire[fmt] = transcode(self.embedding_f16_bytes(), fmt)
+            data = transcode(self.embedding_f16_bytes(), fmt)
+            if not self._wire:  # only the format made before caching is kept: the cache counts its bytes
+                self._wire[fmt] = data
         return data
 
     @property
@@ -78,7 +92,8 @@ class Engine:
     """
 
     def __init__(self, model: Sam, model_type: str, store: ImageStore, cache_bytes: int = 256 * 2**20,
-                 encoder_backend: Optional[str] = None) -> None:
+                 encoder_backend: Optional[str] = None, onnx_dir: Optional[Path] = None,
+                 max_queued: int = MAX_QUEUED_ENCODES) -> None:
         from mobilesam.accel.encoder import ImageEncoder
 
         self.model = model.eval()
@@ -88,10 +103,13 @@ class Engine:
         # The fast encoder (onnxruntime float32 for vit_t on CPU, see mobilesam/accel/encoder.py); its
         # export is cached next to the decoder exports (<cache dir>/onnx) and made in the background.
         self.encoder = ImageEncoder(model, model_type, backend=encoder_backend,
-                                    cache_dir=Path(store.root).parent / "onnx")
+                                    cache_dir=Path(onnx_dir or Path(store.root).parent / "onnx"))
         self.cache: LRUCache[str, EncodedImage] = LRUCache(cache_bytes, lambda e: e.nbytes)
         self._encode_lock = threading.Lock()
         self._encoder_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mobilesam-encoder")
+        self.max_queued = max_queued
+        self._queued = 0  # encodes submitted and not finished
+        self._queue_lock = threading.Lock()
         self.parameter_count = sum(p.numel() for p in model.image_encoder.parameters())
 
     def encode(self, image: np.ndarray, image_id: Optional[str] = None) -> EncodedImage:
@@ -102,9 +120,28 @@ class Engine:
             if not self.store.has(image_id):  # pruned, or removed as corrupted: store it again
                 self.store.put_later(image_id, image)
             return cached
-        # Always on the same thread: the encoder's large temporary buffers then come from one malloc
-        # arena, instead of each request thread keeping its own few hundred MB once it has encoded.
-        return self._encoder_thread.submit(self._encode_new, image, image_id).result()
+        return self._queued_encode(image, image_id)
+
+    def _queued_encode(self, image: np.ndarray, image_id: str, *args) -> EncodedImage:
+        """`_encode_new(image, image_id, *args)` on the encoder's thread. Always on the same thread: the
+        encoder's large temporary buffers then come from one malloc arena, instead of each request thread
+        keeping its own few hundred MB once it has encoded. A bounded queue: past `max_queued` a request
+        is refused at once (EncoderBusy, "N ahead") rather than waiting silently; cached images never
+        wait here."""
+        with self._queue_lock:
+            if self._queued >= self.max_queued:
+                raise EncoderBusy(self._queued)
+            self._queued += 1
+        try:
+            return self._encoder_thread.submit(self._encode_new, image, image_id, *args).result()
+        finally:
+            with self._queue_lock:
+                self._queued -= 1
+
+    @property
+    def queued(self) -> int:
+        """Encodes waiting or running now."""
+        return self._queued
 
     def encode_input(self, resized: np.ndarray, original_size: Tuple[int, int], image_id: str) -> EncodedImage:
         """Embedding of a photo of `original_size` (H, W) from its copy already resized to the encoder's
@@ -118,7 +155,7 @@ class Engine:
         cached = self.cache.get(image_id)
         if cached is not None:
             return cached
-        return self._encoder_thread.submit(self._encode_new, resized, image_id, tuple(original_size), False).result()
+        return self._queued_encode(resized, image_id, tuple(original_size), False)
 
     def _encode_new(self, image: np.ndarray, image_id: str, original_size: Optional[Tuple[int, int]] = None,
                     keep_image: bool = True) -> EncodedImage:
@@ -128,7 +165,7 @@ class Engine:
                 return cached
             self.store.defer_writes()  # no PNG write of an earlier upload during this encode
             start = time.perf_counter()
-            embedding, input_size = self.encoder.embed(image)
+            embedding, input_size = _embed(self.encoder, image)
             elapsed_ms = (time.perf_counter() - start) * 1000
             memory.trim()  # give the encoder run's freed temporaries back to the system
         height, width = original_size or image.shape[:2]
@@ -164,4 +201,17 @@ class Engine:
                                                           cache_dir=self.encoder.cache_dir, **settings)
             else:
                 generator = SamAutomaticMaskGenerator(self.model, **settings)
-            return generator.generate(image, progress=progress)
+            return _generate(generator, image, progress)
+
+
+@gpu_task
+def _embed(encoder, image: np.ndarray):
+    """encoder.embed(image) (a GPU call on ZeroGPU hardware: see gpu.py)."""
+    return encoder.embed(image)
+
+
+def _generate_now(generator, image: np.ndarray, progress):
+    return generator.generate(image, progress=progress)
+
+
+_generate = gpu_task(_generate_now, duration=120)  # segment everything: many decoder batches

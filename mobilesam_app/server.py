@@ -13,6 +13,8 @@
 - `POST /msam/encode?width=W&height=H`: the page's copy of a photo resized to the encoder's input
   (mobilesam_app/resized_upload.py), body the image file; answers the client info as JSON, or
   400 {"error": message} for bad input.
+- `POST /msam/store/<image id>`: write that image to the store now (fsynced) and answer 200 once it
+  is on disk: the page shows a share link only after this (a link must survive a crash).
 """
 import gzip
 import hashlib
@@ -289,10 +291,12 @@ class VerifiedFiles:
 
 def make_routes(models: Callable[[], Dict[str, Path]], embedding_bytes: Callable[[str, str, str], Optional[bytes]],
                 image_path: Callable[[str], Optional[Path]],
-                encode_resized: Optional[Callable[[bytes, str, str], dict]] = None):
+                encode_resized: Optional[Callable[[bytes, str, str], dict]] = None,
+                ensure_stored: Optional[Callable[[str], Optional[bool]]] = None):
     """Starlette routes; the callables look up decoder files, embeddings (model, image id, wire format
-    "f16" / "u8" -> bytes) and stored images, and encode a resized upload (bytes, width, height ->
-    client info; ImageLoadError for bad input)."""
+    "f16" / "u8" -> bytes) and stored images, encode a resized upload (bytes, width, height -> client
+    info; ImageLoadError for bad input), and (`ensure_stored`, ImageStore.ensure_durable) write an
+    image to the store now: True once on disk, False if it cannot be, None for an unknown image."""
 
     ORT_FILES.prepare(*ORT_RUNTIME_FILES)
 
@@ -345,6 +349,7 @@ def make_routes(models: Callable[[], Dict[str, Path]], embedding_bytes: Callable
         return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
     async def encode(request: Request):
+        from .engine import EncoderBusy
         from .images import ImageLoadError
         from .resized_upload import MAX_RESIZED_BYTES
 
@@ -358,10 +363,28 @@ def make_routes(models: Callable[[], Dict[str, Path]], embedding_bytes: Callable
         except ImageLoadError as exc:
             log.info("refused a resized upload: %s", exc)
             return JSONResponse({"error": f"Cannot use this file: {exc}"}, status_code=400)
+        except EncoderBusy as exc:
+            log.info("refused a resized upload: the encoder's queue is full (%d ahead)", exc.ahead)
+            return JSONResponse({"error": f"The server is busy: {exc.ahead} images are ahead of yours in the "
+                                          "encoder's queue. Please try again in a few seconds."}, status_code=503)
         return JSONResponse(info, headers={"Cache-Control": "no-store"})
 
     extra = [Route("/msam/encode", encode, methods=["POST"])] if encode_resized is not None else []
+
+    async def store_image(request: Request):
+        """POST: the page asks before it shows a share link; 200 only once the image is on disk."""
+        image_id = request.path_params["image_id"]
+        stored = None if ensure_stored is None else await run_in_threadpool(ensure_stored, image_id)
+        if stored is None:
+            return _not_found("image not found: upload it again")
+        if not stored:
+            return PlainTextResponse("the server cannot store images now, so links to uploads are unavailable",
+                                     status_code=503)
+        return Response(json.dumps({"image_id": image_id, "stored": True}), media_type="application/json",
+                        headers={"Cache-Control": "no-store"})
+
     return extra + [
+        Route("/msam/store/{image_id}", store_image, methods=["POST"]),
         Route("/web/ort/{name}", ort_file),
         Route("/web/{name}", web_file),
         Route("/msam/models/{name}", model_file),

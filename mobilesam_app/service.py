@@ -21,16 +21,17 @@ import numpy as np
 
 from mobilesam.utils.sa1b import sa1b_json
 from . import compare as cmp
-from .engine import EncodedImage, Engine
+from .engine import EncodedImage, EncoderBusy, Engine
 from .images import ImageLoadError, load_rgb_image
 from .prompts import parse_prompts
 from .resized_upload import ResizedUploads
-from .store import is_image_id
+from .store import LRUCache, is_image_id
 
 log = logging.getLogger(__name__)
 OUTPUT_MAX_AGE_S = 3600
 OUTPUT_PRUNE_INTERVAL_S = 60
 MAX_POINTS_PER_SIDE = 64
+PREDICT_SLOTS = 2
 
 
 class Service:
@@ -54,6 +55,20 @@ class Service:
         self._pruned_at = 0.0
         self._uploads = SingleFlight()
         self.resized = ResizedUploads(engine)
+        # an API file seen before -> its image id: a prompt on an encoded image skips decoding the file
+        # (Gradio keeps an uploaded file's bytes under one path: the same file sent again has it)
+        self._file_ids: LRUCache[tuple, str] = LRUCache(4096, lambda _: 1)
+        # decodes at full size at once: each holds ~50 MB of upsampled masks for a phone photo, and two
+        # keep both cores busy; more would only add memory
+        self._predict_slots = threading.BoundedSemaphore(PREDICT_SLOTS)
+
+    def encode(self, image: np.ndarray, image_id: Optional[str] = None, engine: Optional[Engine] = None) -> EncodedImage:
+        """`engine.encode` (MobileSAM's by default); a full encoder queue is a clear "busy" error."""
+        try:
+            engine = engine or self.engine
+            return engine.encode(image) if image_id is None else engine.encode(image, image_id=image_id)
+        except EncoderBusy as exc:
+            raise busy_error(exc) from None
 
     def embedding_bytes(self, model_type: str, image_id: str, fmt: str = "f16") -> Optional[bytes]:
         """The embedding the browser fetches (wire format `fmt`), from MobileSAM's engine or a loaded
@@ -90,7 +105,7 @@ class Service:
             if adopted is not None:
                 return adopted
             progress(0.2, desc=f"Encoding with {cmp.label(self.engine.model_type)}")
-            return self.engine.encode(image)
+            return self.encode(image)
 
         encoded = work() if key is None else self._uploads.run(key, work)
         return encoded, holder.get("image")
@@ -105,6 +120,7 @@ class Service:
         """What the browser needs; with `sam` ((LoadedSam, EncodedImage)), the comparison model's part too."""
         model_type = self.engine.model_type
         info = encoded.client_info(model_type)
+        info["stored"] = self.engine.store.is_durable(encoded.image_id)  # else the page asks before sharing
         info["label"] = cmp.label(model_type)
         info["mobilesam_params"] = encoder_params(self.engine)
         if sam is not None:
@@ -144,6 +160,8 @@ class Service:
         model_type = self._check_compare_model(model_type)
         try:
             return self.sam_models.encode(model_type, image, image_id, _progress_fn(progress))
+        except EncoderBusy as exc:
+            raise busy_error(exc) from None
         except cmp.CompareError as exc:
             raise user_error(str(exc), duration=None) from exc
 
@@ -157,7 +175,7 @@ class Service:
         image = self.engine.store.get(image_id)
         if image is None:
             raise user_error("This image is no longer on the server; please upload it again.")
-        return self.engine.encode(image, image_id=image_id)
+        return self.encode(image, image_id=image_id)
 
     def compare_status(self, encoded: EncodedImage, sam) -> str:
         loaded, sam_encoded = sam
@@ -169,12 +187,27 @@ class Service:
     def predict(self, encoded: EncodedImage, prompts_json: str):
         try:
             prompt = parse_prompts(prompts_json, encoded.original_size)
-            return self.engine.predict(encoded, **prompt)
+            with self._predict_slots:
+                return self.engine.predict(encoded, **prompt)
         except ValueError as exc:
             raise user_error(f"Invalid prompts: {exc}") from exc
 
     def encode_file(self, image_file) -> EncodedImage:
-        return self.engine.encode(self.load_image(file_path(image_file)))
+        """The encoding of an API call's image file: from the cache without reading the file when this
+        file was seen before (a prompt on an encoded image costs only its decode)."""
+        path = file_path(image_file)
+        try:
+            st = os.stat(path)
+            key = (path, st.st_size, st.st_mtime_ns)
+        except OSError:
+            key = None
+        image_id = None if key is None else self._file_ids.get(key)
+        encoded = None if image_id is None else self.engine.cache.get(image_id)
+        if encoded is None:
+            encoded = self.encode(self.load_image(path))
+            if key is not None:
+                self._file_ids.put(key, encoded.image_id)
+        return encoded
 
     def segment_everything(self, image: np.ndarray, points_per_side, progress):
         n = check_points_per_side(points_per_side)
@@ -233,6 +266,11 @@ def user_error(message: str, duration: Optional[float] = 10) -> gr.Error:
     (Gradio would print its whole traceback for every bad file or prompt)."""
     log.info("refused a request: %s", message)
     return gr.Error(message, duration=duration, print_exception=False)
+
+
+def busy_error(exc: EncoderBusy) -> gr.Error:
+    return user_error(f"The server is busy: {exc.ahead} images are ahead of yours in the encoder's queue. "
+                      "Please try again in a few seconds.")
 
 
 class SharedCallFailed(Exception):

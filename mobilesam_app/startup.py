@@ -7,7 +7,7 @@ from typing import Optional
 
 from mobilesam.hub import load_model_from, pick_device, resolve_checkpoint
 from .compare import SamModels, startup_choices
-from .engine import Engine
+from .engine import MAX_QUEUED_ENCODES, Engine
 from .service import Service
 from .memory import tune_malloc
 from .store import ImageStore
@@ -26,6 +26,20 @@ class AppConfig:
     image_store_mb: int = 512
     sam_model_type: str = "vit_b"  # compare mode: the original SAM offered first
     sam_checkpoint: Optional[str] = None  # its local checkpoint (default: mobilesam.hub resolves it)
+    store_dir: Optional[Path] = None  # uploads kept for share links (default: `default_store_dir`)
+    encode_queue: int = MAX_QUEUED_ENCODES  # encodes waiting or running; more are refused as "busy"
+
+
+SPACE_DATA = Path("/data")  # a Hugging Face Space's persistent storage, when the Space has it
+
+
+def default_store_dir(cache_dir: Path, environ=os.environ, data: Path = SPACE_DATA) -> Path:
+    """Where uploads are kept for share links: on a Space with persistent storage (SPACE_ID set and
+    /data writable) `/data/mobilesam/images`, which outlives restarts and is shared by replicas;
+    else `<cache_dir>/images`."""
+    if environ.get("SPACE_ID") and data.is_dir() and os.access(data, os.W_OK | os.X_OK):
+        return data / "mobilesam" / "images"
+    return Path(cache_dir) / "images"
 
 
 def browser_decoder(checkpoint: Path, model_type: str, cache_dir: Path, model) -> Path:
@@ -56,12 +70,15 @@ def prepare(config: AppConfig) -> Service:
     model = load_model_from(checkpoint, config.model_type, device)
     cache_dir = Path(config.cache_dir)
     decoder = browser_decoder(checkpoint, config.model_type, cache_dir, model)
-    store = ImageStore(cache_dir / "images", max_bytes=config.image_store_mb * 2**20)
-    engine = Engine(model, config.model_type, store, cache_bytes=config.embedding_cache_mb * 2**20)
+    store_dir = Path(config.store_dir) if config.store_dir else default_store_dir(cache_dir)
+    log.info("storing uploads for share links in %s", store_dir)
+    store = ImageStore(store_dir, max_bytes=config.image_store_mb * 2**20)
+    engine = Engine(model, config.model_type, store, cache_bytes=config.embedding_cache_mb * 2**20,
+                    onnx_dir=cache_dir / "onnx", max_queued=config.encode_queue)
     sam_models = SamModels(
         store, device, lambda ckpt, model_type, sam: browser_decoder(ckpt, model_type, cache_dir, sam),
         default_type=config.sam_model_type,
         checkpoints={config.sam_model_type: Path(config.sam_checkpoint)} if config.sam_checkpoint else None,
         cache_bytes=config.embedding_cache_mb * 2**20,
-        choices=startup_choices(config.sam_model_type, device))
+        choices=startup_choices(config.sam_model_type, device), onnx_dir=cache_dir / "onnx")
     return Service(engine, {decoder.name: decoder}, output_dir=cache_dir / "outputs", sam_models=sam_models)

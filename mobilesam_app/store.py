@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 WRITE_RETRY_S = 60.0  # after a failed write, the store skips writing for this long
+STALE_TEMP_S = 3600.0  # a temporary file this old was left by a writer that crashed
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -41,8 +42,12 @@ def is_image_id(value: object) -> bool:
 class ImageStore:
     """Uploaded images as PNG files named by content id, bounded in total bytes and age.
 
-    Writes are atomic. When the folder is not writable the store keeps working without
-    persistence (shared links then only work for the examples) and logs a warning once.
+    Writes are atomic and durable: a temporary file, fsynced, renamed, and the folder fsynced; a
+    crash at any moment leaves either the whole file or none (and maybe a temporary file, removed
+    later by `prune`). Several processes (replicas) may share the folder: names are content ids, so
+    a concurrent write of the same id writes the same pixels. A share link is handed out only once
+    `ensure_durable` says its image is on disk. When the folder is not writable the store keeps
+    working without persistence (shared links then only work for the examples) and logs a warning once.
 
     `put_later` writes in a background thread at the lowest CPU priority, once the store has been
     quiet for `write_delay_s` (`defer_writes`, which the engine calls when it encodes, starts that
@@ -106,6 +111,22 @@ class ImageStore:
         digest = _file_digest(path)
         if digest is not None:
             self._checked[image_id] = digest
+
+    def is_durable(self, image_id: str) -> bool:
+        """Whether `image_id`'s file is written (atomically, fsynced) and no write of it is pending: a
+        link to it survives a crash of this process (a cheap check, not verified)."""
+        return image_id not in self._pending and self._file(image_id) is not None
+
+    def ensure_durable(self, image_id: str, timeout: float = 30.0) -> Optional[bool]:
+        """Write `image_id` now if its write is pending, and wait for it: True once its file is on disk
+        (fsynced, pixels matching the id), False when it could not be written (the store is unusable),
+        None when this store does not know the image. What the page asks before it shows a share link."""
+        if not is_image_id(image_id):
+            return None
+        known = image_id in self._pending
+        if self.path_of(image_id, timeout) is not None:
+            return True
+        return False if known else None
 
     def defer_writes(self) -> None:
         """Busy now (an encode): delayed writes wait until `write_delay_s` from now."""
@@ -177,8 +198,11 @@ class ImageStore:
             fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".tmp")
             with os.fdopen(fd, "wb") as f:
                 Image.fromarray(image).save(f, format="PNG", compress_level=1)
+                f.flush()
+                os.fsync(f.fileno())  # the bytes are on disk before the name points at them
             path = self.root / f"{image_id}.png"
             os.replace(tmp, path)
+            _fsync_dir(self.root)  # and the name itself survives a crash
             self._remember(path, image_id)
         except OSError as exc:
             self._failed_at = time.monotonic()
@@ -221,6 +245,7 @@ class ImageStore:
             except OSError:
                 return
             now = time.time()
+            self._remove_stale_temporaries(now)
             entries.sort(key=lambda e: e[1].st_mtime)
             total = sum(st.st_size for _, st in entries)
             for path, st in entries:
@@ -231,6 +256,16 @@ class ImageStore:
                         continue
                     self._checked.pop(path.stem, None)
                     total -= st.st_size
+
+    def _remove_stale_temporaries(self, now: float) -> None:
+        """Half-written files a crashed process (this one or another replica on the same folder) left;
+        never renamed, so no link names them."""
+        for tmp in self.root.glob("*.tmp"):
+            try:
+                if now - tmp.stat().st_mtime > STALE_TEMP_S:
+                    tmp.unlink()
+            except OSError:
+                pass
 
     def _warn(self, message: str) -> None:
         if not self._warned:
@@ -254,6 +289,21 @@ def lower_thread_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
     except (AttributeError, OSError):  # not Linux, or not allowed: run at normal priority
         pass
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (POSIX: the directory entry is only on disk once the
+    directory is fsynced). Not possible everywhere (Windows): skipped there."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _file_digest(path: Path) -> Optional[str]:

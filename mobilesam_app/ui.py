@@ -75,7 +75,7 @@ class PageEvents:
         if image is None:
             gr.Warning("The shared image is no longer available on this server; please upload it again.")
             return json.dumps(None), None, False, default_model, cmp.HELP
-        encoded = self.service.engine.encode(image, image_id=image_id)
+        encoded = self.service.encode(image, image_id=image_id)
         if not want_compare:
             return json.dumps(self.service.client_info(encoded)), encoded.image_id, False, default_model, cmp.HELP
         try:

@@ -90,6 +90,7 @@ def test_client_info_and_routes(tmp_path):
     np.testing.assert_allclose(codec.decode_u8(r.content), emb, atol=0.02)
     r = client.get(f"/msam/embedding/vit_t/{'a' * 64}.f16")
     assert r.status_code == 200 and r.content == encoded.embedding_f16_bytes()
+    assert encoded.nbytes == emb.nbytes + codec.U8_BYTES  # not kept: the cache's count of it stays true
     assert client.get(f"/msam/embedding/vit_t/{'b' * 64}.u8").status_code == 404
     assert client.get(f"/msam/embedding/vit_t/{'a' * 64}.u9").status_code == 404
     assert asked == ["u8", "f16", "u8"]  # the route asks for the format in the URL (.u9 is no route)

@@ -8,6 +8,7 @@
 //   objects (objects.js ObjectList): the photo's objects, each with its own prompt history; the
 //     selected one is `entry` here. objects-export.js: exports of all of them.
 //   upload  (upload.js ResizedUpload): a chosen photo sent resized first, shown here meanwhile
+//   stored  (links.js StoredImages): which images the server confirmed stored (links to them are durable)
 // Nothing in here throws to the page: errors go to the status line. main.js creates it and
 // exposes it as window.msam.
 
@@ -22,6 +23,7 @@ import { ResizedUpload } from "./upload.js";
 import * as exports from "./exports.js";
 import { ObjectList, parseObjectsLink, makeEntry } from "./objects.js";
 import { objectsDocument, labelMapPng, zipStore, objectFileName } from "./objects-export.js";
+import { StoredImages } from "./links.js";
 import { getConfig, errText, normalizeInfo, loadPhoto, modelLabel } from "./util.js";
 
 // A prompt state: objects.js makeEntry.
@@ -83,6 +85,7 @@ export class MsamApp {
     });
     this.decoderNote = ""; // the decoder's download progress, shown after the status text
 
+    this.stored = new StoredImages();
     this.urlPrompts = null;
     this.userChoseImage = false; // a share link's late restore must not replace the user's choice
     try {
@@ -271,6 +274,7 @@ export class MsamApp {
   async _setImage(infoArg, prompts, token, local = false) {
     this.attach();
     const info = normalizeInfo(infoArg);
+    this.stored.note(info);
     const stale = () => token !== this.loadToken;
     // the info of the photo shown by showLocalPhoto: its photo and the clicks made meanwhile stay
     const keep = local && info && this.info && this.info.local && this.info.width === info.width
@@ -770,9 +774,27 @@ export class MsamApp {
     }
   }
 
-  async copyLink() {
+  /** The share link, once the server confirmed that its image is stored (a link handed out must
+   * open even if the server crashes right after); null without image; rejects with a message. */
+  async durableShareLink() {
     const link = this.shareLink();
-    if (!link || !this.view) return;
+    if (!link) return null;
+    await this.stored.ensure(this.info.image_id);
+    return this.shareLink() === link ? link : this.durableShareLink(); // the prompts or image changed meanwhile
+  }
+
+  async copyLink() {
+    if (!this.shareLink() || !this.view) return;
+    this.setStatus("Storing the image for the link…");
+    let link;
+    try {
+      link = await this.durableShareLink();
+    } catch (e) {
+      this.view.u.link.value = "";
+      this.setStatus(errText(e), "error");
+      return;
+    }
+    if (!link) return;
     const { text, kind } = await exports.copyLink(link, this.objects.withPrompts().map((o) => o.entry), this.view.u.link);
     this.setStatus(text, kind);
   }

@@ -64,7 +64,8 @@ const api = {
   setCompareView: safe((view) => app.setCompareView(view)),
   /** The SA-1B / COCO RLE record that "Download COCO RLE JSON" saves. */
   getRLE: safe(() => app.rleRecord()),
-  getShareLink: safe(() => app.shareLink()),
+  /** The share link (a Promise), once the server confirmed that its image is stored; null without image. */
+  getShareLink: () => app.durableShareLink().catch((e) => { app.setStatus(errText(e), "error"); return null; }),
   // prompt editing (what the mouse does), for scripts and tests
   addPoint: safe((x, y, label = 1) => app.addPoint(x, y, label)),
   setBox: safe((x0, y0, x1, y1) => app.setBox(typeof x0 === "object" ? x0 : { x0, y0, x1, y1 })),

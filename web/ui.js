@@ -10,6 +10,7 @@ import { selectIndex } from "./prompts.js";
 import { SegCanvas } from "./canvas.js";
 import { buildComparePanel } from "./compare-panel.js";
 import { el, modelLabel } from "./util.js";
+import { isolationNotice } from "./isolation.js";
 
 /** Whether the page is used with a touch screen and no mouse (a phone or tablet): the help and
  * controls then speak of taps and the +/- point control, not of right-click or hover. */
@@ -99,7 +100,12 @@ export class AppView {
     u.dlLabels = btn("Label map PNG", "Indexed PNG: 0 background, k the k-th object", () => actions.exportLabelMap(), "msam-dl-labels");
     u.dlZip = btn("Cut-outs ZIP", "Each object's cut-out PNG, in one zip", () => actions.exportCutoutsZip(), "msam-dl-zip");
 
+    const slow = isolationNotice();
+    u.isolation = slow && el("div", { class: "msam-isolation", role: "note" }, document.createTextNode(slow.text + " "),
+      el("a", { href: slow.href, target: "_blank", rel: "noopener", class: "msam-full-page", text: slow.linkText }));
+
     this.ui = el("div", { class: "msam" },
+      ...(u.isolation ? [u.isolation] : []),
       el("div", { class: "msam-toolbar" },
         u.pointLabel, u.undo, u.clear,
         el("label", { class: "msam-check", title: "Feed the previous mask's logits back to the decoder" },

@@ -1,0 +1,72 @@
+"""The Hub's iframe, in real Chromium: a page of another origin without COOP/COEP embeds the app (as the
+Hub shows a Space). The framed app is not cross-origin isolated; it says so and links to the full page
+(target=_blank), which is isolated and shows no notice; both segment the photo, with the same mask."""
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT
+
+from mobilesam_app.store import image_id_of
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from bench.iframe_decode import HubLikeParent, app_frame, load_photo  # noqa: E402
+
+PHOTO = ROOT / "examples" / "dogs.jpg"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    from test_app_e2e import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def mask_after_click(frame, x, y):
+    frame.evaluate("() => window.msam.clear()")
+    frame.evaluate("([x, y]) => window.msam.addPoint(x, y, 1)", [x, y])
+    frame.evaluate("() => window.msam.whenIdle()")
+    return frame.evaluate("() => window.msam.getMaskBitsBase64()")
+
+
+def test_framed_page_says_it_is_slow_and_opens_the_full_page(app_url, browser):
+    photo = np.asarray(Image.open(PHOTO).convert("RGB"))
+    h, w = photo.shape[:2]
+    parent = HubLikeParent(app_url)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(parent.url)
+        assert page.evaluate("crossOriginIsolated") is False
+        frame = app_frame(page, app_url)
+        assert frame.evaluate("crossOriginIsolated") is False
+        notice = frame.locator(".msam-isolation")
+        notice.wait_for(timeout=30_000)
+        assert "one thread" in notice.inner_text()
+        link = frame.locator("a.msam-full-page")
+        assert link.get_attribute("target") == "_blank"
+        assert link.get_attribute("href").startswith(app_url)
+        load_photo(frame, PHOTO, image_id_of(photo))
+        framed = mask_after_click(frame, w // 2, h // 2)
+        assert framed is not None and framed["width"] == w and framed["height"] == h
+        assert frame.evaluate("() => window.msam.getState().ort.isolated") is False
+
+        with page.context.expect_page() as popup:
+            link.click()
+        full = popup.value
+        full.wait_for_function("() => window.msam && typeof window.msam.getState === 'function'", timeout=60_000)
+        assert full.evaluate("crossOriginIsolated") is True
+        assert full.locator(".msam-isolation").count() == 0
+        load_photo(full, PHOTO, image_id_of(photo))
+        assert mask_after_click(full, w // 2, h // 2) == framed  # the same mask, decoded with threads
+        assert full.evaluate("() => window.msam.getState().ort.isolated") is True
+    finally:
+        page.context.close()
+        parent.close()

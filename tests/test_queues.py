@@ -1,0 +1,117 @@
+"""Many visitors: work on an image already encoded never waits behind other visitors' encodes, the
+encoder's queue is bounded, and a full queue answers at once with a clear "busy, N ahead" message."""
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT
+
+from mobilesam_app.engine import EncoderBusy, Engine
+from mobilesam_app.store import ImageStore, image_id_of
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from bench import load as bench  # noqa: E402
+
+
+def noise(seed: int, size=(640, 480)) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+
+
+def test_encoder_queue_is_bounded_and_cached_images_skip_it(vit_t_model, tmp_path):
+    engine = Engine(vit_t_model, "vit_t", ImageStore(tmp_path / "images"), encoder_backend="torch", max_queued=2)
+    done = engine.encode(noise(0, (64, 48)))  # encoded before the encoder gets stuck
+    gate, started = threading.Event(), threading.Event()
+    real_embed = engine.encoder.embed
+
+    def slow_embed(image):
+        started.set()
+        gate.wait(60)
+        return real_embed(image)
+
+    engine.encoder.embed = slow_embed
+    results = []
+    waiting = [threading.Thread(target=lambda s=s: results.append(engine.encode(noise(s, (64, 48)))))
+               for s in (1, 2)]
+    for t in waiting:
+        t.start()
+    assert started.wait(30)
+    deadline = time.time() + 30
+    while engine.queued < 2 and time.time() < deadline:
+        time.sleep(0.01)
+    try:
+        with pytest.raises(EncoderBusy) as busy:
+            engine.encode(noise(3, (64, 48)))
+        assert busy.value.ahead == 2
+        start = time.perf_counter()
+        assert engine.encode(noise(0, (64, 48))) is done  # cached: no wait behind the stuck encodes
+        assert time.perf_counter() - start < 1.0
+    finally:
+        gate.set()
+        for t in waiting:
+            t.join(60)
+    assert len(results) == 2 and engine.queued == 0
+    assert not engine.queued  # room again
+
+
+@pytest.fixture(scope="module")
+def small_queue_app(vit_t_checkpoint, tmp_path_factory):
+    app = bench.AppProcess(vit_t_checkpoint, tmp_path_factory.mktemp("queues-cache"), ["--encode-queue", "3"])
+    try:
+        yield app
+    finally:
+        app.stop()
+
+
+def test_prompts_on_encoded_images_pass_encodes_and_a_full_queue_says_busy(small_queue_app, tmp_path):
+    from gradio_client import Client, handle_file
+
+    url = small_queue_app.url
+    prompts = json.dumps({"points": [[100, 80, 1]]})
+    encoded_path = tmp_path / "encoded.png"
+    Image.fromarray(noise(100)).save(encoded_path)
+    first = Client(url, verbose=False, download_files=str(tmp_path), analytics_enabled=False)
+    first.predict(handle_file(str(encoded_path)), prompts, api_name="/segment")  # now encoded (and warm)
+
+    finished, errors, lock = {}, [], threading.Lock()
+
+    def encode_new(seed):
+        path = tmp_path / f"new-{seed}.png"
+        Image.fromarray(noise(seed, (800, 600))).save(path)
+        client = Client(url, verbose=False, download_files=str(tmp_path), analytics_enabled=False)
+        try:
+            client.predict(handle_file(str(path)), prompts, api_name="/segment")
+            with lock:
+                finished[seed] = time.perf_counter()
+        except Exception as exc:  # noqa: BLE001
+            with lock:
+                errors.append(str(exc))
+        finally:
+            client.close()
+
+    flood = [threading.Thread(target=encode_new, args=(s,)) for s in range(1, 7)]  # 6 encodes, queue of 3
+    start = time.perf_counter()
+    for t in flood:
+        t.start()
+        time.sleep(0.05)
+    time.sleep(0.5)  # the encoder is busy now
+    prompt_start = time.perf_counter()
+    mask_path, _ = first.predict(handle_file(str(encoded_path)), prompts, api_name="/segment")
+    prompt_done = time.perf_counter()
+    for t in flood:
+        t.join(300)
+    first.close()
+    assert np.asarray(Image.open(mask_path)).shape == (480, 640)
+    assert errors, "6 encodes at once on a queue of 3: some must be refused"
+    assert all("busy" in e and "ahead of yours in the encoder's queue" in e for e in errors), errors
+    assert finished, "the queue took some of them"
+    last_encode = max(finished.values())
+    # the prompt on the encoded image did not wait for the queued encodes to finish
+    assert prompt_done < last_encode or len(finished) == 1, (prompt_done - start, sorted(v - start for v in finished.values()))
+    assert prompt_done - prompt_start < (last_encode - start) / 2 + 1.0
