@@ -24,6 +24,7 @@ from . import compare as cmp
 from .engine import EncodedImage, Engine
 from .images import ImageLoadError, load_rgb_image
 from .prompts import parse_prompts
+from .server import decoder_url
 from .store import is_image_id
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ class Service:
             info["compare"] = {
                 "model": sam_type, "label": cmp.label(sam_type),
                 "embedding_url": sam_encoded.client_info(sam_type)["embedding_url"],
-                "decoder_url": f"/msam/models/{loaded.decoder.name}",
+                "decoder_url": decoder_url(loaded.decoder),
                 "encode_ms": round(sam_encoded.encode_ms, 1),
                 "params": encoder_params(loaded.engine),
             }
