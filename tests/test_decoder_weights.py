@@ -8,7 +8,6 @@ noisier than a trained model's: the thresholds are what these files measure, wit
 Run with -s to see the figures.
 """
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
