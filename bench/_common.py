@@ -46,8 +46,20 @@ def machine() -> dict:
         load = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         load = None
-    return {"cpus": os.cpu_count(), "loadavg": load,
+    return {"cpu": cpu_model(), "cpus": os.cpu_count(), "loadavg": load,
             "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags}
+
+
+def cpu_model() -> str:
+    """The CPU's model name (as lscpu prints it), or "unknown"."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
 
 
 def emit(result: dict, as_json: bool, lines: List[str]) -> None:
@@ -146,7 +158,7 @@ class BenchServer:
             if time.time() > deadline:
                 raise RuntimeError("the benchmark server did not start")
             time.sleep(0.05)
-        app_server.ORT_FILES.wait_compressed(120)  # every page gets the runtime as the app serves it
+        app_server.ORT_FILES.wait_compressed(600)  # every page gets the runtime as the app serves it
         return self
 
     def __exit__(self, *exc) -> None:
@@ -184,6 +196,106 @@ def chromium_profile(folder: Path, headless: bool = True) -> Iterator[object]:
             context.close()
 
 
+# --------------------------------------------------------------------------- network emulation
+
+# A phone on a decent connection: the budget the first-visit goals are stated for.
+NETWORK = {"down_mbps": 20.0, "up_mbps": 5.0, "rtt_ms": 60.0}
+
+
+class NetLog:
+    """What one page's DevTools Network domains saw, its own and its dedicated workers' (the decoder
+    worker imports onnxruntime-web; a worker's requests are throttled with its page's but reported to
+    the worker's target only): per request its URL, the bytes on the wire (`encodedDataLength`:
+    headers and body as transferred, 0 from the HTTP cache) and whether it came from the cache."""
+
+    HANDLERS = ("requestWillBeSent", "responseReceived", "requestServedFromCache", "loadingFinished")
+
+    def __init__(self, cdp) -> None:
+        self.requests: Dict[str, dict] = {}
+        self._cdp = cdp
+        self._ids = iter(range(1, 1 << 30))
+        self._handlers = {"Network." + name: getattr(self, "_" + name) for name in self.HANDLERS}
+        for method, handler in self._handlers.items():
+            cdp.on(method, handler)
+        cdp.on("Target.attachedToTarget", self._attached)
+        cdp.on("Target.receivedMessageFromTarget", self._from_target)
+
+    def attach_workers(self) -> None:
+        """Log the requests of the page's workers too (they wait for this log to attach)."""
+        self._cdp.send("Target.setAutoAttach", {"autoAttach": True, "waitForDebuggerOnStart": True, "flatten": False})
+
+    def _to_target(self, session_id: str, method: str) -> None:
+        message = json.dumps({"id": next(self._ids), "method": method, "params": {}})
+        self._cdp.send("Target.sendMessageToTarget", {"sessionId": session_id, "message": message})
+
+    def _attached(self, event) -> None:
+        session_id = event["sessionId"]
+        if event["targetInfo"].get("type") == "worker":
+            self._to_target(session_id, "Network.enable")
+        self._to_target(session_id, "Runtime.runIfWaitingForDebugger")
+
+    def _from_target(self, event) -> None:
+        message = json.loads(event["message"])
+        handler = self._handlers.get(message.get("method"))
+        if handler is not None:
+            handler(message["params"])
+
+    def _entry(self, event) -> dict:
+        return self.requests.setdefault(event["requestId"], {"url": "", "bytes": 0, "cached": False, "done": False})
+
+    def _requestWillBeSent(self, event) -> None:
+        self._entry(event)["url"] = event["request"]["url"]
+
+    def _responseReceived(self, event) -> None:
+        entry = self._entry(event)
+        entry["url"] = event["response"]["url"]
+        entry["cached"] |= bool(event["response"].get("fromDiskCache") or event["response"].get("fromPrefetchCache"))
+
+    def _requestServedFromCache(self, event) -> None:
+        self._entry(event)["cached"] = True
+
+    def _loadingFinished(self, event) -> None:
+        entry = self._entry(event)
+        entry["bytes"] += int(event.get("encodedDataLength", 0))
+        entry["done"] = True
+
+    def matching(self, part: str) -> List[dict]:
+        """The requests whose URL path (not its query) contains `part`."""
+        from urllib.parse import urlsplit
+
+        return [r for r in self.requests.values() if part in urlsplit(r["url"]).path]
+
+    def wire_bytes(self, part: str = "") -> int:
+        """Bytes transferred for the requests whose URL contains `part` (all with "")."""
+        return sum(r["bytes"] for r in self.matching(part))
+
+
+def emulate_network(context, page, down_mbps: float = NETWORK["down_mbps"], up_mbps: float = NETWORK["up_mbps"],
+                    rtt_ms: float = NETWORK["rtt_ms"]) -> NetLog:
+    """Throttle `page` (Network.emulateNetworkConditions: `rtt_ms` of latency per request, the
+    throughputs in Mbit/s) and log its requests; call before the page navigates."""
+    cdp = context.new_cdp_session(page)
+    log = NetLog(cdp)
+    log.attach_workers()
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {
+        "offline": False, "latency": rtt_ms,
+        "downloadThroughput": down_mbps * 1e6 / 8, "uploadThroughput": up_mbps * 1e6 / 8})
+    return log
+
+
+def open_emulated(context, url: str, errors: Optional[list] = None, **conditions) -> tuple:
+    """A page of `context` (a fresh or a persistent profile) on `url` over the emulated network
+    (`NETWORK` unless `conditions` say otherwise): returns (page, NetLog)."""
+    page = context.pages[0] if getattr(context, "pages", None) else context.new_page()
+    if errors is not None:
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    log = emulate_network(context, page, **conditions)
+    page.goto(url)
+    return page, log
+
+
 def open_bench_page(browser, url: str, errors: Optional[list] = None, threads: Optional[int] = None):
     """A new page on /bench/decoder.html with window.bench loaded (threads=1: onnxruntime-web single-threaded)."""
     page = browser.new_page()
@@ -210,7 +322,7 @@ def standin_or_given(checkpoint: Optional[str]) -> Path:
     return out
 
 
-def bench_parser(description: str) -> "argparse.ArgumentParser":
+def bench_parser(description: str):
     """The arguments every benchmark takes: --checkpoint, --image, --model-type."""
     import argparse
 

@@ -43,8 +43,14 @@ PathLike = Union[str, "os.PathLike[str]"]
 # cache file names of `mobilesam.onnx_cache`, so stale cached exports are never served.
 # 2: the "fast" variant (a per-image cache and a rearranged per-prompt graph, see `export_fast_decoder`).
 # 3: the fast variant is saved with onnxruntime's graph optimisations already applied.
-EXPORT_FORMAT_VERSION = 3
+# 4: the fast variant computes its positional encoding at load (not a stored 4 MB table) and may store
+#    its weights as float16 or int8 (`store_weights`).
+EXPORT_FORMAT_VERSION = 4
 VARIANTS = ("official", "browser", "fast")
+# How the fast decoder's weights are stored in the file (the computation is float32 in every case).
+WEIGHT_STORAGE = ("float32", "float16", "int8")
+# Weights with fewer values than this stay float32 (biases, LayerNorm parameters: a few KB in all).
+MIN_COMPACT_VALUES = 4096
 EXPORTERS = ("auto", "torchscript", "dynamo")
 DEFAULT_OPSET = 17
 MIN_OPSET = 11
@@ -267,7 +273,7 @@ def _temp_dir_next_to(output: Path):
 def export_decoder(sam: nn.Module, output_path: PathLike, *, variant: str = "official",
                    return_single_mask: bool = False, opset: int = DEFAULT_OPSET, gelu_approximate: bool = False,
                    use_stability_score: bool = False, return_extra_metrics: bool = False,
-                   exporter: str = "auto", verify: bool = True) -> Path:
+                   exporter: str = "auto", verify: bool = True, weights: str = "float32") -> Path:
     """Export the prompt encoder + mask decoder of `sam` to one self-contained ONNX file.
 
     variant="official": the interface of segment-anything's export script (inputs `image_embeddings`,
@@ -276,7 +282,8 @@ def export_decoder(sam: nn.Module, output_path: PathLike, *, variant: str = "off
     `areas`, in the order masks, iou_predictions, stability_scores, areas, low_res_masks).
     variant="browser": no `orig_im_size`; outputs `iou_predictions` [1,4] and `low_res_masks` [1,4,256,256].
     variant="fast": the browser variant's outputs from a rearranged graph with a per-image cache
-    (see `export_fast_decoder`; the official-variant options do not apply).
+    (see `export_fast_decoder`; the official-variant options do not apply; `weights` chooses how its
+    weights are stored: float32, float16 or int8, see `store_weights`).
     The point count N is dynamic. The file is written atomically; with `verify` it is run in
     onnxruntime on example inputs (N=5 and N=1) and compared with PyTorch. Returns the path.
     """
@@ -287,7 +294,9 @@ def export_decoder(sam: nn.Module, output_path: PathLike, *, variant: str = "off
                             return_extra_metrics=return_extra_metrics, gelu_approximate=gelu_approximate)
         if exporter == "dynamo":
             raise ValueError("the fast decoder is exported with the TorchScript exporter only")
-        return export_fast_decoder(sam, output_path, opset=opset, verify=verify)
+        return export_fast_decoder(sam, output_path, opset=opset, verify=verify, weights=weights)
+    if weights != "float32":
+        raise ValueError(f"weights={weights!r} applies to the fast variant only; the {variant} variant stores float32")
     output = Path(output_path)
     module = decoder_module(sam, variant, return_single_mask=return_single_mask,
                             use_stability_score=use_stability_score, return_extra_metrics=return_extra_metrics,
@@ -515,18 +524,20 @@ def optimize_offline(path: PathLike) -> str:
 
 
 def export_fast_decoder(sam: nn.Module, output_path: PathLike, *, opset: int = DEFAULT_OPSET,
-                        verify: bool = True, optimize: bool = True) -> Path:
+                        verify: bool = True, optimize: bool = True, weights: str = "float32") -> Path:
     """Export the "fast" browser decoder (mobilesam.accel.fast_decoder) to one self-contained ONNX file.
 
     Inputs: the browser variant's (`image_embeddings`, `point_coords`, `point_labels`, `mask_input`,
     `has_mask_input`) plus the image cache `cache_t2i_k`, `cache_t2i_v`, `cache_i2t_q` [8,T,16] and
-    (all [8,T,16]). Run it once per image with T = 0 (empty cache tensors, any valid prompt): it then
+    `cache_up` [T,256]. Run it once per image with T = 0 (empty cache tensors, any valid prompt): it then
     outputs the cache as `cache_*_out` (T = 4096) and empty `iou_predictions` / `low_res_masks`. Every
     later run with that cache decodes a prompt: `iou_predictions` [1,4], `low_res_masks` [1,4,256,256],
-    as the browser variant (and the cache outputs are empty). Float32 throughout; the prompt graph
-    agrees with the eager decoder to float rounding. With `optimize` the file is saved with
-    onnxruntime's graph optimisations applied (`optimize_offline`). With `verify`, onnxruntime's outputs
-    (of the file as saved) are compared with PyTorch's (N=5 and N=1, with and without a mask input).
+    as the browser variant (and the cache outputs are empty). The computation is float32 throughout; the
+    prompt graph agrees with the eager decoder to float rounding. With `optimize` the file is saved with
+    onnxruntime's graph optimisations applied (`optimize_offline`). The positional encoding of the
+    64×64 grid is computed when the model loads (`store_weights`), and `weights` ("float32", "float16",
+    "int8") chooses how the weights are stored. With `verify`, onnxruntime's outputs (of the file as
+    saved) are compared with PyTorch's (N=5 and N=1, with and without a mask input).
     """
     import onnx
 
@@ -534,6 +545,8 @@ def export_fast_decoder(sam: nn.Module, output_path: PathLike, *, opset: int = D
 
     if opset < MIN_OPSET:
         raise ValueError(f"opset {opset} is too old; the decoder needs opset >= {MIN_OPSET}")
+    if weights not in WEIGHT_STORAGE:
+        raise ValueError(f"unknown weight storage {weights!r}; expected one of {WEIGHT_STORAGE}")
     output = Path(output_path)
     model = _decoder_copy(sam, gelu_approximate=False)
     image_part = FastImagePart(model).eval()
@@ -563,18 +576,140 @@ def export_fast_decoder(sam: nn.Module, output_path: PathLike, *, opset: int = D
         tmp_file = tmp_dir / "model.onnx"
         onnx.save(composed, os.fspath(tmp_file))
         optimized = optimize_offline(tmp_file) if optimize else "no"
+        stored = onnx.load(os.fspath(tmp_file))
+        store_weights(stored, model, weights)
+        onnx.save(stored, os.fspath(tmp_file))
         if verify:
-            _verify_fast(tmp_file, sam)
+            _verify_fast(tmp_file, sam, weights)
         metadata = {"mobilesam.kind": "decoder", "mobilesam.variant": "fast",
                     "mobilesam.export_format_version": EXPORT_FORMAT_VERSION,
                     "mobilesam.cache_inputs": ",".join(CACHE_NAMES), "mobilesam.exporter": "torchscript",
-                    "mobilesam.optimized": optimized}
+                    "mobilesam.optimized": optimized, "mobilesam.weights": weights,
+                    # the constants computed at load (positional encoding, float32 weights) are folded by
+                    # onnxruntime's basic level; the rest of the graph is optimised already (or not at all)
+                    "mobilesam.load_optimization": "basic" if optimize else "all"}
         _finish(tmp_dir, tmp_file, output, {}, metadata)
-    logger.info("exported the fast decoder to %s", output)
+    logger.info("exported the fast decoder to %s (%s weights)", output, weights)
     return output
 
 
-def _verify_fast(path: Path, sam: nn.Module) -> None:
+# --------------------------------------------------------------------------- weight storage
+
+
+def _dense_pe_nodes(name: str, sam: nn.Module) -> tuple:
+    """Nodes and initializers that compute the positional encoding of the 64×64 grid, token-major
+    [4096, 256], as `PromptEncoder.get_dense_pe` does: grid [4096,2] @ G [2,128] · 2π, then [sin, cos].
+    From 33 KB of inputs instead of a 4 MB table; onnxruntime folds it into a constant when the model
+    loads (the equal of the stored table to float rounding, ~1e-6)."""
+    from onnx import helper, numpy_helper
+
+    from .accel.fast_decoder import TOKENS
+
+    side = int(round(TOKENS ** 0.5))
+    grid = torch.ones(side, side)
+    y = (grid.cumsum(0) - 0.5) / side
+    x = (grid.cumsum(1) - 0.5) / side
+    coords = 2 * torch.stack([x, y], -1).reshape(-1, 2) - 1  # [4096, 2] in [-1, 1], as _pe_encoding has it
+    gaussian = sam.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix.detach().float().cpu()
+    inits = [numpy_helper.from_array(coords.numpy().astype(np.float32), name + "/grid"),
+             numpy_helper.from_array(gaussian.numpy(), name + "/gaussian"),
+             numpy_helper.from_array(np.array(2 * np.pi, np.float32), name + "/two_pi")]
+    nodes = [helper.make_node("MatMul", [name + "/grid", name + "/gaussian"], [name + "/proj"], name=name + "/proj"),
+             helper.make_node("Mul", [name + "/proj", name + "/two_pi"], [name + "/angle"], name=name + "/angle"),
+             helper.make_node("Sin", [name + "/angle"], [name + "/sin"], name=name + "/sin"),
+             helper.make_node("Cos", [name + "/angle"], [name + "/cos"], name=name + "/cos"),
+             helper.make_node("Concat", [name + "/sin", name + "/cos"], [name], name=name + "/concat", axis=-1)]
+    return nodes, inits
+
+
+def quantize_int8_per_channel(weight: np.ndarray) -> tuple:
+    """Symmetric per-channel int8 of a float32 tensor: (q int8, scale float32 broadcastable to q) with
+    weight ≈ q · scale. The channel axis is the one whose per-channel scales give the smallest squared
+    error (the output axis of a matrix, whichever way round the graph holds it)."""
+    best = None
+    for axis in range(weight.ndim):
+        others = tuple(a for a in range(weight.ndim) if a != axis)
+        scale = np.abs(weight).max(axis=others, keepdims=True) / 127.0
+        scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+        q = np.clip(np.rint(weight / scale), -127, 127).astype(np.int8)
+        err = float(np.square(q.astype(np.float32) * scale - weight).mean())
+        if best is None or err < best[0]:
+            best = (err, q, scale)
+    return best[1], best[2]
+
+
+def _stored_as(init, weights: str) -> tuple:
+    """(initializers, nodes) that store the float32 initializer `init` as `weights` and give it back
+    under its own name as float32: Cast (float16), or Cast then Mul by the per-channel scales (int8;
+    the same float32 values DequantizeLinear would give, in ops onnxruntime's constant folding folds)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    array = numpy_helper.to_array(init)
+    name = init.name
+    if weights == "float16":
+        half = array.astype(np.float16)
+        if not np.isfinite(half).all():  # beyond float16's range: keep it exact
+            return [init], []
+        return ([numpy_helper.from_array(half, name + "/float16")],
+                [helper.make_node("Cast", [name + "/float16"], [name], name=name + "/cast", to=TensorProto.FLOAT)])
+    q, scale = quantize_int8_per_channel(array)
+    return ([numpy_helper.from_array(q, name + "/int8"), numpy_helper.from_array(scale, name + "/scale")],
+            [helper.make_node("Cast", [name + "/int8"], [name + "/int8_float"], name=name + "/cast",
+                              to=TensorProto.FLOAT),
+             helper.make_node("Mul", [name + "/int8_float", name + "/scale"], [name], name=name + "/dequantize")])
+
+
+def store_weights(model, sam: nn.Module, weights: str = "float32") -> None:
+    """Rewrite the fast decoder `model` (an onnx ModelProto, changed in place) for a smaller file:
+
+    - the positional encoding table (a [4096,256] float32 initializer, 4 MB, the one stored weight that
+      is a function of a [2,128] one) becomes its computation (`_dense_pe_nodes`);
+    - with `weights` "float16" or "int8", every float32 initializer of the outer graph with at least
+      MIN_COMPACT_VALUES values is stored as float16, or as per-channel symmetric int8 with float32
+      scales (`quantize_int8_per_channel`), followed by the nodes that turn it back into float32.
+
+    The graph computes in float32 as before. All new nodes depend on initializers only, so onnxruntime's
+    constant folding (its "basic" optimisation level) turns them into float32 constants when a session
+    is created, and every run is the float32 graph's.
+    """
+    from onnx import TensorProto, numpy_helper
+
+    from .accel.fast_decoder import _dense_pe
+
+    if weights not in WEIGHT_STORAGE:
+        raise ValueError(f"unknown weight storage {weights!r}; expected one of {WEIGHT_STORAGE}")
+    pe = _dense_pe(sam).numpy()
+    graph = model.graph
+    inits, nodes, found_pe = [], [], False
+    for init in graph.initializer:
+        if init.data_type == TensorProto.FLOAT and tuple(init.dims) == pe.shape and \
+                np.array_equal(numpy_helper.to_array(init), pe):
+            pe_nodes, pe_inits = _dense_pe_nodes(init.name, sam)
+            nodes += pe_nodes
+            inits += pe_inits
+            found_pe = True
+        elif weights != "float32" and init.data_type == TensorProto.FLOAT and \
+                int(np.prod(init.dims)) >= MIN_COMPACT_VALUES:
+            more_inits, more_nodes = _stored_as(init, weights)
+            inits += more_inits
+            nodes += more_nodes
+        else:
+            inits.append(init)
+    if not found_pe:
+        raise ExportError("the fast decoder graph holds no positional encoding table to replace")
+    all_nodes = nodes + list(graph.node)
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    del graph.node[:]
+    graph.node.extend(all_nodes)
+
+
+# How far a fast decoder's logits may be from PyTorch's in `_verify_fast`, per weight storage: a check
+# that the graph is whole (the fidelity of the compact ones is measured on real prompts by the tests).
+VERIFY_ATOL = {"float32": 1e-2, "float16": 0.1, "int8": 1.0}
+
+
+def _verify_fast(path: Path, sam: nn.Module, weights: str = "float32") -> None:
     import onnxruntime
 
     session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
@@ -593,8 +728,9 @@ def _verify_fast(path: Path, sam: nn.Module) -> None:
         with torch.no_grad():
             want_iou, want_masks = reference(**inputs)
         err = max(float(np.abs(low_res - want_masks.numpy()).max()), float(np.abs(iou - want_iou.numpy()).max()))
-        if low_res.shape != (1, 4, 256, 256) or err > 1e-2:
-            raise ExportError(f"the exported fast decoder differs from PyTorch by {err:.3g} (N={num_points})")
+        if low_res.shape != (1, 4, 256, 256) or not err <= VERIFY_ATOL[weights]:
+            raise ExportError(f"the exported fast decoder ({weights} weights) differs from PyTorch by {err:.3g} "
+                              f"(N={num_points})")
 
 
 def _drop_quantizer_advice(record: logging.LogRecord) -> bool:

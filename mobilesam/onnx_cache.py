@@ -121,29 +121,37 @@ def cached_file(directory: Optional[PathLike], name: str, build: Callable[[Path]
 
 
 def cached_decoder_name(checkpoint_sha256: str, model_type: str, variant: str = "browser",
-                        quantized: bool = False) -> str:
-    """File name of a cached decoder export: checkpoint digest prefix, model type, variant, format version."""
+                        quantized: bool = False, weights: str = "float32") -> str:
+    """File name of a cached decoder export: checkpoint digest prefix, model type, variant, weight
+    storage (fast variant: none for float32), format version."""
     from .export import EXPORT_FORMAT_VERSION
 
     quant = "-quant" if quantized else ""
-    return f"mobilesam-{model_type}-{checkpoint_sha256[:16]}-{variant}-decoder{quant}-v{EXPORT_FORMAT_VERSION}.onnx"
+    stored = "" if weights == "float32" else f"-{weights}"
+    return (f"mobilesam-{model_type}-{checkpoint_sha256[:16]}-{variant}-decoder{stored}{quant}"
+            f"-v{EXPORT_FORMAT_VERSION}.onnx")
 
 
 def cached_decoder(checkpoint_path: PathLike, model_type: str, cache_dir: Optional[PathLike] = None,
                    variant: str = "browser", quantized: bool = False, *, sam: Optional[nn.Module] = None,
-                   checkpoint_sha256: Optional[str] = None) -> Path:
+                   checkpoint_sha256: Optional[str] = None, weights: str = "float32") -> Path:
     """Path of the decoder export (`variant`: official, browser or fast) of this checkpoint, exported
     only when no valid cached copy exists. The official variant is exported with all four masks
-    (no single-mask pick). `sam` (the loaded model of this checkpoint) and `checkpoint_sha256` (its
+    (no single-mask pick). `weights` (fast variant only): float32, float16 or int8 storage of the
+    weights (`mobilesam.export.store_weights`). `sam` (the loaded model of this checkpoint) and `checkpoint_sha256` (its
     digest, if known) only save work; without `sam` the model is built from the checkpoint when an
     export is needed."""
-    from .export import VARIANTS, export_decoder, quantize_decoder
+    from .export import VARIANTS, WEIGHT_STORAGE, export_decoder, quantize_decoder
 
     if variant not in VARIANTS:
         raise ValueError(f"unknown decoder variant {variant!r}; expected one of {VARIANTS}")
+    if weights not in WEIGHT_STORAGE:
+        raise ValueError(f"unknown weight storage {weights!r}; expected one of {WEIGHT_STORAGE}")
+    if weights != "float32" and (variant != "fast" or quantized):
+        raise ValueError(f"weights={weights!r} applies to the fast variant only (not quantized)")
     checkpoint_path = Path(checkpoint_path)
     digest = (checkpoint_sha256 or sha256_of_file(checkpoint_path)).lower()
-    name = cached_decoder_name(digest, model_type, variant, quantized)
+    name = cached_decoder_name(digest, model_type, variant, quantized, weights)
     if quantized:
         fp32 = cached_decoder(checkpoint_path, model_type, cache_dir, variant, False, sam=sam, checkpoint_sha256=digest)
         return cached_file(cache_dir, name, lambda tmp: quantize_decoder(fp32, tmp), "quantized ONNX decoder")
@@ -152,7 +160,7 @@ def cached_decoder(checkpoint_path: PathLike, model_type: str, cache_dir: Option
         from .hub import load_model_from
 
         model = sam if sam is not None else load_model_from(checkpoint_path, model_type, "cpu")
-        export_decoder(model, tmp, variant=variant)
+        export_decoder(model, tmp, variant=variant, weights=weights)
 
     return cached_file(cache_dir, name, build, "ONNX decoder")
 

@@ -1,11 +1,15 @@
 """HTTP routes the browser needs beside Gradio's, and the cross-origin isolation headers.
 
 - `/web/<module>.js|.css`: the browser code (web/), no build step.
-- `/web/ort/<file>`: onnxruntime-web's dist/ from web/node_modules when npm installed it;
-  otherwise the page loads the same pinned version from the jsDelivr CDN.
+- `/web/ort/<tag>/<file>`: onnxruntime-web's dist/ from web/node_modules when npm installed it,
+  under a tag that is the digest of its runtime files (`ort_tag`), cached by browsers for a year
+  (immutable); `/web/ort/<file>` serves the same files with an hour's caching. Without
+  web/node_modules the page loads the same pinned version from the jsDelivr CDN.
   Both are served from memory, Brotli-compressed (else gzip) for browsers that accept it
   (`MemoryFiles`).
-- `/msam/models/<name>.onnx`: the exported decoders, checked against their digest sidecar.
+- `/msam/models/<sha256 prefix>/<name>.onnx` (`decoder_url`): the exported decoders, checked against
+  their digest sidecar, Brotli/gzip-compressed, cached by browsers for a year (immutable: the URL
+  changes with the bytes); `/msam/models/<name>.onnx` serves the current bytes, revalidated by ETag.
 - `/msam/embedding/<model>/<image id>.f16`: an embedding as raw little-endian float16;
   `.u8`: the same embedding as per-channel uint8 with a versioned header (half the bytes; see
   mobilesam_app/embedding_codec.py). `client_info` says which one the page fetches.
@@ -124,10 +128,50 @@ def ort_version() -> str:
         return json.load(f)["dependencies"]["onnxruntime-web"].lstrip("^~=")
 
 
+IMMUTABLE = "public, max-age=31536000, immutable"
+TAG_LENGTH = 16  # hex digits of a SHA-256 in the content-addressed URLs
+_ort_tag_cache: Dict[tuple, str] = {}
+
+
+def ort_tag() -> str:
+    """The first TAG_LENGTH hex digits of the SHA-256 of onnxruntime-web's runtime files (their names
+    and bytes, ORT_RUNTIME_FILES): the runtime's URLs change whenever those bytes do. Recomputed when
+    a file's size or mtime changes."""
+    stats = tuple((name, (ORT_DIST / name).stat().st_mtime_ns, (ORT_DIST / name).stat().st_size)
+                  for name in ORT_RUNTIME_FILES)
+    if stats not in _ort_tag_cache:
+        digest = hashlib.sha256()
+        for name in ORT_RUNTIME_FILES:
+            digest.update(name.encode() + b"\0" + (ORT_DIST / name).read_bytes())
+        _ort_tag_cache.clear()
+        _ort_tag_cache[stats] = digest.hexdigest()[:TAG_LENGTH]
+    return _ort_tag_cache[stats]
+
+
 def ort_base_url() -> str:
     if ORT_DIST.is_dir():
-        return "/web/ort/"
+        try:
+            return f"/web/ort/{ort_tag()}/"
+        except OSError:  # a runtime file is missing: the untagged route still serves the rest
+            return "/web/ort/"
     return f"https://cdn.jsdelivr.net/npm/onnxruntime-web@{ort_version()}/dist/"
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of a served file: its `<name>.sha256` sidecar's (the exported-file cache writes one),
+    else computed."""
+    from mobilesam.utils.digest import sha256_of_file
+
+    try:
+        return VerifiedFiles.sidecar(path).read_text().split()[0].strip().lower()
+    except (OSError, IndexError):
+        return sha256_of_file(path)
+
+
+def decoder_url(path: Path) -> str:
+    """The URL the page fetches a decoder file from: its digest prefix and name, so a browser may keep
+    it for a year and a changed file is a new URL."""
+    return f"/msam/models/{file_digest(path)[:TAG_LENGTH]}/{path.name}"
 
 
 def page_head(config: dict) -> str:
@@ -179,6 +223,7 @@ class _MemoryFile:
         self.data = data
         self.compressed: Dict[str, bytes] = {}
         self.compressing = False
+        self.digest = ""  # its SHA-256 (VerifiedFiles)
 
 
 class MemoryFiles:
@@ -239,19 +284,24 @@ class MemoryFiles:
         """Block until the compressions started so far are done (tests, benchmarks)."""
         self._pool.submit(lambda: None).result(timeout)
 
-    def response(self, request: Request, name: str) -> Optional[Response]:
+    def response(self, request: Request, name: str, cache_control: str = "public, max-age=3600") -> Optional[Response]:
         entry = self._entry(name)
         if entry is None:
             return None
-        headers = {"Cache-Control": "public, max-age=3600", "Vary": "Accept-Encoding"}
-        body = entry.data
-        accept = request.headers.get("accept-encoding", "")
-        for coding, packed in list(entry.compressed.items()):
-            if accepts_encoding(accept, coding):
-                headers["Content-Encoding"] = coding
-                body = packed
-                break
-        return Response(body, media_type=self.suffixes[Path(name).suffix], headers=headers)
+        return encoded_response(request, entry, self.suffixes[Path(name).suffix], {"Cache-Control": cache_control})
+
+
+def encoded_response(request: Request, entry: "_MemoryFile", media_type: str, headers: Dict[str, str]) -> Response:
+    """`entry`'s bytes, in the first compressed copy the request accepts (else as they are)."""
+    headers = {**headers, "Vary": "Accept-Encoding"}
+    body = entry.data
+    accept = request.headers.get("accept-encoding", "")
+    for coding, packed in list(entry.compressed.items()):
+        if accepts_encoding(accept, coding):
+            headers["Content-Encoding"] = coding
+            body = packed
+            break
+    return Response(body, media_type=media_type, headers=headers)
 
 
 WEB_FILES = MemoryFiles(WEB_DIR, WEB_SUFFIXES)
@@ -260,11 +310,15 @@ ORT_FILES = MemoryFiles(ORT_DIST, ORT_SUFFIXES)
 
 class VerifiedFiles:
     """Files with a `<name>.sha256` sidecar (the cached decoder exports), read and checked against it
-    once, then served from memory: a file corrupted on disk is never served."""
+    once, then served from memory: a file corrupted on disk is never served. Each is compressed once
+    (Brotli, gzip) in a background thread at the lowest CPU priority, as `MemoryFiles` does; until
+    then it goes out uncompressed. A float16 decoder's weights compress by about a tenth."""
 
     def __init__(self) -> None:
-        self._data: Dict[Path, bytes] = {}
+        self._data: Dict[Path, _MemoryFile] = {}
         self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mobilesam-compress-models",
+                                        initializer=lower_thread_priority)
 
     @staticmethod
     def sidecar(path: Path) -> Path:
@@ -273,7 +327,8 @@ class VerifiedFiles:
     def has_digest(self, path: Path) -> bool:
         return path in self._data or self.sidecar(path).is_file()
 
-    def read(self, path: Path) -> Optional[bytes]:
+    def entry(self, path: Path) -> Optional[_MemoryFile]:
+        """The verified file (bytes, SHA-256 in `digest`, compressed copies once made), or None."""
         with self._lock:
             if path in self._data:
                 return self._data[path]
@@ -285,8 +340,27 @@ class VerifiedFiles:
             if expected is None or hashlib.sha256(data).hexdigest() != expected:
                 log.warning("%s does not match its digest %s; not serving it", path, self.sidecar(path).name)
                 return None
-            self._data[path] = data
-            return data
+            entry = _MemoryFile(0, data)
+            entry.digest = expected
+            self._data[path] = entry
+        self._pool.submit(MemoryFiles._compress, path.name, entry)
+        return entry
+
+    def read(self, path: Path) -> Optional[bytes]:
+        entry = self.entry(path)
+        return None if entry is None else entry.data
+
+    def prepare(self, paths) -> None:
+        """Verify and start compressing these files now (at start-up), in the background."""
+        for path in paths:
+            self._pool.submit(self.entry, Path(path))
+
+    def wait_compressed(self, timeout: float = 60.0) -> None:
+        """Block until the compressions started so far are done (tests, benchmarks)."""
+        self._pool.submit(lambda: None).result(timeout)
+
+
+MODEL_FILES = VerifiedFiles()
 
 
 def make_routes(models: Callable[[], Dict[str, Path]], embedding_bytes: Callable[[str, str, str], Optional[bytes]],
@@ -306,20 +380,37 @@ def make_routes(models: Callable[[], Dict[str, Path]], embedding_bytes: Callable
     async def ort_file(request: Request):
         return await run_in_threadpool(ORT_FILES.response, request, request.path_params["name"]) or _not_found()
 
-    verified = VerifiedFiles()
+    async def tagged_ort_file(request: Request):
+        try:
+            current = await run_in_threadpool(ort_tag)
+        except OSError:
+            current = None
+        if request.path_params["tag"] != current:  # another runtime's URL: never cache today's bytes under it
+            return _not_found("no such onnxruntime-web runtime: reload the page")
+        return await run_in_threadpool(ORT_FILES.response, request, request.path_params["name"], IMMUTABLE) \
+            or _not_found()
+
+    verified = MODEL_FILES
+    verified.prepare(path for path in models().values() if verified.has_digest(path))
 
     async def model_file(request: Request):
         path = models().get(request.path_params["name"])
         if path is None or not path.is_file():
             return _not_found()
-        headers = {"Cache-Control": "public, max-age=86400, immutable"}
-        if not verified.has_digest(path):
-            return FileResponse(path, media_type="application/octet-stream", headers=headers)
-        data = await run_in_threadpool(verified.read, path)
-        if data is None:
+        tag = request.path_params.get("digest")
+        if not verified.has_digest(path):  # not an export of the cache (no sidecar): served as it is
+            return FileResponse(path, media_type="application/octet-stream", headers={"Cache-Control": "no-cache"})
+        entry = await run_in_threadpool(verified.entry, path)
+        if entry is None:
             return PlainTextResponse("the decoder file on the server is corrupted; restarting the app rebuilds it",
                                      status_code=503)
-        return Response(data, media_type="application/octet-stream", headers=headers)
+        etag = f'"{entry.digest}"'
+        # under its digest the URL names these bytes for good; otherwise the page revalidates them
+        cache = IMMUTABLE if tag == entry.digest[:TAG_LENGTH] else "no-cache"
+        headers = {"Cache-Control": cache, "ETag": etag}
+        if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+            return Response(status_code=304, headers=headers)
+        return encoded_response(request, entry, "application/octet-stream", headers)
 
     def embedding_route(fmt: str):
         dtype = "float16" if fmt == "f16" else "uint8-per-channel-affine;v=1"
@@ -385,8 +476,10 @@ def make_routes(models: Callable[[], Dict[str, Path]], embedding_bytes: Callable
 
     return extra + [
         Route("/msam/store/{image_id}", store_image, methods=["POST"]),
+        Route("/web/ort/{tag}/{name}", tagged_ort_file),
         Route("/web/ort/{name}", ort_file),
         Route("/web/{name}", web_file),
+        Route("/msam/models/{digest}/{name}", model_file),
         Route("/msam/models/{name}", model_file),
         Route("/msam/embedding/{model}/{image_id}.f16", embedding_route("f16")),
         Route("/msam/embedding/{model}/{image_id}.u8", embedding_route("u8")),

@@ -25,6 +25,7 @@ from .engine import EncodedImage, EncoderBusy, Engine
 from .images import ImageLoadError, load_rgb_image
 from .prompts import parse_prompts
 from .resized_upload import ResizedUploads
+from .server import decoder_url
 from .store import LRUCache, is_image_id
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ class Service:
             info["compare"] = {
                 "model": sam_type, "label": cmp.label(sam_type),
                 "embedding_url": sam_encoded.client_info(sam_type)["embedding_url"],
-                "decoder_url": f"/msam/models/{loaded.decoder.name}",
+                "decoder_url": decoder_url(loaded.decoder),
                 "encode_ms": round(sam_encoded.encode_ms, 1),
                 "params": encoder_params(loaded.engine),
             }

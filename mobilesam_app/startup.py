@@ -40,13 +40,18 @@ def default_store_dir(cache_dir: Path, environ=os.environ, data: Path = SPACE_DA
     if environ.get("SPACE_ID") and data.is_dir() and os.access(data, os.W_OK | os.X_OK):
         return data / "mobilesam" / "images"
     return Path(cache_dir) / "images"
+    # how the browser decoders store their weights (mobilesam.export.store_weights; compute is float32):
+    # float16 halves the download with masks within 0.98 IoU of float32's (docs/onnx.md)
+    decoder_weights: str = "float16"
 
 
-def browser_decoder(checkpoint: Path, model_type: str, cache_dir: Path, model) -> Path:
-    """The decoder file the browser runs for a model: MobileSAM's, and each SAM's in compare mode."""
+def browser_decoder(checkpoint: Path, model_type: str, cache_dir: Path, model, weights: str = "float16") -> Path:
+    """The decoder file the browser runs for a model: MobileSAM's, and each SAM's in compare mode,
+    its weights stored as `weights` (float32, float16 or int8)."""
     from mobilesam.onnx_cache import cached_decoder  # torch.onnx is only needed when a model is loaded
 
-    return cached_decoder(checkpoint, model_type, Path(cache_dir) / "onnx", variant="fast", sam=model)
+    return cached_decoder(checkpoint, model_type, Path(cache_dir) / "onnx", variant="fast", sam=model,
+                          weights=weights)
 
 
 def spare_gradio_analytics(every: int = 200) -> None:
@@ -69,14 +74,15 @@ def prepare(config: AppConfig) -> Service:
     log.info("loading %s from %s on %s", config.model_type, checkpoint, device)
     model = load_model_from(checkpoint, config.model_type, device)
     cache_dir = Path(config.cache_dir)
-    decoder = browser_decoder(checkpoint, config.model_type, cache_dir, model)
+    decoder = browser_decoder(checkpoint, config.model_type, cache_dir, model, config.decoder_weights)
     store_dir = Path(config.store_dir) if config.store_dir else default_store_dir(cache_dir)
     log.info("storing uploads for share links in %s", store_dir)
     store = ImageStore(store_dir, max_bytes=config.image_store_mb * 2**20)
     engine = Engine(model, config.model_type, store, cache_bytes=config.embedding_cache_mb * 2**20,
                     onnx_dir=cache_dir / "onnx", max_queued=config.encode_queue)
     sam_models = SamModels(
-        store, device, lambda ckpt, model_type, sam: browser_decoder(ckpt, model_type, cache_dir, sam),
+        store, device,
+        lambda ckpt, model_type, sam: browser_decoder(ckpt, model_type, cache_dir, sam, config.decoder_weights),
         default_type=config.sam_model_type,
         checkpoints={config.sam_model_type: Path(config.sam_checkpoint)} if config.sam_checkpoint else None,
         cache_bytes=config.embedding_cache_mb * 2**20,

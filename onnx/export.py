@@ -3,6 +3,7 @@
     python onnx/export.py --model-type vit_t --checkpoint mobile_sam.pt --output sam_decoder.onnx \
         [--return-single-mask] [--quantize-out sam_decoder_quant.onnx] [--opset 17] \
         [--use-stability-score] [--gelu-approximate] [--return-extra-metrics] [--variant official|browser|fast]
+        [--weights float32|float16|int8]   (fast variant only)
     python onnx/export.py --model-type vit_t --checkpoint mobile_sam.pt --output image_encoder.onnx --encoder
 
 Without --checkpoint the official weights are resolved (and downloaded, verified) by
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "orig_im_size, outputs iou_predictions [1,4] and low_res_masks [1,4,256,256]; "
                              "fast: the browser variant's outputs with a per-image cache (what the app "
                              "serves; see the README)")
+    parser.add_argument("--weights", default="float32", choices=("float32", "float16", "int8"),
+                        help="fast variant: store the weights as float32, float16 or per-channel int8 (the "
+                             "computation stays float32; see docs/onnx.md)")
     parser.add_argument("--return-single-mask", action="store_true",
                         help="official variant: return only the best mask (the official selection rule)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
@@ -82,6 +86,8 @@ def main(argv=None) -> int:
     if args.variant == "browser" and (args.return_single_mask or args.return_extra_metrics):
         parser.error("--variant browser always returns all four low-res masks; "
                      "--return-single-mask and --return-extra-metrics need --variant official")
+    if args.weights != "float32" and args.variant != "fast":
+        parser.error("--weights applies to --variant fast only")
     if args.variant == "fast":
         bad = [flag for flag, on in [("--return-single-mask", args.return_single_mask),
                                      ("--return-extra-metrics", args.return_extra_metrics),
@@ -122,7 +128,7 @@ def main(argv=None) -> int:
         export_encoder(sam, args.output, opset=args.opset, exporter=args.exporter)
     else:
         print(f"Exporting the {args.variant} decoder to {args.output}...")
-        options = {} if args.variant == "fast" else dict(
+        options = {"weights": args.weights} if args.variant == "fast" else dict(
             return_single_mask=args.return_single_mask, gelu_approximate=args.gelu_approximate,
             use_stability_score=args.use_stability_score, return_extra_metrics=args.return_extra_metrics,
             exporter=args.exporter)

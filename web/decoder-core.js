@@ -93,12 +93,18 @@ export function onnxMetadata(bytes) {
 }
 
 /**
- * onnxruntime-web's graph optimisation level for a model: "disabled" for one saved already optimised
- * (mobilesam/export.py optimize_offline writes "mobilesam.optimized": "onnxruntime <v> ORT_ENABLE_EXTENDED"),
- * which then skips the optimiser's ~100 ms at session creation and runs as fast; "all" otherwise.
+ * onnxruntime-web's graph optimisation level for a model: the one its "mobilesam.load_optimization"
+ * metadata names (mobilesam/export.py: "basic" for a fast decoder saved optimised whose positional
+ * encoding and float16 / int8 weights are constants folded to float32 at load); else "disabled" for
+ * one saved already optimised (optimize_offline writes "mobilesam.optimized": "onnxruntime <v>
+ * ORT_ENABLE_EXTENDED"), which then skips the optimiser's ~100 ms at session creation and runs as
+ * fast; "all" otherwise.
  */
 export function graphOptimizationLevel(bytes) {
-  const done = onnxMetadata(bytes)["mobilesam.optimized"] || "";
+  const meta = onnxMetadata(bytes);
+  const asked = meta["mobilesam.load_optimization"];
+  if (["disabled", "basic", "extended", "all"].includes(asked)) return asked;
+  const done = meta["mobilesam.optimized"] || "";
   return /ORT_ENABLE_(EXTENDED|ALL)\b/.test(done) ? "disabled" : "all";
 }
 

@@ -213,6 +213,7 @@ export class MaskModel {
       const t2 = performance.now();
       this.loadTimings = { fetchMs: t1 - t0, createMs: t2 - t1, sessionMs: res.createMs, startedAt: t0, readyAt: t2,
         optimizationLevel: res.optimizationLevel, bytes: res.bytes };
+      performance.mark("msam-decoder-ready", { detail: { url: decoderUrl, bytes: res.bytes } });
       if (!backend.inPage && this.config.warmUp !== false) {
         // in the background; a real embedding stops it (and queues behind at most one of its runs)
         backend.call("warmUp", [this.id]).then((w) => { this.warmUpResult = w; }, () => {});

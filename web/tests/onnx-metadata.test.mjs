@@ -40,6 +40,14 @@ test("a model not optimised offline gets onnxruntime's full optimisation", () =>
   assert.equal(graphOptimizationLevel(model([])), "all");
 });
 
+test("a model that names its load optimisation gets that level (constants folded at load)", () => {
+  const optimized = ["mobilesam.optimized", "onnxruntime 1.31.1 ORT_ENABLE_EXTENDED"];
+  assert.equal(graphOptimizationLevel(model([optimized, ["mobilesam.load_optimization", "basic"]])), "basic");
+  assert.equal(graphOptimizationLevel(model([["mobilesam.load_optimization", "all"]])), "all");
+  // an unknown level is ignored: the level follows from mobilesam.optimized as before
+  assert.equal(graphOptimizationLevel(model([optimized, ["mobilesam.load_optimization", "fastest"]])), "disabled");
+});
+
 test("bytes that are not a model give no metadata", () => {
   assert.deepEqual(onnxMetadata(new Uint8Array([])), {});
   assert.deepEqual(onnxMetadata(new Uint8Array([0xff, 0xff, 0xff])), {}); // truncated varint
