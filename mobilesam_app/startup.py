@@ -28,6 +28,9 @@ class AppConfig:
     sam_checkpoint: Optional[str] = None  # its local checkpoint (default: mobilesam.hub resolves it)
     store_dir: Optional[Path] = None  # uploads kept for share links (default: `default_store_dir`)
     encode_queue: int = MAX_QUEUED_ENCODES  # encodes waiting or running; more are refused as "busy"
+    # how the browser decoders store their weights (mobilesam.export.store_weights; compute is float32):
+    # float16 halves the download with masks within 0.98 IoU of float32's (docs/onnx.md)
+    decoder_weights: str = "float16"
 
 
 SPACE_DATA = Path("/data")  # a Hugging Face Space's persistent storage, when the Space has it
@@ -40,9 +43,6 @@ def default_store_dir(cache_dir: Path, environ=os.environ, data: Path = SPACE_DA
     if environ.get("SPACE_ID") and data.is_dir() and os.access(data, os.W_OK | os.X_OK):
         return data / "mobilesam" / "images"
     return Path(cache_dir) / "images"
-    # how the browser decoders store their weights (mobilesam.export.store_weights; compute is float32):
-    # float16 halves the download with masks within 0.98 IoU of float32's (docs/onnx.md)
-    decoder_weights: str = "float16"
 
 
 def browser_decoder(checkpoint: Path, model_type: str, cache_dir: Path, model, weights: str = "float16") -> Path:
