@@ -2,31 +2,30 @@
 the app's own routes (web/, onnxruntime-web, /msam/models, /msam/embedding) for the browser
 benchmarks, and headless Chromium.
 
-Benchmarks are scripts, never tests: nothing here is imported by the test suite.
+Benchmarks are scripts, never tests: nothing here is imported by the test suite; what the two share
+(Chromium, free ports, mask IoU, the app process, the goldens) is tests/support.py.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import socket
 import statistics
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for folder in (ROOT, ROOT / "tests"):  # the repository, and tests/support.py (shared with the tests)
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+from support import CHROMIUM, CHROMIUM_ARGS, chromium, chromium_profile, free_port, mask_iou  # noqa: E402,F401
 
 SAMPLES = [ROOT / "examples", ROOT.parent / "shared" / "samples"]
 GOLDEN = ROOT.parent / "shared" / "golden"
 BENCH_WEB = Path(__file__).resolve().parent / "web"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync", "--disable-quic"]
 
 
 # --------------------------------------------------------------------------- reporting
@@ -99,14 +98,6 @@ def find_sample(name: str) -> Path:
     raise FileNotFoundError(f"no image {name!r} (looked in {[str(s) for s in SAMPLES]})")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# --------------------------------------------------------------------------- a server with the app's routes
-
 class BenchServer:
     """The app's routes (mobilesam_app.server.make_routes: /web/*, /web/ort/*, /msam/models/*,
     /msam/embedding/*) and the isolation headers, plus /bench/* (bench/web/), served by uvicorn in a
@@ -168,37 +159,6 @@ class BenchServer:
             self._thread.join(timeout=10)
 
 
-@contextlib.contextmanager
-def chromium(headless: bool = True) -> Iterator[object]:
-    """Headless Chromium (the system one, as the e2e tests use) through Playwright."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=headless)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@contextlib.contextmanager
-def chromium_profile(folder: Path, headless: bool = True) -> Iterator[object]:
-    """Headless Chromium with an on-disk profile in `folder`: a browser context that keeps its HTTP cache
-    and V8's code caches (JavaScript and WebAssembly) between pages, as a returning visitor's browser does."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(str(folder), executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                                       headless=headless)
-        try:
-            yield context
-        finally:
-            context.close()
-
-
-# --------------------------------------------------------------------------- network emulation
-
-# A phone on a decent connection: the budget the first-visit goals are stated for.
 NETWORK = {"down_mbps": 20.0, "up_mbps": 5.0, "rtt_ms": 60.0}
 
 
@@ -311,15 +271,11 @@ def standin_or_given(checkpoint: Optional[str]) -> Path:
     """The checkpoint given, or (for a quick run) the seed-0 stand-in built into a temp folder."""
     if checkpoint:
         return Path(checkpoint)
-    import subprocess
     import tempfile
 
-    out = Path(tempfile.gettempdir()) / "mobilesam-bench" / "vit_t_seed0.pt"
-    if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, str(GOLDEN / "make_checkpoint.py"), str(GOLDEN / "vit_t_keys.json"),
-                        str(out), "--seed", "0"], check=True)
-    return out
+    from standin import build_standin_checkpoint
+
+    return build_standin_checkpoint("vit_t", Path(tempfile.gettempdir()) / "mobilesam-bench")
 
 
 def bench_parser(description: str):

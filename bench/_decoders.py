@@ -8,6 +8,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from _common import GOLDEN, ROOT, find_sample  # noqa: F401  (ROOT puts the repository on sys.path)
+from support import golden_prompt_kwargs, mask_iou  # noqa: E402
 
 
 def default_cache_dir() -> Path:
@@ -114,21 +115,11 @@ def golden_mask_ious(sam, embedding_of) -> dict:
             preds[name] = p
         prev = {}
         for prompt in entry["prompts"]:
-            kwargs = {}
-            if "point_coords" in prompt:
-                kwargs["point_coords"] = np.array(prompt["point_coords"])
-                kwargs["point_labels"] = np.array(prompt["point_labels"])
-            if "box" in prompt:
-                kwargs["box"] = np.array(prompt["box"])
             out = {}
             for name, p in preds.items():
-                kw = dict(kwargs)
-                if prompt.get("mask_from"):
-                    kw["mask_input"] = prev[(name, prompt["mask_from"])][None]
-                masks, scores, low = p.predict(multimask_output=prompt["multimask_output"], **kw)
-                prev[(name, prompt["name"])] = low[int(np.argmax(scores))]
+                previous = {k: v for (n, k), v in prev.items() if n == name}
+                masks, scores, low = p.predict(**golden_prompt_kwargs(prompt, previous))
+                prev[(name, prompt["name"])] = (low, scores)
                 out[name] = masks
-            for a, b in zip(out["ours"], out["ref"]):
-                union = np.logical_or(a, b).sum()
-                ious.append(1.0 if union == 0 else float(np.logical_and(a, b).sum() / union))
+            ious += [mask_iou(a, b) for a, b in zip(out["ours"], out["ref"])]
     return {"min": round(min(ious), 5), "mean": round(float(np.mean(ious)), 5), "masks": len(ious)}

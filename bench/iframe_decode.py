@@ -12,61 +12,19 @@ import argparse
 import json
 import sys
 import tempfile
-import threading
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for folder in (ROOT, ROOT / "tests"):  # the repository, and tests/support.py (shared with the tests)
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
 
-from bench.load import AppProcess, free_port  # noqa: E402
+from support import AppProcess, HubLikeParent, app_frame, load_photo  # noqa: E402
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run", "--disable-sync", "--disable-quic"]
-
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
-class HubLikeParent:
-    """A page on another origin (127.0.0.1 vs localhost, another port), served without COOP/COEP,
-    that shows `app_url` in an iframe as the Hub shows a Space."""
-
-    def __init__(self, app_url: str) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="mobilesam-hub-"))
-        (self.folder / "index.html").write_text(
-            "<!doctype html><title>Hub-like page</title><h1>A Space</h1>"
-            f'<iframe id="space" src="{app_url}/" width="1360" height="1400" '
-            'allow="clipboard-write; cross-origin-isolated" style="border:0"></iframe>')
-        port = free_port()
-        handler = partial(_QuietHandler, directory=str(self.folder))
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
-        self.url = f"http://localhost:{port}/index.html"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-
-
-def app_frame(page, app_url: str, timeout=120_000):
-    """The app's frame inside the parent page, once window.msam is there."""
-    page.wait_for_function(
-        "(u) => { const f = document.getElementById('space'); return !!f; }", arg=app_url, timeout=timeout)
-    frame = next(f for f in page.frames if f.url.startswith(app_url))
-    frame.wait_for_function("() => window.msam && typeof window.msam.getState === 'function'", timeout=timeout)
-    return frame
-
-
-def load_photo(frame, photo: Path, image_id: str, timeout=180_000) -> None:
-    frame.locator("#msam-upload input[type=file]").first.set_input_files(str(photo))
-    frame.wait_for_function("(id) => { const s = window.msam.getState(); return s.ready && s.imageId === id; }",
-                            arg=image_id, timeout=timeout)
 
 
 def decode_times(frame, width: int, height: int, n: int) -> list:

@@ -34,8 +34,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -50,11 +48,13 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for folder in (ROOT, ROOT / "tests"):  # the repository, and tests/support.py (shared with the tests)
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
 
 from mobilesam_app.images import load_rgb_image  # noqa: E402
 from mobilesam_app.store import image_id_of  # noqa: E402
+from support import AppProcess, find_listening_pid, mask_iou, proc_memory_mb  # noqa: E402
 
 SAMPLE_DIRS = [ROOT / "examples", ROOT.parent / "shared" / "samples"]
 MIN_IOU = 0.99
@@ -155,110 +155,6 @@ def compute_expected(cases: List[Case], checkpoint: Path, model_type: str = "vit
 
 # --------------------------------------------------------------------------- the server
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_http(url: str, proc: Optional[subprocess.Popen] = None, timeout: float = 300.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"the app exited with code {proc.returncode} before serving")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"the app did not serve {url} within {timeout} s")
-
-
-class AppProcess:
-    """`python app.py` on a free local port, its output in `log_path`; stop() ends it."""
-
-    def __init__(self, checkpoint: Path, cache_dir: Path, extra_args=(), port: Optional[int] = None,
-                 startup_timeout: float = 300.0) -> None:
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.cache_dir = Path(cache_dir)
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.cache_dir / f"app-{self.port}.log"
-        env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
-        with open(self.log_path, "w") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, str(ROOT / "app.py"), "--checkpoint", str(checkpoint), "--host", "127.0.0.1",
-                 "--port", str(self.port), "--cache-dir", str(self.cache_dir), *map(str, extra_args)],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_for_http(self.url + "/", self.proc, startup_timeout)
-        except Exception:
-            self.stop()
-            raise
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log_tail(self, chars: int = 5000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-
-
-def find_listening_pid(port: int) -> Optional[int]:
-    """Pid of the local process listening on TCP `port` (from /proc; None if not found or not visible)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                next(f)
-                for line in f:
-                    parts = line.split()
-                    if int(parts[1].rsplit(":", 1)[1], 16) == port and parts[3] == "0A":  # 0A: LISTEN
-                        inodes.add(parts[9])
-        except (OSError, StopIteration, IndexError, ValueError):
-            continue
-    if not inodes:
-        return None
-    targets = {f"socket:[{inode}]" for inode in inodes}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                if os.readlink(f"/proc/{pid}/fd/{fd}") in targets:
-                    return int(pid)
-        except OSError:
-            continue
-    return None
-
-
-def proc_memory_mb(pid: int) -> Dict[str, float]:
-    """VmRSS and VmHWM (peak RSS) of `pid` in MiB."""
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(value.split()[0]) / 1024
-    return out
-
-
 class MemorySampler(threading.Thread):
     """Samples a process's VmRSS every `interval` seconds until stop()."""
 
@@ -316,11 +212,6 @@ class Tally:
     image_checks: int = 0
     per_client: Dict[int, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
 def http_get(url: str, timeout: float = 60.0):

@@ -10,7 +10,11 @@ import lzma
 import os
 import subprocess
 import sys
+import tempfile
+import threading
 from dataclasses import dataclass
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -151,6 +155,7 @@ def golden_mask_ious(model, embedding: np.ndarray, model_type: str, key: str) ->
 # ---- the running app ---------------------------------------------------------------------
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now."""
     import socket
 
     with socket.socket() as s:
@@ -158,13 +163,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_http(url: str, proc, timeout: float = 300.0) -> None:
+def wait_for_http(url: str, proc: Optional[subprocess.Popen] = None, timeout: float = 300.0) -> None:
+    """Wait until `url` answers; fail early if `proc` (the server) exits first."""
     import time
     import urllib.request
 
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if proc.poll() is not None:
+        if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"the app exited with code {proc.returncode} before serving")
         try:
             with urllib.request.urlopen(url, timeout=2):
@@ -174,37 +180,153 @@ def wait_for_http(url: str, proc, timeout: float = 300.0) -> None:
     raise TimeoutError(f"the app did not serve {url} within {timeout} s")
 
 
+class AppProcess:
+    """`python app.py` on a free local port with `--cache-dir cache_dir` (and `--checkpoint checkpoint`
+    when given) and `extra_args`, its output in `log_path`; stop() ends it. With `tmp`, that is the
+    app's temporary folder (TMPDIR), so the cache lies outside both the app's temporary folder and
+    its working directory, as the default ~/.cache/mobilesam does (Gradio serves only files from those
+    two and from the folders the app allows)."""
+
+    def __init__(self, checkpoint: Optional[Path], cache_dir: Path, extra_args=(), port: Optional[int] = None,
+                 startup_timeout: float = 300.0, tmp: Optional[Path] = None,
+                 log_name: Optional[str] = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.cache_dir = Path(cache_dir)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.cache_dir / (log_name or f"app-{self.port}.log")
+        env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
+        if tmp is not None:
+            env["TMPDIR"] = str(tmp)
+        checkpoint_args = [] if checkpoint is None else ["--checkpoint", str(checkpoint)]
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(ROOT / "app.py"), *checkpoint_args, "--host", "127.0.0.1",
+                 "--port", str(self.port), "--cache-dir", str(self.cache_dir), *map(str, extra_args)],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_http(self.url + "/", self.proc, startup_timeout)
+        except Exception:
+            print(self.log_tail())
+            self.stop()
+            raise
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_tail(self, chars: int = 5000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
 @contextlib.contextmanager
 def running_app(args, cache: Path, tmp: Optional[Path] = None):
-    """Run `app.py` with `args` on a free port, its cache in `cache`; yields the base URL. With `tmp`,
-    that is the app's temporary folder (TMPDIR), so `cache` lies outside both the app's temporary
-    folder and its working directory, as the default ~/.cache/mobilesam does (Gradio serves only
-    files from those two and from the folders the app allows)."""
-    import os
-
-    port = free_port()
-    log_path = cache / "app.log"
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
-    if tmp is not None:
-        env["TMPDIR"] = str(tmp)
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py"), *map(str, args), "--host", "127.0.0.1",
-             "--port", str(port), "--cache-dir", str(cache)],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(url + "/", proc)
-        yield url
-    except Exception:
-        print(log_path.read_text()[-5000:])
-        raise
-    finally:
-        proc.terminate()
+    """`app.py` with `args` (e.g. ["--checkpoint", path]) on a free port, its cache in `cache` and its
+    log in `cache/app.log`; yields the base URL (see AppProcess for `tmp`)."""
+    with AppProcess(None, cache, args, tmp=tmp, log_name="app.log") as app:
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            yield app.url
+        except Exception:
+            print(app.log_tail())
+            raise
+
+
+def find_listening_pid(port: int) -> Optional[int]:
+    """Pid of the local process listening on TCP `port` (from /proc; None if not found or not visible)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    if int(parts[1].rsplit(":", 1)[1], 16) == port and parts[3] == "0A":  # 0A: LISTEN
+                        inodes.add(parts[9])
+        except (OSError, StopIteration, IndexError, ValueError):
+            continue
+    if not inodes:
+        return None
+    targets = {f"socket:[{inode}]" for inode in inodes}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in targets:
+                    return int(pid)
+        except OSError:
+            continue
+    return None
+
+
+def proc_memory_mb(pid: int) -> dict:
+    """VmRSS and VmHWM (peak RSS) of `pid` in MiB."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0]) / 1024
+    return out
+
+
+# ---- a page of another origin that frames the app, as the Hub shows a Space ------------------
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+class HubLikeParent:
+    """A page on another origin (127.0.0.1 vs localhost, another port), served without COOP/COEP,
+    that shows `app_url` in an iframe as the Hub shows a Space."""
+
+    def __init__(self, app_url: str) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="mobilesam-hub-"))
+        (self.folder / "index.html").write_text(
+            "<!doctype html><title>Hub-like page</title><h1>A Space</h1>"
+            f'<iframe id="space" src="{app_url}/" width="1360" height="1400" '
+            'allow="clipboard-write; cross-origin-isolated" style="border:0"></iframe>')
+        port = free_port()
+        handler = partial(_QuietHandler, directory=str(self.folder))
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.url = f"http://localhost:{port}/index.html"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def app_frame(page, app_url: str, timeout=120_000):
+    """The app's frame inside the parent page, once window.msam is there."""
+    page.wait_for_function(
+        "(u) => { const f = document.getElementById('space'); return !!f; }", arg=app_url, timeout=timeout)
+    frame = next(f for f in page.frames if f.url.startswith(app_url))
+    frame.wait_for_function("() => window.msam && typeof window.msam.getState === 'function'", timeout=timeout)
+    return frame
+
+
+def load_photo(frame, photo: Path, image_id: str, timeout=180_000) -> None:
+    frame.locator("#msam-upload input[type=file]").first.set_input_files(str(photo))
+    frame.wait_for_function("(id) => { const s = window.msam.getState(); return s.ready && s.imageId === id; }",
+                            arg=image_id, timeout=timeout)
+
 
 
 # ---- headless Chromium ---------------------------------------------------------------------

@@ -9,7 +9,6 @@ import io
 import json
 import os
 import random
-import sys
 import threading
 import time
 import urllib.error
@@ -26,9 +25,7 @@ from mobilesam_app import store as store_mod
 from mobilesam_app.startup import default_store_dir
 from mobilesam_app.store import ImageStore, image_id_of
 
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-from bench import load as bench  # noqa: E402  (the app runner shared with the load test)
+from support import AppProcess
 
 EXAMPLES = ROOT / "examples"
 
@@ -124,10 +121,10 @@ def test_default_store_dir_is_persistent_storage_on_a_space(tmp_path):
 def replicas(vit_t_checkpoint, tmp_path_factory):
     """Replica B (kept) and a factory of replica A processes, all on one --cache-dir."""
     cache = tmp_path_factory.mktemp("replicas-cache")
-    first = bench.AppProcess(vit_t_checkpoint, cache)  # exports the decoder; B then finds it in the cache
-    second = bench.AppProcess(vit_t_checkpoint, cache)
+    first = AppProcess(vit_t_checkpoint, cache)  # exports the decoder; B then finds it in the cache
+    second = AppProcess(vit_t_checkpoint, cache)
     try:
-        yield cache, first, second, lambda: bench.AppProcess(vit_t_checkpoint, cache)
+        yield cache, first, second, lambda: AppProcess(vit_t_checkpoint, cache)
     finally:
         first.stop()
         second.stop()

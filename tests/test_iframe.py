@@ -1,7 +1,6 @@
 """The Hub's iframe, in real Chromium: a page of another origin without COOP/COEP embeds the app (as the
 Hub shows a Space). The framed app is not cross-origin isolated; it says so and links to the full page
 (target=_blank), which is isolated and shows no notice; both segment the photo, with the same mask."""
-import sys
 
 import numpy as np
 import pytest
@@ -11,9 +10,7 @@ from conftest import ROOT
 
 from mobilesam_app.store import image_id_of
 
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-from bench.iframe_decode import HubLikeParent, app_frame, load_photo  # noqa: E402
+from support import HubLikeParent, app_frame, load_photo
 
 PHOTO = ROOT / "examples" / "dogs.jpg"
 

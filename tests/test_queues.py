@@ -1,23 +1,18 @@
 """Many visitors: work on an image already encoded never waits behind other visitors' encodes, the
 encoder's queue is bounded, and a full queue answers at once with a clear "busy, N ahead" message."""
 import json
-import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT
 
 from mobilesam_app.engine import EncoderBusy, Engine
-from mobilesam_app.store import ImageStore, image_id_of
+from mobilesam_app.store import ImageStore
 
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-from bench import load as bench  # noqa: E402
+from support import AppProcess
 
 
 def noise(seed: int, size=(640, 480)) -> np.ndarray:
@@ -62,7 +57,7 @@ def test_encoder_queue_is_bounded_and_cached_images_skip_it(vit_t_model, tmp_pat
 
 @pytest.fixture(scope="module")
 def small_queue_app(vit_t_checkpoint, tmp_path_factory):
-    app = bench.AppProcess(vit_t_checkpoint, tmp_path_factory.mktemp("queues-cache"), ["--encode-queue", "3"])
+    app = AppProcess(vit_t_checkpoint, tmp_path_factory.mktemp("queues-cache"), ["--encode-queue", "3"])
     try:
         yield app
     finally:

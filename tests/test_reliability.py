@@ -9,7 +9,6 @@ import io
 import json
 import logging
 import socket
-import sys
 import threading
 import time
 import urllib.error
@@ -22,14 +21,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, SAMPLES, load_sample
+from conftest import SAMPLES, load_sample
 
 from mobilesam_app import store as store_mod
 from mobilesam_app.store import ImageStore, LRUCache, image_id_of
 
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-from bench import load as bench  # noqa: E402  (bench/load.py: the app runner shared with the load test)
+from support import AppProcess
 
 REQUEST_TIMEOUT_S = 120  # "bounded time" on a shared 2-core machine
 
@@ -64,7 +61,7 @@ class App:
         self.start()
 
     def start(self):
-        self.process = bench.AppProcess(self.checkpoint, self.cache)
+        self.process = AppProcess(self.checkpoint, self.cache)
         self.url = self.process.url
 
     def restart(self):

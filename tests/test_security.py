@@ -179,10 +179,7 @@ def test_uploads_over_the_size_limit_are_refused_by_the_server(app_url, client, 
 
 def test_pixel_limit_applies_before_decoding(app_url, tmp_path):
     """The bomb is refused from its header: the server's memory does not grow by its 60 MP."""
-    import sys
-
-    sys.path.insert(0, str(ROOT))
-    from bench.load import find_listening_pid, proc_memory_mb
+    from support import find_listening_pid, proc_memory_mb
 
     pid = find_listening_pid(urlparse(app_url).port)
     from gradio_client import Client
