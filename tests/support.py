@@ -180,20 +180,51 @@ def wait_for_http(url: str, proc: Optional[subprocess.Popen] = None, timeout: fl
     raise TimeoutError(f"the app did not serve {url} within {timeout} s")
 
 
+_ONNX_SEEDS: dict = {}
+
+
+def onnx_seed(checkpoint: Path) -> Path:
+    """A folder holding the ONNX exports an app started with `checkpoint` (vit_t) makes at start-up (the
+    browser's fast decoder with the default weight storage, and the onnxruntime encoder), made once per
+    test session: apps started on a fresh cache folder get a copy instead of exporting again (the
+    exports themselves are tested in test_onnx_export.py, test_fast_decoder.py, test_accel_encoder.py)."""
+    checkpoint = Path(checkpoint).resolve()
+    if checkpoint not in _ONNX_SEEDS:
+        from mobilesam.hub import load_model_from
+        from mobilesam.onnx_cache import cached_decoder, cached_encoder
+        from mobilesam_app.startup import AppConfig
+
+        folder = Path(tempfile.mkdtemp(prefix="mobilesam-test-onnx-"))
+        model = load_model_from(checkpoint, "vit_t", "cpu")
+        cached_decoder(checkpoint, "vit_t", folder, variant="fast", weights=AppConfig.decoder_weights, sam=model)
+        cached_encoder(model, "vit_t", folder)
+        _ONNX_SEEDS[checkpoint] = folder
+    return _ONNX_SEEDS[checkpoint]
+
+
+def _checkpoint_in(args) -> Optional[Path]:
+    args = [str(a) for a in args]
+    return Path(args[args.index("--checkpoint") + 1]) if "--checkpoint" in args[:-1] else None
+
+
 class AppProcess:
     """`python app.py` on a free local port with `--cache-dir cache_dir` (and `--checkpoint checkpoint`
     when given) and `extra_args`, its output in `log_path`; stop() ends it. With `tmp`, that is the
     app's temporary folder (TMPDIR), so the cache lies outside both the app's temporary folder and
     its working directory, as the default ~/.cache/mobilesam does (Gradio serves only files from those
-    two and from the folders the app allows)."""
+    two and from the folders the app allows). With `seed_onnx` (a vit_t checkpoint), a fresh cache
+    folder gets a copy of the session's ONNX exports (`onnx_seed`)."""
 
     def __init__(self, checkpoint: Optional[Path], cache_dir: Path, extra_args=(), port: Optional[int] = None,
                  startup_timeout: float = 300.0, tmp: Optional[Path] = None,
-                 log_name: Optional[str] = None) -> None:
+                 log_name: Optional[str] = None, seed_onnx: bool = True) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
+        model_checkpoint = checkpoint if checkpoint is not None else _checkpoint_in(extra_args)
+        if seed_onnx and model_checkpoint is not None and "--model-type" not in map(str, extra_args):
+            self._copy_exports(onnx_seed(model_checkpoint))
         self.log_path = self.cache_dir / (log_name or f"app-{self.port}.log")
         env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
         if tmp is not None:
@@ -210,6 +241,15 @@ class AppProcess:
             print(self.log_tail())
             self.stop()
             raise
+
+    def _copy_exports(self, seed: Path) -> None:
+        import shutil
+
+        target = self.cache_dir / "onnx"
+        target.mkdir(parents=True, exist_ok=True)
+        for path in seed.iterdir():
+            if path.is_file() and not (target / path.name).exists():
+                shutil.copy2(path, target / path.name)
 
     @property
     def pid(self) -> int:
