@@ -284,6 +284,6 @@ def bench_parser(description: str):
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--checkpoint", required=True, help="vit_t checkpoint (mobile_sam.pt or a stand-in)")
-    parser.add_argument("--image", default="truck.jpg", help="a photo in examples/ or ../shared/samples, or a path")
+    parser.add_argument("--image", default="truck.jpg", help="a photo in examples/ (or the shared samples folder beside the repository), or a path")
     parser.add_argument("--model-type", default="vit_t")
     return parser
