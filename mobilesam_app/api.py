@@ -29,7 +29,7 @@ class ApiEndpoints:
         if self.service.sam_models is None:
             raise user_error("Compare mode is not available on this server.")
         image = self.service.load_image(file_path(image_file))
-        encoded = self.service.encode(image)
+        encoded = self.service.encode(image, exact=True)
         try:
             prompt = parse_prompts(prompts_json, encoded.original_size)
         except ValueError as exc:
@@ -67,7 +67,7 @@ class ApiEndpoints:
         -> (SA-1B-style JSON file with one annotation per object in request order, summary JSON)."""
         path_in = file_path(image_file)
         image = self.service.load_image(path_in)
-        encoded = self.service.engine.encode(image)
+        encoded = self.service.encode(image, exact=True)
         try:
             objects, multimask = parse_objects(objects_json_text, encoded.original_size)
         except ValueError as exc:

@@ -40,6 +40,9 @@ class EncodedImage:
     input_width: int
     embedding: np.ndarray
     encode_ms: float
+    # computed from the page's resized (JPEG) copy of the photo, not the photo itself: masks within
+    # IoU 0.99 of the official ones (tests/test_first_visit.py); the API encodes again exactly
+    from_copy: bool = False
     _wire: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
@@ -112,11 +115,12 @@ class Engine:
         self._queue_lock = threading.Lock()
         self.parameter_count = sum(p.numel() for p in model.image_encoder.parameters())
 
-    def encode(self, image: np.ndarray, image_id: Optional[str] = None) -> EncodedImage:
-        """Embedding of a uint8 H×W×3 RGB image, from the cache when the same picture was seen."""
+    def encode(self, image: np.ndarray, image_id: Optional[str] = None, exact: bool = False) -> EncodedImage:
+        """Embedding of a uint8 H×W×3 RGB image, from the cache when the same picture was seen. With
+        `exact`, one computed from a resized copy (`from_copy`) is replaced by the photo's own."""
         image_id = image_id or image_id_of(image)
         cached = self.cache.get(image_id)
-        if cached is not None:
+        if cached is not None and not (exact and cached.from_copy):
             if not self.store.has(image_id):  # pruned, or removed as corrupted: store it again
                 self.store.put_later(image_id, image)
             return cached
@@ -161,7 +165,7 @@ class Engine:
                     keep_image: bool = True) -> EncodedImage:
         with self._encode_lock:
             cached = self.cache.get(image_id)  # encoded by a concurrent request meanwhile
-            if cached is not None:
+            if cached is not None and not (original_size is None and cached.from_copy):
                 return cached
             self.store.defer_writes()  # no PNG write of an earlier upload during this encode
             start = time.perf_counter()
@@ -169,7 +173,8 @@ class Engine:
             elapsed_ms = (time.perf_counter() - start) * 1000
             memory.trim()  # give the encoder run's freed temporaries back to the system
         height, width = original_size or image.shape[:2]
-        encoded = EncodedImage(image_id, height, width, input_size[0], input_size[1], embedding, elapsed_ms)
+        encoded = EncodedImage(image_id, height, width, input_size[0], input_size[1], embedding, elapsed_ms,
+                               from_copy=original_size is not None)
         encoded.wire_bytes(wire_format(self.model_type))  # ready before the page asks for it
         self.cache.put(image_id, encoded)
         if keep_image:

@@ -63,11 +63,13 @@ class Service:
         # keep both cores busy; more would only add memory
         self._predict_slots = threading.BoundedSemaphore(PREDICT_SLOTS)
 
-    def encode(self, image: np.ndarray, image_id: Optional[str] = None, engine: Optional[Engine] = None) -> EncodedImage:
-        """`engine.encode` (MobileSAM's by default); a full encoder queue is a clear "busy" error."""
+    def encode(self, image: np.ndarray, image_id: Optional[str] = None, engine: Optional[Engine] = None,
+               exact: bool = False) -> EncodedImage:
+        """`engine.encode` (MobileSAM's by default; `exact`: never from a resized copy, as the API
+        answers); a full encoder queue is a clear "busy" error."""
         try:
             engine = engine or self.engine
-            return engine.encode(image) if image_id is None else engine.encode(image, image_id=image_id)
+            return engine.encode(image, image_id=image_id, exact=exact)
         except EncoderBusy as exc:
             raise busy_error(exc) from None
 
@@ -204,8 +206,8 @@ class Service:
             key = None
         image_id = None if key is None else self._file_ids.get(key)
         encoded = None if image_id is None else self.engine.cache.get(image_id)
-        if encoded is None:
-            encoded = self.encode(self.load_image(path))
+        if encoded is None or encoded.from_copy:  # the API answers with the official computation
+            encoded = self.encode(self.load_image(path), exact=True)
             if key is not None:
                 self._file_ids.put(key, encoded.image_id)
         return encoded

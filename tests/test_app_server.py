@@ -3,6 +3,7 @@
 (mobilesam_app/images.py browser_shows_as_loaded)."""
 import gzip
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -205,13 +206,14 @@ def test_two_events_for_one_upload_read_and_encode_it_once(tmp_path, monkeypatch
     class Engine:
         model_type = "vit_t"
 
-        def encode(self, image):
+        def encode(self, image, **kwargs):
             encodes.append(image.shape)
             time.sleep(0.3)  # the second event arrives while the first one encodes
             return object()
 
     h = service_mod.Service.__new__(service_mod.Service)
     h.engine, h._uploads = Engine(), service_mod.SingleFlight()
+    h.resized = SimpleNamespace(adopt=lambda image: None)  # no resized copy was sent first
     real_load = service_mod.Service.load_image
     monkeypatch.setattr(service_mod.Service, "load_image", staticmethod(lambda p: loads.append(p) or real_load(p)))
     out = []
@@ -233,11 +235,12 @@ def _bare_page_events():
     class Engine:
         model_type = "vit_t"
 
-        def encode(self, image):
+        def encode(self, image, **kwargs):
             raise AssertionError("not reached: the file cannot be read")
 
     service = service_mod.Service.__new__(service_mod.Service)
     service.engine, service._uploads = Engine(), service_mod.SingleFlight()
+    service.resized = SimpleNamespace(adopt=lambda image: None)  # no resized copy was sent first
     return PageEvents(service)
 
 

@@ -16,7 +16,8 @@ from PIL import Image
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
-from conftest import GOLDEN, ROOT, golden_index, load_golden_prompt  # noqa: E402
+from conftest import (DECODER_INPUT_IOU_SLACK, DECODER_INPUT_MIN_MASK_IOU, ROOT, golden_index,  # noqa: E402
+                      load_golden_embedding, load_golden_prompt)
 from mobilesam.accel.fast_decoder import run_fast_decoder  # noqa: E402
 from mobilesam.export import WEIGHT_STORAGE, quantize_int8_per_channel  # noqa: E402
 from mobilesam.onnx_cache import cached_decoder, cached_decoder_name  # noqa: E402
@@ -25,7 +26,10 @@ from test_onnx_export import TRANSFORM, chosen, mask_iou, upsample_like_sam, web
 PHOTOS = sorted((ROOT / "examples").glob("*.jpg"))
 # Thresholds per storage: (mean mask IoU, min mask IoU, max |Δ iou_predictions|), each below what
 # the files measure (figures in docs/benchmarks.md).
-GOLDEN_BOUNDS = {"float32": (0.999, 0.999, 1e-4), "float16": (0.99, 0.98, 5e-3), "int8": (0.97, 0.90, 5e-2)}
+# Against the goldens, the decoders are fed the repository's compact copy of the golden embedding
+# (rounded, see conftest): float32's own bounds widen to what that rounding alone costs.
+GOLDEN_BOUNDS = {"float32": (0.995, DECODER_INPUT_MIN_MASK_IOU, 1e-4 + DECODER_INPUT_IOU_SLACK),
+                 "float16": (0.99, 0.98, 5e-3 + DECODER_INPUT_IOU_SLACK), "int8": (0.97, 0.90, 5e-2)}
 PHOTO_BOUNDS = {"float32": (0.999, 0.999, 1e-4), "float16": (0.99, 0.98, 5e-3), "int8": (0.95, 0.70, 5e-2)}
 FIGURES = {}
 
@@ -61,7 +65,7 @@ def _golden_stats(session) -> dict:
     with the golden (official float32) masks, and the largest score difference."""
     ious, diffs = [], []
     for key, entry in golden_index("vit_t")["images"].items():
-        embedding = np.load(GOLDEN / "vit_t" / f"{key}_embedding.npy")
+        embedding = load_golden_embedding("vit_t", key).approx
         height, width = entry["height"], entry["width"]
         previous, cache = {}, None
         for prompt in entry["prompts"]:
