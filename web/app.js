@@ -77,7 +77,7 @@ export class MsamApp {
 
     this.upload = new ResizedUpload({
       config: () => getConfig(),
-      showLocal: (photo, width, height) => this.showLocalPhoto(photo, width, height),
+      showLocal: (photo, width, height, name) => this.showLocalPhoto(photo, width, height, name),
       encoded: (token, info) => { if (token === this.loadToken) this.setImage(info, null, { local: token }); },
       status: (token, text, kind) => { if (token === this.loadToken && !this.ready) this.setStatus(text, kind); },
     });
@@ -234,13 +234,13 @@ export class MsamApp {
   /** A photo chosen in the upload box, shown at once (`photo`: ImageBitmap, `width`×`height` upright)
    * while its resized copy is encoded (upload.js); clicks made meanwhile are kept and decoded once
    * the embedding is there. Returns the token its info must come with (setImage option `local`). */
-  showLocalPhoto(photo, width, height) {
+  showLocalPhoto(photo, width, height, fileName = null) {
     this.userChoseImage = true;
     const token = ++this.loadToken; // a load in flight is for an image no longer wanted
     this.resetPrompts();
     this.ready = false;
     this.imageToken++;
-    this.info = { width, height, image_id: null, local: true };
+    this.info = { width, height, image_id: null, local: true, file_name: fileName || undefined };
     this.image = photo;
     this.view?.clearOverlay("a");
     this._fullByObject = new WeakMap();
@@ -299,7 +299,7 @@ export class MsamApp {
       this.compare.drop();
     }
     this.ready = false;
-    this.info = info;
+    this.info = keep && !info.file_name ? { ...info, file_name: this.info.file_name } : info;
     this.image = localPhoto;
     const model = this.ensureModel();
     model.setEmbedding(null);
@@ -646,6 +646,16 @@ export class MsamApp {
     u.undo.disabled = !this.entry.prev;
     u.clear.disabled = !info || !(this.entry.points.length || this.entry.box);
     view.renderObjects(this.objects, !!info);
+    this.#dropStaleLink();
+  }
+
+  /** The share-link box and its "Link copied." line go once the prompts (or the compare model) they
+   * were made from have changed: an old link must not pass for the current one. */
+  #dropStaleLink() {
+    const box = this.view.u.link;
+    if (!box.value || box.value === this.shareLink()) return;
+    box.value = "";
+    if (/^Link (copied|ready)/.test(this.status.text)) this.setStatus("");
   }
 
   /** The info line (`s`, `idx`: what is shown, MsamApp.shown(); by default only the decode time). */
@@ -717,7 +727,7 @@ export class MsamApp {
   async #download(make, suffix) {
     try {
       const blob = await make();
-      if (blob) exports.downloadAs(blob, this.info?.image_id, suffix);
+      if (blob) exports.downloadAs(blob, exports.downloadBaseName(this.info), suffix);
     } catch (e) {
       this.setStatus("Export failed: " + errText(e), "error");
     }
@@ -748,7 +758,7 @@ export class MsamApp {
 
   async exportMask() {
     try {
-      await exports.exportMask(this.fullMask(), this.info?.image_id);
+      await exports.exportMask(this.fullMask(), exports.downloadBaseName(this.info));
     } catch (e) {
       this.setStatus("Export failed: " + errText(e), "error");
     }
@@ -756,7 +766,7 @@ export class MsamApp {
 
   async exportCutout() {
     try {
-      await exports.exportCutout(this.fullMask(), this.image, this.info?.image_id);
+      await exports.exportCutout(this.fullMask(), this.image, exports.downloadBaseName(this.info));
     } catch (e) {
       this.setStatus("Export failed: " + errText(e), "error");
     }
@@ -764,7 +774,7 @@ export class MsamApp {
 
   exportRLE() {
     try {
-      exports.exportRLE(this.rleRecord(), this.info?.image_id);
+      exports.exportRLE(this.rleRecord(), exports.downloadBaseName(this.info));
     } catch (e) {
       this.setStatus("Export failed: " + errText(e), "error");
     }

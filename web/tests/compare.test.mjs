@@ -225,3 +225,11 @@ test("exports: full-size masks are memoised; the share link names the compare mo
   assert.equal(shareLink(INFO, e, null, loc), "http://h/?image=img&points=5,5,1&mask=1");
   assert.equal(shareLink(null, e, null, loc), null);
 });
+
+test("downloads are named after the chosen photo, else after the start of the image id", async () => {
+  const { downloadBaseName } = await import("../exports.js");
+  assert.equal(downloadBaseName({ image_id: "a".repeat(32), file_name: "IMG_1234.JPG" }), "IMG_1234");
+  assert.equal(downloadBaseName({ image_id: "a".repeat(32), file_name: "my holiday (2).webp" }), "my_holiday_2_");
+  assert.equal(downloadBaseName({ image_id: "0123456789abcdef0123456789abcdef" }), "image-01234567");
+  assert.equal(downloadBaseName(null), "image");
+});
