@@ -20,7 +20,8 @@ import { AppView } from "./ui.js";
 import { DecodeQueue } from "./scheduler.js";
 import { ResizedUpload } from "./upload.js";
 import * as exports from "./exports.js";
-import { ObjectList, parseObjectsLink, makeEntry } from "./objects.js";
+import { ObjectList, parseObjectsLink, makeEntry, MAX_OBJECTS } from "./objects.js";
+import { parseBoxes } from "./boxes.js";
 import { objectsDocument, labelMapPng, zipStore, objectFileName } from "./objects-export.js";
 import { getConfig, errText, normalizeInfo, loadPhoto, modelLabel } from "./util.js";
 
@@ -169,6 +170,7 @@ export class MsamApp {
       exportObjectsJson: (polygons) => this.exportObjectsJson(polygons),
       exportLabelMap: () => this.exportLabelMap(),
       exportCutoutsZip: () => this.exportCutoutsZip(),
+      addBoxes: (text) => this.addBoxes(text),
       setBox: (b) => this.setBox(b),
       hover: (p) => this.onHover(p),
       drag: (b) => this.onDrag(b),
@@ -475,6 +477,39 @@ export class MsamApp {
     if (!gone) return;
     for (let e = gone.entry; e; e = e.prev) this.queue.cancel(e);
     this.afterSelect();
+  }
+
+  /** One new object per box of `text` (boxes.js parseBoxes: COCO `bbox` records or x0,y0,x1,y1 lines),
+   * decoded in turn (the selected object takes the first box if it has no prompts yet); the last one
+   * is selected. Returns how many were added; a bad list adds none and says which lines are wrong. */
+  addBoxes(text) {
+    if (!this.info) {
+      this.setStatus("Choose a photo first: the boxes are in its pixels.", "warn");
+      return 0;
+    }
+    let boxes;
+    try {
+      boxes = parseBoxes(text, this.info);
+    } catch (e) {
+      this.setStatus(errText(e), "error");
+      return 0;
+    }
+    const reuse = !this.entry.points.length && !this.entry.box;
+    const room = MAX_OBJECTS - this.objects.objects.length + (reuse ? 1 : 0);
+    if (boxes.length > room) {
+      this.setStatus(`${boxes.length} boxes, but only ${room} more objects fit (at most ${MAX_OBJECTS} a photo).`, "error");
+      return 0;
+    }
+    boxes.forEach((b, i) => {
+      if (i > 0 || !reuse) this.objects.add({ name: b.name });
+      else if (b.name) this.objects.rename(this.objects.selectedId, b.name);
+      const c = clampPrompts({ points: [], box: b }, this.info.width, this.info.height);
+      this.entry = makeEntry(this.entry, [], c.box, "auto", false);
+      this.queue.commit(this.entry); // decoded in order; each one's mask is drawn as it arrives
+    });
+    this.setStatus(`${boxes.length} box${boxes.length === 1 ? "" : "es"} added, one object each.`);
+    this.afterSelect();
+    return boxes.length;
   }
 
   renameObject(id, name) {
