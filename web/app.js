@@ -394,6 +394,7 @@ export class MsamApp {
     const started = await this.compare.set(c, this.info, () => token !== this.loadToken);
     if (!started) return;
     this.queue.ensureDecoded(this.entry);
+    for (const o of this.objects.objects) this.queue.ensureDecoded(o.entry); // their IoUs in the panel
     await this.queue.idle();
     this.render();
   }
@@ -673,7 +674,8 @@ export class MsamApp {
     view.renderThumbs(s, idx, this.entry.maskMode, info, this.image);
     this.renderInfo(s, idx);
     renderComparePanel(u.cmp, { session: this.compare, info, s, idx, cmpIdx, ovA, ovB,
-      stats: comparing ? this.compareStats() : null, lastDecodeMs: this.queue.lastDecodeMs });
+      stats: comparing ? this.compareStats() : null, lastDecodeMs: this.queue.lastDecodeMs,
+      objectIoUs: comparing ? this.compareObjectIoUs() : [], selectedId: this.objects.selectedId });
     const committed = !!(this.entry.result && (this.entry.points.length || this.entry.box));
     u.dlMask.disabled = u.dlCut.disabled = u.dlRle.disabled = !committed || !info;
     u.dlCut.disabled = u.dlCut.disabled || !this.image;
@@ -771,6 +773,11 @@ export class MsamApp {
   /** Compare mode: the comparison model's full-size committed mask, or null. */
   compareFullMask() {
     return this.compare.fullMask(this.info, this.entry);
+  }
+
+  /** Compare mode: each object's mask IoU, MobileSAM vs SAM (CompareSession.objectIoUs). */
+  compareObjectIoUs() {
+    return this.compare.objectIoUs(this.info, this.objects.objects, (o) => this.objectFullMask(o));
   }
 
   /** Compare mode: the committed comparison at full size (CompareSession.stats), or null. */
@@ -871,6 +878,7 @@ export class MsamApp {
       error: this.status.kind === "error" ? this.status.text : null,
       ort: getOrtInfo() ? { ...getOrtInfo(), provider: this.model?.provider || null } : null,
       compare: this.compare.snapshot(this.info, e, () => this.fullMask()),
+      compareObjects: this.compare.on ? this.compareObjectIoUs() : null,
       objects: this.objects.snapshot(),
       selectedObject: this.objects.selectedId,
     };
