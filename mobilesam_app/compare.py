@@ -9,7 +9,9 @@ instead of a crash.
 """
 import gc
 import logging
+import math
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -39,6 +41,58 @@ HELP = ("Put the original SAM beside MobileSAM: each prompt runs both decoders i
 
 # progress(fraction in [0, 1], description)
 Progress = Callable[[float, str], None]
+HEARTBEAT_S = 2.0  # while the weights download, how often the progress says how long it has been
+HUB_HTTP_LOGGER = "huggingface_hub.utils._http"  # logs "Retrying in 8s [Retry 2/5]." between its tries
+
+
+class _HubRetries(logging.Handler):
+    """The Hub client's latest retry, as "attempt 3 of 6", from its log ("[Retry 2/5]")."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.attempt: Optional[str] = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        found = re.search(r"\[Retry (\d+)/(\d+)\]", record.getMessage())
+        if found:
+            self.attempt = f"attempt {int(found[1]) + 1} of {int(found[2]) + 1}"
+
+
+def run_reporting_progress(work: Callable[[], object], progress: Progress, desc: str,
+                           start: float = 0.05, end: float = 0.3):
+    """`work()` (a weights download), with `progress` told every HEARTBEAT_S seconds how long it has
+    run and which attempt the Hub client is on: its retries of an unreachable Hub take ~25 s, which
+    a progress bar standing still would not explain. The fraction creeps from `start` towards `end`.
+    Returns work's result or raises its exception."""
+    retries = _HubRetries()
+    hub_log = logging.getLogger(HUB_HTTP_LOGGER)
+    hub_log.addHandler(retries)
+    outcome: Dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # handed to the caller below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="weights-download", daemon=True)
+    began = time.monotonic()
+    thread.start()
+    try:
+        while True:
+            thread.join(HEARTBEAT_S)
+            if not thread.is_alive():
+                break
+            elapsed = time.monotonic() - began
+            note = f"{desc} · {elapsed:.0f} s"
+            if retries.attempt:
+                note += f" · the Hugging Face Hub did not answer; retrying ({retries.attempt})"
+            progress(start + (end - start) * (1 - math.exp(-elapsed / 60)), note)
+    finally:
+        hub_log.removeHandler(retries)
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["value"]
 
 
 class CompareError(RuntimeError):
@@ -204,11 +258,15 @@ class SamModels:
         if local is None and not any(os.environ.get(name) for name in env_vars(model_type)):
             # a download: refuse before fetching a file that could not be loaded anyway
             check_memory(model_type, pin.size, self.device)
-            progress(0.05, f"Downloading the {label(model_type)} weights ({pin.size / 2**20:.0f} MB, once)")
+            desc = f"Downloading the {label(model_type)} weights ({pin.size / 2**20:.0f} MB, once)"
+            progress(0.05, desc)
+            work = lambda: resolve(model_type, None)  # noqa: E731
+            resolving = lambda: run_reporting_progress(work, progress, desc)  # noqa: E731
         else:
             progress(0.05, f"Reading the {label(model_type)} weights")
+            resolving = lambda: resolve(model_type, None if local is None else str(local))  # noqa: E731
         try:
-            return Path(resolve(model_type, None if local is None else str(local)))
+            return Path(resolving())
         except CheckpointUnavailableError as exc:
             variables = " or ".join(f"{name}=PATH" for name in env_vars(model_type))
             message = (

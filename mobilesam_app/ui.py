@@ -3,6 +3,7 @@ everything. app.py wires these to components; the work itself is `Service`'s."""
 import base64
 import json
 import mimetypes
+import os
 from typing import Optional, Tuple
 
 import gradio as gr
@@ -40,6 +41,7 @@ class PageEvents:
         except SharedCallFailed:  # Gradio's second event for this upload: the first one shows the error
             return _unchanged(4 + len(NO_EVERYTHING))
         display = {"display_url": gradio_file_url(path)} if browser_shows_as_loaded(path) else {}
+        display["file_name"] = upload_file_name(path)
         replaces = self.service.resized.replaced(encoded.image_id)
         if replaces:  # the original of the resized copy the page shows: it keeps its prompts
             display["replaces"] = replaces
@@ -124,7 +126,22 @@ class PageEvents:
             raise user_error("This image is no longer on the server; please upload it again.")
         records, path, seconds = self.service.segment_everything(image, points_per_side, progress)
         overlay = overlay_masks(image, [r["segmentation"] for r in records])
-        return overlay, str(path), f"{len(records)} masks in {seconds:.1f} s ({points_per_side}×{points_per_side} grid)"
+        return overlay, str(path), everything_summary(len(records), seconds, points_per_side)
+
+
+def everything_summary(count: int, seconds: float, points_per_side: int) -> str:
+    """Segment everything's summary line; with no mask it says why the picture is the plain photo."""
+    line = f"{count} masks in {seconds:.1f} s ({points_per_side}×{points_per_side} grid)"
+    if count == 0:
+        line += (": no mask passed the quality thresholds (predicted IoU, stability), so the picture is "
+                 "the plain photo; try a denser grid")
+    return line
+
+
+def upload_file_name(path: str) -> str:
+    """The uploaded photo's own file name (Gradio keeps it as the cached file's name): downloads are
+    named after it."""
+    return os.path.basename(path)
 
 
 

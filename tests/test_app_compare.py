@@ -208,3 +208,33 @@ def test_compare_summary_numbers_and_line():
                               "IoU 0.800 · encoder MobileSAM 412 ms, SAM ViT-B 5,321 ms (this server)")
     assert cmp.mask_iou(np.zeros((2, 2), bool), np.zeros((2, 2), bool)) == 1.0
     assert cmp.mask_iou(np.eye(2, dtype=bool), np.ones((2, 2), bool)) == 0.5
+
+
+def test_a_slow_weights_download_reports_its_time_and_the_hubs_retries(store, vit_t_model, tmp_path, monkeypatch):
+    """Hub retries of an unreachable server take ~25 s: the progress says so instead of standing at 5%."""
+    import logging
+
+    from mobilesam.hub import CheckpointUnavailableError, get_pin
+
+    def hub_retrying(model_type, checkpoint):
+        hub_log = logging.getLogger(cmp.HUB_HTTP_LOGGER)
+        for attempt in (1, 2):
+            time.sleep(0.3)
+            hub_log.warning(f"Retrying in 1s [Retry {attempt}/5].")
+        time.sleep(0.3)
+        raise CheckpointUnavailableError(get_pin(model_type), OSError("offline"))
+
+    monkeypatch.delenv("MOBILESAM_CHECKPOINT_VIT_L", raising=False)
+    monkeypatch.setattr(cmp, "available_memory", lambda device=None, meminfo=None: 64 * GIB)
+    monkeypatch.setattr(cmp, "HEARTBEAT_S", 0.05)
+    models = make_models(store, vit_t_model, tmp_path, resolve=hub_retrying)
+    reports = []
+    with pytest.raises(cmp.CompareError, match="OSError: offline"):
+        models.get("vit_l", lambda fraction, desc: reports.append((fraction, desc)))
+    descs = [d for _, d in reports]
+    assert any("retrying (attempt 2 of 6)" in d for d in descs)
+    assert any("retrying (attempt 3 of 6)" in d for d in descs)
+    assert all(d.startswith("Downloading the SAM ViT-L weights") for d in descs)
+    fractions = [f for f, _ in reports]
+    assert fractions == sorted(fractions) and 0.05 < fractions[-1] < 0.3
+    assert not logging.getLogger(cmp.HUB_HTTP_LOGGER).handlers  # the listener goes with the download

@@ -377,3 +377,24 @@ def test_a_link_naming_an_image_twice_restores_the_first_as_the_page_reads_it():
     with pytest.warns(UserWarning, match="no longer available"):  # gr.Warning outside an event
         info, session_image, *_ = h.restore_from_link(request, progress=lambda *a, **k: None)
     assert asked == [first] and info == "null" and session_image is None
+
+
+def test_segment_everything_with_no_mask_says_why_the_picture_is_the_plain_photo(tmp_path):
+    events = _bare_page_events()
+    image = np.zeros((24, 32, 3), np.uint8)
+    image_id = "0" * 32
+
+    class Store:
+        def get(self, key):
+            return image if key == image_id else None
+
+    events.service.engine.store = Store()
+    events.service.segment_everything = lambda img, n, progress: ([], tmp_path / "a.json", 0.25)
+    picture, _, summary = events.segment_everything_ui(image_id, 8, progress=lambda *a, **k: None)
+    assert summary.startswith("0 masks in 0.2 s (8×8 grid)")
+    assert "no mask passed the quality thresholds" in summary and "denser grid" in summary
+    np.testing.assert_array_equal(picture, image)
+    events.service.segment_everything = lambda img, n, progress: ([{"segmentation": np.ones((24, 32), bool)}],
+                                                                  tmp_path / "a.json", 0.25)
+    assert events.segment_everything_ui(image_id, 8, progress=lambda *a, **k: None)[2] == "1 masks in 0.2 s (8×8 grid)"
+

@@ -21,7 +21,8 @@ import { AppView } from "./ui.js";
 import { DecodeQueue } from "./scheduler.js";
 import { ResizedUpload } from "./upload.js";
 import * as exports from "./exports.js";
-import { ObjectList, parseObjectsLink, makeEntry } from "./objects.js";
+import { ObjectList, parseObjectsLink, makeEntry, MAX_OBJECTS } from "./objects.js";
+import { parseBoxes } from "./boxes.js";
 import { objectsDocument, labelMapPng, zipStore, objectFileName } from "./objects-export.js";
 import { StoredImages } from "./links.js";
 import { getConfig, errText, normalizeInfo, loadPhoto, modelLabel } from "./util.js";
@@ -79,7 +80,7 @@ export class MsamApp {
 
     this.upload = new ResizedUpload({
       config: () => getConfig(),
-      showLocal: (photo, width, height) => this.showLocalPhoto(photo, width, height),
+      showLocal: (photo, width, height, name) => this.showLocalPhoto(photo, width, height, name),
       encoded: (token, info) => { if (token === this.loadToken) this.setImage(info, null, { local: token }); },
       status: (token, text, kind) => { if (token === this.loadToken && !this.ready) this.setStatus(text, kind); },
     });
@@ -172,6 +173,7 @@ export class MsamApp {
       exportObjectsJson: (polygons) => this.exportObjectsJson(polygons),
       exportLabelMap: () => this.exportLabelMap(),
       exportCutoutsZip: () => this.exportCutoutsZip(),
+      addBoxes: (text) => this.addBoxes(text),
       setBox: (b) => this.setBox(b),
       hover: (p) => this.onHover(p),
       drag: (b) => this.onDrag(b),
@@ -237,13 +239,13 @@ export class MsamApp {
   /** A photo chosen in the upload box, shown at once (`photo`: ImageBitmap, `width`×`height` upright)
    * while its resized copy is encoded (upload.js); clicks made meanwhile are kept and decoded once
    * the embedding is there. Returns the token its info must come with (setImage option `local`). */
-  showLocalPhoto(photo, width, height) {
+  showLocalPhoto(photo, width, height, fileName = null) {
     this.userChoseImage = true;
     const token = ++this.loadToken; // a load in flight is for an image no longer wanted
     this.resetPrompts();
     this.ready = false;
     this.imageToken++;
-    this.info = { width, height, image_id: null, local: true };
+    this.info = { width, height, image_id: null, local: true, file_name: fileName || undefined };
     this.image = photo;
     this.view?.clearOverlay("a");
     this._fullByObject = new WeakMap();
@@ -303,7 +305,7 @@ export class MsamApp {
       this.compare.drop();
     }
     this.ready = false;
-    this.info = info;
+    this.info = keep && !info.file_name ? { ...info, file_name: this.info.file_name } : info;
     this.image = localPhoto;
     const model = this.ensureModel();
     model.setEmbedding(null);
@@ -396,6 +398,7 @@ export class MsamApp {
     const started = await this.compare.set(c, this.info, () => token !== this.loadToken);
     if (!started) return;
     this.queue.ensureDecoded(this.entry);
+    for (const o of this.objects.objects) this.queue.ensureDecoded(o.entry); // their IoUs in the panel
     await this.queue.idle();
     this.render();
   }
@@ -479,6 +482,39 @@ export class MsamApp {
     if (!gone) return;
     for (let e = gone.entry; e; e = e.prev) this.queue.cancel(e);
     this.afterSelect();
+  }
+
+  /** One new object per box of `text` (boxes.js parseBoxes: COCO `bbox` records or x0,y0,x1,y1 lines),
+   * decoded in turn (the selected object takes the first box if it has no prompts yet); the last one
+   * is selected. Returns how many were added; a bad list adds none and says which lines are wrong. */
+  addBoxes(text) {
+    if (!this.info) {
+      this.setStatus("Choose a photo first: the boxes are in its pixels.", "warn");
+      return 0;
+    }
+    let boxes;
+    try {
+      boxes = parseBoxes(text, this.info);
+    } catch (e) {
+      this.setStatus(errText(e), "error");
+      return 0;
+    }
+    const reuse = !this.entry.points.length && !this.entry.box;
+    const room = MAX_OBJECTS - this.objects.objects.length + (reuse ? 1 : 0);
+    if (boxes.length > room) {
+      this.setStatus(`${boxes.length} boxes, but only ${room} more objects fit (at most ${MAX_OBJECTS} a photo).`, "error");
+      return 0;
+    }
+    boxes.forEach((b, i) => {
+      if (i > 0 || !reuse) this.objects.add({ name: b.name });
+      else if (b.name) this.objects.rename(this.objects.selectedId, b.name);
+      const c = clampPrompts({ points: [], box: b }, this.info.width, this.info.height);
+      this.entry = makeEntry(this.entry, [], c.box, "auto", false);
+      this.queue.commit(this.entry); // decoded in order; each one's mask is drawn as it arrives
+    });
+    this.setStatus(`${boxes.length} box${boxes.length === 1 ? "" : "es"} added, one object each.`);
+    this.afterSelect();
+    return boxes.length;
   }
 
   renameObject(id, name) {
@@ -642,7 +678,8 @@ export class MsamApp {
     view.renderThumbs(s, idx, this.entry.maskMode, info, this.image);
     this.renderInfo(s, idx);
     renderComparePanel(u.cmp, { session: this.compare, info, s, idx, cmpIdx, ovA, ovB,
-      stats: comparing ? this.compareStats() : null, lastDecodeMs: this.queue.lastDecodeMs });
+      stats: comparing ? this.compareStats() : null, lastDecodeMs: this.queue.lastDecodeMs,
+      objectIoUs: comparing ? this.compareObjectIoUs() : [], selectedId: this.objects.selectedId });
     const committed = !!(this.entry.result && (this.entry.points.length || this.entry.box));
     u.dlMask.disabled = u.dlCut.disabled = u.dlRle.disabled = !committed || !info;
     u.dlCut.disabled = u.dlCut.disabled || !this.image;
@@ -650,6 +687,16 @@ export class MsamApp {
     u.undo.disabled = !this.entry.prev;
     u.clear.disabled = !info || !(this.entry.points.length || this.entry.box);
     view.renderObjects(this.objects, !!info);
+    this.#dropStaleLink();
+  }
+
+  /** The share-link box and its "Link copied." line go once the prompts (or the compare model) they
+   * were made from have changed: an old link must not pass for the current one. */
+  #dropStaleLink() {
+    const box = this.view.u.link;
+    if (!box.value || box.value === this.shareLink()) return;
+    box.value = "";
+    if (/^Link (copied|ready)/.test(this.status.text)) this.setStatus("");
   }
 
   /** The info line (`s`, `idx`: what is shown, MsamApp.shown(); by default only the decode time). */
@@ -721,7 +768,7 @@ export class MsamApp {
   async #download(make, suffix) {
     try {
       const blob = await make();
-      if (blob) exports.downloadAs(blob, this.info?.image_id, suffix);
+      if (blob) exports.downloadAs(blob, exports.downloadBaseName(this.info), suffix);
     } catch (e) {
       this.setStatus("Export failed: " + errText(e), "error");
     }
@@ -730,6 +777,11 @@ export class MsamApp {
   /** Compare mode: the comparison model's full-size committed mask, or null. */
   compareFullMask() {
     return this.compare.fullMask(this.info, this.entry);
+  }
+
+  /** Compare mode: each object's mask IoU, MobileSAM vs SAM (CompareSession.objectIoUs). */
+  compareObjectIoUs() {
+    return this.compare.objectIoUs(this.info, this.objects.objects, (o) => this.objectFullMask(o));
   }
 
   /** Compare mode: the committed comparison at full size (CompareSession.stats), or null. */
@@ -752,7 +804,7 @@ export class MsamApp {
 
   async exportMask() {
     try {
-      await exports.exportMask(this.fullMask(), this.info?.image_id);
+      await exports.exportMask(this.fullMask(), exports.downloadBaseName(this.info));
     } catch (e) {
       this.setStatus("Export failed: " + errText(e), "error");
     }
@@ -760,7 +812,7 @@ export class MsamApp {
 
   async exportCutout() {
     try {
-      await exports.exportCutout(this.fullMask(), this.image, this.info?.image_id);
+      await exports.exportCutout(this.fullMask(), this.image, exports.downloadBaseName(this.info));
     } catch (e) {
       this.setStatus("Export failed: " + errText(e), "error");
     }
@@ -768,7 +820,7 @@ export class MsamApp {
 
   exportRLE() {
     try {
-      exports.exportRLE(this.rleRecord(), this.info?.image_id);
+      exports.exportRLE(this.rleRecord(), exports.downloadBaseName(this.info));
     } catch (e) {
       this.setStatus("Export failed: " + errText(e), "error");
     }
@@ -848,6 +900,7 @@ export class MsamApp {
       error: this.status.kind === "error" ? this.status.text : null,
       ort: getOrtInfo() ? { ...getOrtInfo(), provider: this.model?.provider || null } : null,
       compare: this.compare.snapshot(this.info, e, () => this.fullMask()),
+      compareObjects: this.compare.on ? this.compareObjectIoUs() : null,
       objects: this.objects.snapshot(),
       selectedObject: this.objects.selectedId,
     };

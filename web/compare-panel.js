@@ -43,6 +43,7 @@ export function buildComparePanel(actions, btn) {
       c.iou, c.iouNote, c.state,
       el("span", { class: "msam-cmp-views" }, c.side, c.overlay)),
     c.table,
+    c.objects = el("ul", { class: "msam-cmp-objects", hidden: "", "aria-label": "Mask IoU of each object" }),
     el("div", { class: "msam-cmp-summary-row" }, c.summary, c.copy));
   return c;
 }
@@ -53,7 +54,8 @@ export function buildComparePanel(actions, btn) {
  * input-frame masks give a preview's numbers); `stats`: session.stats() of the committed prompts;
  * `lastDecodeMs`: MobileSAM's last decode time.
  */
-export function renderComparePanel(c, { session, info, s, idx, cmpIdx, ovA, ovB, stats, lastDecodeMs }) {
+export function renderComparePanel(c, { session, info, s, idx, cmpIdx, ovA, ovB, stats, lastDecodeMs,
+  objectIoUs = [], selectedId = null }) {
   const cmp = session.state;
   c.panel.hidden = !cmp;
   if (!cmp) return;
@@ -92,9 +94,24 @@ export function renderComparePanel(c, { session, info, s, idx, cmpIdx, ovA, ovB,
   set("params", fmtParams(Number(info?.mobilesam_params)), fmtParams(Number(cmp.params)));
   const dms = (v) => (v == null ? "–" : `${v.toFixed(1)} ms`);
   set("decode", dms(lastDecodeMs), dms(session.lastDecodeMs));
+  renderObjectIoUs(c.objects, objectIoUs, selectedId);
   const summary = st ? st.summary : "";
   if (c.summary.value !== summary) c.summary.value = summary;
   c.copy.disabled = !summary;
+}
+
+/** The per-object IoU list (shown from two objects with prompts on): "Object 2: IoU 0.931", the
+ * selected object marked. `items`: CompareSession.objectIoUs. */
+function renderObjectIoUs(list, items, selectedId) {
+  list.hidden = items.length < 2;
+  if (list.hidden) return;
+  const key = items.map((o) => `${o.id}:${o.name}:${o.iou}:${o.id === selectedId}`).join("|");
+  if (list.dataset.key === key) return;
+  list.dataset.key = key;
+  list.replaceChildren(...items.map((o) => el("li", {
+    class: "msam-cmp-object" + (o.id === selectedId ? " msam-selected" : ""), "data-object-id": String(o.id),
+    text: `${o.name}: IoU ${o.iou == null ? "–" : o.iou.toFixed(3)}`,
+  })));
 }
 
 /** Put `summary` in the panel's field and on the clipboard; resolves to the status line's text. */

@@ -35,6 +35,7 @@ export class CompareSession {
     this.lastDecodeMs = null;
     this._full = new FullMaskMemo();
     this._stats = { a: null, b: null, value: null };
+    this._byEntry = new WeakMap(); // prompt entry -> {memo: FullMaskMemo, a, b, iou} (objectIoUs)
   }
 
   /** Whether compare mode is on (its model may still be loading). */
@@ -150,6 +151,24 @@ export class CompareSession {
     const r = this.resultOf(entry);
     if (!info || !r || !hasPrompts(entry)) return null;
     return this._full.get(info, r, selectIndex(entry.maskMode, entry.points, entry.box, r.scores));
+  }
+
+  /**
+   * Each object's mask IoU, MobileSAM vs the comparison model, at full size: [{id, name, iou}] in
+   * object order for the objects with prompts (iou null while a decode is missing). `objects`:
+   * [{id, name, entry}]; `fullA(o)`: MobileSAM's full-size mask of object o (app.objectFullMask).
+   */
+  objectIoUs(info, objects, fullA) {
+    if (!this.state || !info) return [];
+    return objects.filter((o) => hasPrompts(o.entry)).map((o) => {
+      const e = o.entry, r = this.resultOf(e);
+      if (!e.result || !r) return { id: o.id, name: o.name, iou: null };
+      let m = this._byEntry.get(e);
+      if (!m) this._byEntry.set(e, m = { memo: new FullMaskMemo(), a: null, b: null, iou: null });
+      const a = fullA(o), b = m.memo.get(info, r, selectIndex(e.maskMode, e.points, e.box, r.scores));
+      if (m.a !== a || m.b !== b) Object.assign(m, { a, b, iou: maskIoU(a.mask, b.mask) });
+      return { id: o.id, name: o.name, iou: m.iou };
+    });
   }
 
   /**

@@ -46,16 +46,16 @@ export async function maskPng(m) {
   return maskToGrayPng(m.mask, m.width, m.height);
 }
 
-export async function exportMask(m, imageId) {
+export async function exportMask(m, baseName) {
   const png = await maskPng(m);
   if (!png) return;
-  downloadBlob(png, `${safeName(imageId)}_mask.png`);
+  downloadBlob(png, `${safeName(baseName)}_mask.png`);
 }
 
 /** The image's pixels inside the mask `m`, transparent outside, as a PNG download. */
-export async function exportCutout(m, image, imageId) {
+export async function exportCutout(m, image, baseName) {
   const png = await cutoutPng(m, image);
-  if (png) downloadBlob(png, `${safeName(imageId)}_cutout.png`);
+  if (png) downloadBlob(png, `${safeName(baseName)}_cutout.png`);
 }
 
 /** The image's pixels inside the mask `m`, transparent outside, as a PNG Blob (null without mask
@@ -78,6 +78,15 @@ export async function cutoutPng(m, image, crop = false) {
   return canvasToBlob(c);
 }
 
+/** The base of a download's file name for image `info`: the chosen photo's own name without its
+ * extension ("IMG_1234" for IMG_1234.JPG), else "image-" and the start of its id (a share link's image). */
+export function downloadBaseName(info) {
+  const name = info && typeof info.file_name === "string" ? info.file_name.split(/[\\/]/).pop() : "";
+  const stem = name.replace(/\.[A-Za-z0-9]{1,5}$/, "");
+  if (stem) return safeName(stem);
+  return info && info.image_id ? `image-${safeName(info.image_id).slice(0, 8)}` : "image";
+}
+
 /** Save `blob` as "<image name><suffix>". */
 export function downloadAs(blob, imageName, suffix) {
   downloadBlob(blob, `${safeName(imageName)}${suffix}`);
@@ -93,10 +102,10 @@ export function rleRecord(m, entry) {
   });
 }
 
-export function exportRLE(rec, imageId) {
+export function exportRLE(rec, baseName) {
   if (!rec) return;
   const blob = new Blob([JSON.stringify(rec)], { type: "application/json" });
-  downloadBlob(blob, `${safeName(imageId)}_mask.json`);
+  downloadBlob(blob, `${safeName(baseName)}_mask.json`);
 }
 
 /** The link that reopens image `info` with the prompts of every object of `objects` (an ObjectList,

@@ -83,6 +83,8 @@ const api = {
   selectObjectAt: safe((x, y) => app.selectObjectAt(x, y)),
   deleteObject: safe((id) => app.deleteObject(id)),
   renameObject: safe((id, name) => app.renameObject(id, name)),
+  /** One object per box of a COCO JSON / x0,y0,x1,y1 text (boxes.js); returns how many were added. */
+  addBoxes: safe((text) => app.addBoxes(text)),
   /** The SA-1B / COCO document of all objects that "All objects: COCO JSON" saves. */
   getObjectsJSON: safe((polygons = false) => app.objectsDocument(polygons)),
   /** The objects' full-size masks, as getMaskBitsBase64, in object order (objects without prompts left out). */

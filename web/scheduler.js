@@ -72,15 +72,19 @@ export class DecodeQueue {
   commit(entry) {
     this.preview = null;
     if (!hasPrompts(entry)) return;
+    if (entry.refine) this.ensureDecoded(entry.prev); // each model refines its own previous mask
     entry.pending = true;
     entry.token = this.host.imageToken(); // until the image's embedding is ready, it waits
     this.commits.push(entry);
     this.pump();
   }
 
-  /** Queue an entry's missing decodes (unless already queued or running). */
+  /** Queue an entry's missing decodes (unless already queued or running). A refining entry's
+   * predecessors come first: compare mode entered after refined clicks decodes their whole chain
+   * with the comparison model, so that its mask is what a share link of these prompts replays. */
   ensureDecoded(entry) {
     if (!entry || entry.pending || entry.cancelled || !this.host.ready() || !this.needsDecode(entry)) return;
+    if (entry.refine) this.ensureDecoded(entry.prev);
     entry.pending = true;
     entry.token = this.host.imageToken();
     this.commits.push(entry);

@@ -40,7 +40,7 @@ const SAM_OUTLINE_EDGE = [255, 140, 0, 255];
  * selectMask(mode), addPoint(x, y, label), setBox(box), hover(p), drag(box), exportMask(),
  * exportCutout(), exportRLE(), copyLink(), setCompareView(view), copySummary(); objects: selectAt(x, y),
  * newObject(), selectObject(id), deleteObject(id), renameObject(id, name), exportObjectsJson(polygons),
- * exportLabelMap(), exportCutoutsZip().
+ * exportLabelMap(), exportCutoutsZip(), addBoxes(text).
  * `initial`: {refine, hoverEnabled} for the two checkboxes.
  */
 export class AppView {
@@ -94,6 +94,21 @@ export class AppView {
     u.objects = el("div", { class: "msam-objects" },
       el("span", { class: "msam-label", text: "Objects:" }), u.objectList, u.newObject);
     this._objectActions = actions;
+    // many boxes at once: pasted, or read from a file, then "Add boxes"
+    u.boxesText = el("textarea", { class: "msam-boxes-text", rows: "4",
+      placeholder: "COCO JSON with \"bbox\": [x, y, w, h] records, or one x0,y0,x1,y1 box a line" });
+    u.boxesFile = el("input", { type: "file", accept: ".json,.txt,.csv,application/json,text/plain" });
+    u.boxesFile.addEventListener("change", async () => {
+      const f = u.boxesFile.files && u.boxesFile.files[0];
+      if (!f) return;
+      u.boxesText.value = await f.text();
+      u.boxesFile.value = "";
+      actions.addBoxes(u.boxesText.value);
+    });
+    u.addBoxes = btn("Add boxes", "One object per box, each segmented with its box", () => actions.addBoxes(u.boxesText.value),
+      "msam-add-boxes");
+    u.boxes = el("details", { class: "msam-boxes" }, el("summary", { text: "Many boxes at once" }), u.boxesText,
+      el("div", { class: "msam-boxes-row" }, u.boxesFile, u.addBoxes));
     u.polygons = el("input", { type: "checkbox" });
     u.dlObjects = btn("All objects: COCO JSON", "SA-1B / COCO annotations of every object (RLE, or polygons)",
       () => actions.exportObjectsJson(u.polygons.checked), "msam-dl-objects");
@@ -113,6 +128,7 @@ export class AppView {
         el("label", { class: "msam-check msam-hover-check", title: "Preview the mask under the cursor" },
           u.hover, document.createTextNode(" hover preview"))),
       u.objects,
+      u.boxes,
       u.view,
       u.cmp.panel,
       el("div", { class: "msam-candidates" },

@@ -18,7 +18,7 @@ export class ResizedUpload {
   /**
    * @param {object} host
    * @param {() => object} host.config MSAM_CONFIG (encodeUrl; resizedUpload false turns this off)
-   * @param {(photo, width, height) => number} host.showLocal show the chosen photo, take clicks; returns a token
+   * @param {(photo, width, height, fileName) => number} host.showLocal show the chosen photo, take clicks; returns a token
    * @param {(token, info) => void} host.encoded the server's info for the photo shown as `token`
    * @param {(token, text, kind) => void} host.status progress / errors for the photo shown as `token`
    */
@@ -93,7 +93,7 @@ export class ResizedUpload {
       this.#handOn(input); // the usual path
       return;
     }
-    const token = this.host.showLocal(res.bitmap, res.width, res.height);
+    const token = this.host.showLocal(res.bitmap, res.width, res.height, file.name);
     const url = `${this.host.config().encodeUrl}?width=${res.width}&height=${res.height}`;
     let info;
     try {

@@ -225,3 +225,31 @@ test("exports: full-size masks are memoised; the share link names the compare mo
   assert.equal(shareLink(INFO, e, null, loc), "http://h/?image=img&points=5,5,1&mask=1");
   assert.equal(shareLink(null, e, null, loc), null);
 });
+
+test("downloads are named after the chosen photo, else after the start of the image id", async () => {
+  const { downloadBaseName } = await import("../exports.js");
+  assert.equal(downloadBaseName({ image_id: "a".repeat(32), file_name: "IMG_1234.JPG" }), "IMG_1234");
+  assert.equal(downloadBaseName({ image_id: "a".repeat(32), file_name: "my holiday (2).webp" }), "my_holiday_2_");
+  assert.equal(downloadBaseName({ image_id: "0123456789abcdef0123456789abcdef" }), "image-01234567");
+  assert.equal(downloadBaseName(null), "image");
+});
+
+test("compare mode: each object's IoU at full size; null while its comparison decode is missing", async () => {
+  const { s, pending } = setup();
+  assert.deepEqual(s.objectIoUs(INFO, [], () => null), []); // outside compare mode
+  const p = s.set(VIT_B, INFO);
+  pending.fetch.resolve("b");
+  pending.load.resolve();
+  await p;
+  const box = { x0: 0, y0: 0, x1: 63, y1: 47 };
+  const obj = (id, a, b) => ({ id, name: `Object ${id}`,
+    entry: { points: [], box, maskMode: "auto", result: a, cmp: b ? { key: "/emb/b", result: b } : null } });
+  const objects = [obj(1, leftPart(1), leftPart(0.5)), obj(2, leftPart(0.5), leftPart(0.5)), obj(3, leftPart(1), null),
+    { id: 4, name: "Object 4", entry: { points: [], box: null, maskMode: "auto", result: null, cmp: null } }];
+  const memos = new Map(objects.map((o) => [o, new FullMaskMemo()]));
+  const fullA = (o) => fullMask(INFO, o.entry, memos.get(o));
+  const ious = s.objectIoUs(INFO, objects, fullA);
+  assert.deepEqual(ious, [{ id: 1, name: "Object 1", iou: 0.5 }, { id: 2, name: "Object 2", iou: 1 },
+    { id: 3, name: "Object 3", iou: null }]); // object 4 has no prompts
+  assert.deepEqual(s.objectIoUs(INFO, objects, fullA), ious);
+});

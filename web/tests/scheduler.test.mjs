@@ -342,3 +342,32 @@ test("clicks made before the embedding is ready wait for it, in order; abandon d
   assert.equal(e3.pending, false);
   assert.deepEqual(q.commits, []);
 });
+
+test("compare mode entered after refined clicks decodes their chain, each model refining its own mask", async () => {
+  const { q, model, compare, h, commit } = setup();
+  const e1 = commit(entry(h.current, [pt(1, 1)], null, true));
+  model.calls[0].resolve(result(10, [0.1, 0.2, 0.9, 0.3]));
+  await q.idle();
+  const e2 = commit(entry(e1, [pt(1, 1), pt(2, 2)], null, true));
+  model.calls[1].resolve(result(20));
+  await q.idle();
+  compare.key = "/emb/vit_b"; // compare mode begins: the app asks for the current entry
+  q.ensureDecoded(e2);
+  assert.equal(compare.model.calls.length, 1);
+  assert.deepEqual(compare.model.calls[0].prompts.points, [pt(1, 1)]); // e1 first...
+  assert.equal(compare.model.calls[0].mask, null);
+  compare.model.calls[0].resolve(result(50, [0.1, 0.2, 0.3, 0.9])); // auto: candidate 3
+  await tick();
+  await tick();
+  assert.equal(compare.model.calls.length, 2);
+  assert.equal(compare.model.calls[1].mask[0], 53); // ...then e2, refined with SAM's own mask of e1
+  compare.model.calls[1].resolve(result(60));
+  await q.idle();
+  // a later refined click: SAM refines from its mask of e2
+  commit(entry(e2, [pt(1, 1), pt(2, 2), pt(3, 3)], null, true));
+  assert.equal(compare.model.calls[2].mask[0], 60);
+  assert.equal(model.calls.length, 3); // MobileSAM decoded each entry once
+  compare.model.calls[2].resolve(result(70));
+  model.calls[2].resolve(result(30));
+  await q.idle();
+});
