@@ -67,23 +67,26 @@ def test_resize_is_pillows(tmp_path):
         (tmp_path / f"{h}x{w}.raw").write_bytes(rgba.tobytes())
         cases.append((h, w, ResizeLongestSide(1024).apply_image(rgb)))
     script = f"""
-      import {{ resizeBilinearRGB, preprocessShape }} from {json.dumps((ROOT / "web" / "resize.js").as_uri())};
+      import {{ resizeBilinearRGB, resizeBilinearRGBA, preprocessShape }} from {json.dumps((ROOT / "web" / "resize.js").as_uri())};
       import fs from "fs";
       const out = {{}};
       for (const [h, w] of {json.dumps([[h, w] for h, w, _ in cases])}) {{
         const src = new Uint8Array(fs.readFileSync({json.dumps(str(tmp_path))} + `/${{h}}x${{w}}.raw`));
         const [oh, ow] = preprocessShape(h, w);
-        out[`${{h}}x${{w}}`] = [oh, ow, Buffer.from(resizeBilinearRGB(src, w, h, ow, oh)).toString("base64")];
+        const rgb = resizeBilinearRGB(src, w, h, ow, oh), rgba = resizeBilinearRGBA(src, w, h, ow, oh);
+        const rgbaMatches = rgba.length === (rgb.length / 3) * 4 && rgba.every((v, i) => v === ((i & 3) === 3 ? 255 : rgb[(i >> 2) * 3 + (i & 3)]));
+        out[`${{h}}x${{w}}`] = [oh, ow, Buffer.from(rgb).toString("base64"), rgbaMatches];
       }}
       console.log(JSON.stringify(out));
     """
     result = json.loads(subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True,
                                        check=True).stdout)
     for h, w, expected in cases:
-        oh, ow, data = result[f"{h}x{w}"]
+        oh, ow, data, rgba_matches = result[f"{h}x{w}"]
         assert (oh, ow) == expected.shape[:2]
         got = np.frombuffer(base64.b64decode(data), np.uint8).reshape(expected.shape)
         assert np.array_equal(got, expected), f"{h}x{w}: {np.count_nonzero(got != expected)} bytes differ"
+        assert rgba_matches, f"{h}x{w}: the RGBA output is not the RGB output with alpha 255"
 
 
 def prompt_sets(key_or_name, image):
