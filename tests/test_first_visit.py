@@ -231,6 +231,7 @@ def test_dropped_or_pasted_photo_goes_resized_then_original(page, app_url, how, 
     original, full size."""
     image = load_sample(name)
     data = (SAMPLES / name).read_bytes()
+    page.wait_for_selector("#msam-upload .upload-container", state="attached", timeout=60_000)
     before = page.evaluate("() => window.msam.getState().imageId")
     sent = page.evaluate(GIVE_PHOTO, [base64.b64encode(data).decode(), name, how])
     assert (sent["resized"]["height"], sent["resized"]["width"]) == image.shape[:2]
