@@ -8,8 +8,8 @@
 // server recognises it and the page swaps in its id (app.js setImage, info.replaces).
 //
 // A photo dropped on the upload box, or pasted (Ctrl/Cmd+V) on the page outside a text field, takes
-// the same path; the original then follows as a drop on the upload box (the clipboard button of
-// the upload box stays on the upload box's own path).
+// the same path; the original then follows through the upload box's file input (the clipboard
+// button of the upload box stays on the upload box's own path).
 //
 // Anything unusual (compare mode on, several files, not a JPEG/PNG/WebP, transparency, a failed
 // decode or request) leaves the photo to the upload box's usual path: nothing is lost.
@@ -17,6 +17,7 @@
 const TYPES = new Set(["image/jpeg", "image/png", "image/webp"]);
 const UPLOAD_INPUT = "#msam-upload input[type=file]";
 const DROP_TARGET = "#msam-upload .upload-container"; // where the upload box takes drops
+const CLEAR_BUTTON = '#msam-upload button[aria-label="Clear"], #msam-upload button[title="Clear"]';
 const COMPARE_TOGGLE = "#msam-compare-toggle input[type=checkbox]";
 
 export class ResizedUpload {
@@ -74,7 +75,7 @@ export class ResizedUpload {
     if (!file) return;
     e.preventDefault();
     e.stopImmediatePropagation();
-    this.#start(file, () => this.#handOn(target, dropEvent(file)));
+    this.#start(file, () => this.#handOnFile(file));
   }
 
   #interceptPaste(e) {
@@ -85,7 +86,28 @@ export class ResizedUpload {
     if (!file) return;
     e.preventDefault();
     e.stopImmediatePropagation();
-    this.#start(file, () => this.#handOn(document.querySelector(DROP_TARGET) || target, dropEvent(file)));
+    this.#start(file, () => this.#handOnFile(file));
+  }
+
+  /** Hand a dropped or pasted `file` on to the upload box as if chosen in it: its file input (once
+   * its clear button has emptied it, when it shows a photo: the photo shown here stays), else a drop. */
+  async #handOnFile(file) {
+    let input = document.querySelector(UPLOAD_INPUT);
+    if (!input) {
+      document.querySelector(CLEAR_BUTTON)?.click();
+      for (let i = 0; i < 100 && !input; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        input = document.querySelector(UPLOAD_INPUT);
+      }
+    }
+    if (!input) {
+      this.#handOn(document.querySelector(DROP_TARGET), dropEvent(file));
+      return;
+    }
+    const dt = new DataTransfer();
+    dt.items.add(file);
+    input.files = dt.files;
+    this.#handOn(input, new Event("change", { bubbles: true }));
   }
 
   #start(file, handOn) {
