@@ -17,8 +17,11 @@ The photo (default: examples/truck.jpg upscaled to a 12 MP 4032x3024 JPEG at qua
 takes them) gets new content for each visit (mirrored / tinted), so the server's embedding cache
 never answers.
 
-Baseline (--baseline-root DIR: another checkout of the project, e.g. the commit before this
-change, with web/node_modules): the same measurements of its app.py in the same run, and the ratios.
+Baseline (the default): what the official SAM web demo ships, over the same link, from the same
+server encoder: bench/official_demo.py (the quantized official-interface decoder, the full photo
+uploaded, a float32 .npy embedding, the mask computed and drawn at full size); the same
+measurements in the same run, and the ratios. --baseline-root DIR instead measures another checkout
+of the project (e.g. the commit before a change, with web/node_modules); --no-baseline skips it.
 """
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -137,12 +142,96 @@ def visit(context, url: str, args, photo: Path, second: Path = None) -> dict:
     return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in out.items()}
 
 
-def measure(root: Path, args, photos: list) -> dict:
+# The baseline page (bench/web/official_demo.js): choose, wait for the photo's size, click the centre.
+WATCH_OFFICIAL = """
+() => {
+  window.__fv = new Promise((resolve, reject) => {
+    const marks = {};
+    document.addEventListener("change", (e) => {
+      if (e.target && e.target.type === "file" && marks.change == null) marks.change = performance.now();
+    }, true);
+    const deadline = performance.now() + 300000;
+    const poll = () => {
+      const d = window.demo;
+      if (d.error) { reject(new Error(d.error)); return; }
+      const size = marks.change != null ? d.size() : null;
+      if (size && marks.click == null && d.click(size[0] / 2, size[1] / 2)) marks.click = performance.now();
+      if (marks.click != null && d.drawnAt) {
+        marks.drawn = d.drawnAt;
+        resolve({ marks, hasMask: true });
+        return;
+      }
+      if (performance.now() > deadline) { reject(new Error("timed out")); return; }
+      setTimeout(poll, 10);
+    };
+    poll();
+  });
+  return true;
+}
+"""
+
+
+def visit_official(context, url: str, args, photo: Path, second: Path = None) -> dict:
+    """`visit` on the baseline page (bench/official_demo.py)."""
+    page = context.new_page()
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    emulate(context, page, args)
+    page.goto(url, wait_until="commit")
+    upload = page.locator("#upload").first
+    upload.wait_for(state="attached", timeout=120_000)
+    control_ms = page.evaluate("() => performance.now()")
+    page.wait_for_function("() => window.demo", timeout=120_000)
+    page.evaluate(WATCH_OFFICIAL)
+    upload.set_input_files(str(photo))
+    m = page.evaluate("() => window.__fv")["marks"]
+    page.wait_for_function("() => window.demo.readyAt || window.demo.error", timeout=120_000)
+    d = page.evaluate("() => ({readyAt: window.demo.readyAt, fetchMs: window.demo.fetchMs})")
+    out = {"upload_control_s": control_ms / 1000, "decoder_ready_s": d["readyAt"] / 1000,
+           "decoder_fetch_s": d["fetchMs"] / 1000, "photo_to_mask_s": (m["drawn"] - m["change"]) / 1000,
+           "page_open_to_mask_s": m["drawn"] / 1000, "mask_drawn": True, "upload": None}
+    if second is not None:
+        page.evaluate(WATCH_OFFICIAL)
+        upload.set_input_files(str(second))
+        r = page.evaluate("() => window.__fv")["marks"]
+        out["ready_page_photo_to_mask_s"] = (r["drawn"] - r["change"]) / 1000
+        out["share_link_s"] = None  # the demo has none
+    out["page_errors"] = errors[:5]
+    page.close()
+    return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in out.items()}
+
+
+def start_official_demo(checkpoint: Path, cache: Path, port: int):
+    """bench/official_demo.py on `port`; (process, URL) once it serves."""
+    log = open(cache / "official_demo.log", "w")
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parent / "official_demo.py"),
+                             "--checkpoint", str(checkpoint), "--port", str(port), "--cache-dir", str(cache)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 900
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the baseline server exited ({proc.returncode}); see {cache / 'official_demo.log'}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.terminate()
+    raise TimeoutError("the baseline server did not start")
+
+
+def measure(root: Path, args, photos: list, official: bool = False) -> dict:
     from playwright.sync_api import sync_playwright
 
-    cache = args.cache_dir / ("app" if root == ROOT else "baseline")
+    cache = args.cache_dir / ("app" if root == ROOT else "baseline")  # the official demo reuses the app's exports
     cache.mkdir(parents=True, exist_ok=True)
-    proc, url = start_app(Path(args.checkpoint), cache, free_port(), root=root)
+    if official:
+        proc, url = start_official_demo(Path(args.checkpoint), cache, free_port())
+    else:
+        proc, url = start_app(Path(args.checkpoint), cache, free_port(), root=root)
+    run_visit = visit_official if official else visit
     profile = Path(tempfile.mkdtemp(prefix="msam-first-visit-profile-"))
     try:
         ready = wait_encoder_export(cache)
@@ -150,8 +239,8 @@ def measure(root: Path, args, photos: list) -> dict:
             context = p.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM,
                                                            args=CHROMIUM_ARGS, headless=True)
             try:
-                first = visit(context, url, args, photos[0], second=photos[1])
-                again = visit(context, url, args, photos[2])
+                first = run_visit(context, url, args, photos[0], second=photos[1])
+                again = run_visit(context, url, args, photos[2])
             finally:
                 context.close()
     finally:
@@ -172,7 +261,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rtt", type=float, default=60.0, help="latency (ms)")
     parser.add_argument("--photo", type=Path, default=ROOT / "examples" / "truck.jpg",
                         help="a photo (default: examples/truck.jpg upscaled to 4032x3024, JPEG q=90)")
-    parser.add_argument("--baseline-root", type=Path, help="another checkout whose app.py is the baseline")
+    parser.add_argument("--baseline-root", type=Path, help="another checkout whose app.py is the baseline "
+                        "(instead of the official demo's way)")
+    parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "mobilesam" / "bench-first-visit")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -181,7 +272,12 @@ def main(argv=None) -> int:
     photos = make_photos(args.photo, tmp, 6)
     photo_bytes = photos[0].stat().st_size
     ours = measure(ROOT, args, photos[:3])
-    base = measure(args.baseline_root.resolve(), args, photos[3:]) if args.baseline_root else None
+    if args.no_baseline:
+        base = None
+    elif args.baseline_root:
+        base = measure(args.baseline_root.resolve(), args, photos[3:])
+    else:
+        base = measure(ROOT, args, photos[3:], official=True)
     shutil.rmtree(tmp, ignore_errors=True)
 
     def ratio(key, visit="first_visit"):
@@ -191,7 +287,8 @@ def main(argv=None) -> int:
 
     out = {"benchmark": "first_visit", "link": {"down_mbit": args.down, "up_mbit": args.up, "rtt_ms": args.rtt},
            "photo_bytes": photo_bytes, "ours": ours, "baseline": base,
-           "baseline_is": str(args.baseline_root) if base else None,
+           "baseline_is": (None if base is None else str(args.baseline_root) if args.baseline_root
+                           else "the official web demo's way (bench/official_demo.py)"),
            "ratios": {"whole_first_visit": ratio("page_open_to_mask_s"),
                       "first_visit_photo_to_mask": ratio("photo_to_mask_s"),
                       "ready_page_photo_to_mask": ratio("ready_page_photo_to_mask_s"),

@@ -32,6 +32,7 @@ MAX_RESIZED_BYTES = 8 * 2**20  # a 1024×1024 PNG of noise is ~3 MB; a JPEG a fe
 # photo the browser sent (a JPEG of the same pixels differs by ~1-2; another photo by tens).
 MATCH_MEAN_ABS = 4.0
 ENCODE_WAIT_S = 120.0  # an original that arrives while its copy is being encoded waits for that
+ORIGINAL_WAIT_S = 120.0  # compare mode switched on before the original arrived waits this long for it
 
 
 @dataclass
@@ -40,6 +41,8 @@ class _Sent:
     original_size: Tuple[int, int]  # (H, W)
     at: float
     encoded: threading.Event = field(default_factory=threading.Event)  # set once its encode is over
+    adopted: threading.Event = field(default_factory=threading.Event)  # set once its original arrived
+    original_id: Optional[str] = None
 
 
 def resized_id(resized: np.ndarray, original_size: Tuple[int, int]) -> str:
@@ -126,6 +129,8 @@ class ResizedUploads:
             adopted = self.engine.cache.get(image_id) or replace(encoded, image_id=image_id)
             self.engine.cache.put(image_id, adopted)
             self.engine.store.put_later(image_id, original)
+            sent.original_id = image_id
+            sent.adopted.set()
             with self._lock:
                 self._replaced[image_id] = key
                 while len(self._replaced) > 64 * self.max_entries:
@@ -133,6 +138,16 @@ class ResizedUploads:
                 self._sent.pop(key, None)
             return adopted
         return None
+
+    def wait_original(self, key: str, timeout_s: float = ORIGINAL_WAIT_S) -> Optional[str]:
+        """The id of the original of resized copy `key`, waiting up to `timeout_s` while the original
+        is on its way; None for a copy unknown here (or an original that did not come)."""
+        with self._lock:
+            sent = self._sent.get(key)
+            if sent is None:
+                return next((orig for orig, copy in reversed(self._replaced.items()) if copy == key), None)
+        sent.adopted.wait(timeout_s)
+        return sent.original_id
 
     def replaced(self, image_id: str) -> Optional[str]:
         """The id of the resized copy whose embedding `image_id` (an original) took over, if any."""

@@ -108,11 +108,19 @@ class PageEvents:
             loaded = self.service.sam_get(compare_model, progress)
             return (json.dumps(None), True, f"**{cmp.label(loaded.engine.model_type)} is ready.** "
                     "Choose an image: it will be segmented by both models.")
+        replaces = {}
         image = self.service.engine.store.get(encoded.image_id)
-        if image is None:
-            raise user_error("This image is no longer on the server; please upload it again.")
+        if image is None:  # a resized copy (resized_upload.py) whose original is still on its way
+            progress(0.05, desc="Waiting for the original photo")
+            original_id = self.service.resized.wait_original(encoded.image_id)
+            image = self.service.engine.store.get(original_id) if original_id else None
+            if image is None:
+                raise user_error("This image is no longer on the server; please upload it again.")
+            replaces = {"replaces": encoded.image_id}  # the page takes the original's id, prompts kept
+            encoded = self.service.session_encoded(original_id)
         sam = self.service.sam_encode(compare_model, image, encoded.image_id, progress)
-        return json.dumps(self.service.client_info(encoded, sam)), True, self.service.compare_status(encoded, sam)
+        info = {**self.service.client_info(encoded, sam), **replaces}
+        return json.dumps(info), True, self.service.compare_status(encoded, sam)
 
     def segment_everything_ui(self, image_id: Optional[str], points_per_side: int, page_image_id: Optional[str] = None,
                               progress=gr.Progress()) -> Tuple[np.ndarray, str, str]:

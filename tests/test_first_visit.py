@@ -67,23 +67,26 @@ def test_resize_is_pillows(tmp_path):
         (tmp_path / f"{h}x{w}.raw").write_bytes(rgba.tobytes())
         cases.append((h, w, ResizeLongestSide(1024).apply_image(rgb)))
     script = f"""
-      import {{ resizeBilinearRGB, preprocessShape }} from {json.dumps((ROOT / "web" / "resize.js").as_uri())};
+      import {{ resizeBilinearRGB, resizeBilinearRGBA, preprocessShape }} from {json.dumps((ROOT / "web" / "resize.js").as_uri())};
       import fs from "fs";
       const out = {{}};
       for (const [h, w] of {json.dumps([[h, w] for h, w, _ in cases])}) {{
         const src = new Uint8Array(fs.readFileSync({json.dumps(str(tmp_path))} + `/${{h}}x${{w}}.raw`));
         const [oh, ow] = preprocessShape(h, w);
-        out[`${{h}}x${{w}}`] = [oh, ow, Buffer.from(resizeBilinearRGB(src, w, h, ow, oh)).toString("base64")];
+        const rgb = resizeBilinearRGB(src, w, h, ow, oh), rgba = resizeBilinearRGBA(src, w, h, ow, oh);
+        const rgbaMatches = rgba.length === (rgb.length / 3) * 4 && rgba.every((v, i) => v === ((i & 3) === 3 ? 255 : rgb[(i >> 2) * 3 + (i & 3)]));
+        out[`${{h}}x${{w}}`] = [oh, ow, Buffer.from(rgb).toString("base64"), rgbaMatches];
       }}
       console.log(JSON.stringify(out));
     """
     result = json.loads(subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True,
                                        check=True).stdout)
     for h, w, expected in cases:
-        oh, ow, data = result[f"{h}x{w}"]
+        oh, ow, data, rgba_matches = result[f"{h}x{w}"]
         assert (oh, ow) == expected.shape[:2]
         got = np.frombuffer(base64.b64decode(data), np.uint8).reshape(expected.shape)
         assert np.array_equal(got, expected), f"{h}x{w}: {np.count_nonzero(got != expected)} bytes differ"
+        assert rgba_matches, f"{h}x{w}: the RGBA output is not the RGB output with alpha 255"
 
 
 def prompt_sets(key_or_name, image):
@@ -200,3 +203,42 @@ def test_examples_are_thumbnails(page, app_url):
     page.locator("#msam-examples img").first.click()
     page.wait_for_function("() => window.msam.getState().ready && window.msam._app.info.width >= 1000",
                            timeout=120_000)
+
+
+GIVE_PHOTO = """
+async ([b64, name, how]) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const dt = new DataTransfer();
+  dt.items.add(new File([bytes], name, { type: "image/jpeg" }));
+  const sentBefore = window.msam._app.upload.last;
+  if (how === "drop") {
+    document.querySelector("#msam-upload .upload-container")
+      .dispatchEvent(new DragEvent("drop", { bubbles: true, cancelable: true, dataTransfer: dt }));
+  } else {
+    document.body.dispatchEvent(new ClipboardEvent("paste", { bubbles: true, cancelable: true, clipboardData: dt }));
+  }
+  await new Promise((resolve) => { const poll = () => (window.msam._app.upload.last !== sentBefore ? resolve()
+    : setTimeout(poll, 20)); poll(); });
+  return { resized: window.msam._app.upload.last };
+}
+"""
+
+
+@pytest.mark.parametrize("how, name", [("drop", "groceries.jpg"), ("paste", "picture1.jpg")])
+def test_dropped_or_pasted_photo_goes_resized_then_original(page, app_url, how, name):
+    """A photo dropped on the upload box, or pasted on the page, is sent resized first (the encoder's
+    input size) and then its original follows through the upload box: the share link's image is the
+    original, full size."""
+    image = load_sample(name)
+    data = (SAMPLES / name).read_bytes()
+    page.wait_for_selector("#msam-upload .upload-container", state="attached", timeout=60_000)
+    before = page.evaluate("() => window.msam.getState().imageId")
+    sent = page.evaluate(GIVE_PHOTO, [base64.b64encode(data).decode(), name, how])
+    assert (sent["resized"]["height"], sent["resized"]["width"]) == image.shape[:2]
+    assert sent["resized"]["bytes"] < len(data)  # the copy went first, not the original
+    page.wait_for_function("(before) => window.msam.getShareLink() && window.msam.getState().imageId !== before",
+                           arg=before, timeout=120_000)
+    image_id = page.evaluate("() => window.msam.getState().imageId")
+    with urllib.request.urlopen(f"{app_url}/msam/image/{image_id}.png", timeout=60) as r:
+        stored = np.asarray(Image.open(io.BytesIO(r.read())).convert("RGB"))
+    assert np.array_equal(stored, image)  # the original arrived through the upload box

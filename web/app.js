@@ -230,10 +230,19 @@ export class MsamApp {
       this.info = { ...this.info, ...info, pending_original: false, replaces: undefined };
       if (this._inFlight) this._inFlight.key = null;
       this.render();
-      return Promise.resolve(this.ready);
+      return this.#compareAdopted(info.compare);
     }
-    if (this.info && this.info.image_id === info.image_id) return Promise.resolve(this.ready);
+    if (this.info && this.info.image_id === info.image_id) return this.#compareAdopted(info.compare);
     return Promise.resolve(false); // the original of a photo the user has left meanwhile
+  }
+
+  /** Compare mode's part (`c`, may be null: nothing to do) of an adopted original's info (compare
+   * mode switched on while the original was on its way), once the embedding is loaded. */
+  async #compareAdopted(c) {
+    const token = this.loadToken;
+    if (c) await this.loading;
+    if (c && token === this.loadToken) await this._setCompare(c, token);
+    return token === this.loadToken && this.ready;
   }
 
   /** A photo chosen in the upload box, shown at once (`photo`: ImageBitmap, `width`×`height` upright)

@@ -7,7 +7,14 @@
 // bitmap (the full photo, upright, for display), ms: {decode, resize, encode}} or {id, ok: false,
 // declined?: true, error}.
 
-import { preprocessShape, resizeBilinearRGB } from "./resize.js";
+import { preprocessShape, resizeBilinearRGBA } from "./resize.js";
+
+/** Whether every pixel of RGBA `data` has alpha 255 (read as 32-bit words: alpha is the high byte). */
+function opaque(data) {
+  const px = new Uint32Array(data.buffer, data.byteOffset, data.length >> 2);
+  for (let i = 0; i < px.length; i++) if (px[i] < 0xff000000) return false;
+  return true;
+}
 
 async function prepare({ file, type = "image/jpeg", quality = 0.92 }) {
   const t0 = performance.now();
@@ -19,20 +26,11 @@ async function prepare({ file, type = "image/jpeg", quality = 0.92 }) {
   ctx.drawImage(bitmap, 0, 0);
   const data = ctx.getImageData(0, 0, W, H).data;
   canvas.width = canvas.height = 1; // free the full-size canvas
-  for (let i = 3; i < data.length; i += 4) {
-    if (data[i] !== 255) return { declined: true, error: "the photo has transparency", bitmap };
-  }
+  if (!opaque(data)) return { declined: true, error: "the photo has transparency", bitmap };
   const t1 = performance.now();
   const [h, w] = preprocessShape(H, W);
-  const rgb = resizeBilinearRGB(data, W, H, w, h);
+  const rgba = resizeBilinearRGBA(data, W, H, w, h);
   const t2 = performance.now();
-  const rgba = new Uint8ClampedArray(w * h * 4);
-  for (let i = 0, j = 0; i < rgb.length; i += 3, j += 4) {
-    rgba[j] = rgb[i];
-    rgba[j + 1] = rgb[i + 1];
-    rgba[j + 2] = rgb[i + 2];
-    rgba[j + 3] = 255;
-  }
   const out = new OffscreenCanvas(w, h);
   out.getContext("2d").putImageData(new ImageData(rgba, w, h), 0, 0);
   const blob = await out.convertToBlob({ type, quality });

@@ -3,7 +3,9 @@
 // Pillow's bilinear filter, which antialiases when it shrinks (a triangle filter as wide as the
 // scale). This is Pillow's own algorithm (libImaging/Resample.c): the same double-precision filter
 // weights, rounded to 22-bit fixed point, a horizontal pass rounded to uint8, then a vertical pass
-// over the rows used. On the same decoded pixels the result is byte-identical to Pillow's.
+// over the rows used. On the same decoded pixels the result is byte-identical to Pillow's. The sums
+// are Pillow's int32 ones (Math.imul, | 0: they never exceed 2^31), one pass per axis, the
+// horizontal one only over the rows the vertical one reads.
 
 export const ENCODER_SIDE = 1024;
 const PRECISION_BITS = 32 - 8 - 2;
@@ -51,74 +53,113 @@ export function coefficients(inSize, outSize) {
   return { ksize, bounds, kk };
 }
 
-function clip8(ss) {
-  const v = ss >> PRECISION_BITS;
-  return v < 0 ? 0 : v > 255 ? 255 : v;
-}
-
 /**
  * Resize RGBA pixels (`src`: Uint8ClampedArray/Uint8Array of inW*inH*4, e.g. ImageData.data) to
  * outW×outH RGB (Uint8Array outW*outH*3), as Pillow's Image.resize(BILINEAR) of the RGB image.
  */
 export function resizeBilinearRGB(src, inW, inH, outW, outH) {
-  const horiz = coefficients(inW, outW);
-  const vert = coefficients(inH, outH);
-  const needH = outW !== inW;
-  const needV = outH !== inH;
-  // the rows the vertical pass reads
-  const yFirst = needV ? vert.bounds[0] : 0;
-  const yLast = needV ? vert.bounds[outH * 2 - 2] + vert.bounds[outH * 2 - 1] : inH;
+  return resizeBilinear(src, inW, inH, outW, outH, 3);
+}
+
+/** As resizeBilinearRGB, to opaque RGBA (Uint8ClampedArray outW*outH*4, alpha 255: an ImageData's data). */
+export function resizeBilinearRGBA(src, inW, inH, outW, outH) {
+  return resizeBilinear(src, inW, inH, outW, outH, 4);
+}
+
+/** The rows [first, last) of the input that the vertical pass reads. */
+function rowsRead(vert, inH, outH, needV) {
+  return needV ? [vert.bounds[0], vert.bounds[outH * 2 - 2] + vert.bounds[outH * 2 - 1]] : [0, inH];
+}
+
+/** Pillow's horizontal pass (ImagingResampleHorizontal_8bpc) over input rows [yFirst, yLast) of RGBA
+ * `src`, to RGB rows of `outW` (Uint8Array). Each pixel is read once as a 32-bit word (little-endian:
+ * R in the low byte); the sums stay below 2^31 (weights >= 0 summing to ~2^22, 255 at most). */
+function horizontalPass(src, inW, yFirst, yLast, outW, { ksize, bounds, kk }) {
   const rows = yLast - yFirst;
-  // horizontal pass: rows yFirst..yLast, RGB out
-  const tmpW = needH ? outW : inW;
-  const tmp = new Uint8Array(tmpW * rows * 3);
-  if (needH) {
-    const { ksize, bounds, kk } = horiz;
-    for (let y = 0; y < rows; y++) {
-      const rowIn = (y + yFirst) * inW * 4;
-      const rowOut = y * outW * 3;
-      for (let xx = 0; xx < outW; xx++) {
-        const xmin = bounds[xx * 2], xmax = bounds[xx * 2 + 1], k = xx * ksize;
-        let r = HALF, g = HALF, b = HALF;
-        let p = rowIn + xmin * 4;
-        for (let x = 0; x < xmax; x++, p += 4) {
-          const c = kk[k + x];
-          r += src[p] * c;
-          g += src[p + 1] * c;
-          b += src[p + 2] * c;
-        }
-        const o = rowOut + xx * 3;
-        tmp[o] = clip8(r);
-        tmp[o + 1] = clip8(g);
-        tmp[o + 2] = clip8(b);
+  const px = new Uint32Array(src.buffer, src.byteOffset, src.length >> 2);
+  const tmp = new Uint8Array(outW * rows * 3);
+  let o = 0;
+  for (let y = yFirst; y < yLast; y++) {
+    const rowIn = y * inW;
+    for (let xx = 0; xx < outW; xx++) {
+      const n = bounds[xx * 2 + 1], k = xx * ksize;
+      let p = rowIn + bounds[xx * 2];
+      let r = HALF, g = HALF, b = HALF;
+      for (let x = 0; x < n; x++, p++) {
+        const c = kk[k + x], v = px[p];
+        r = (r + Math.imul(v & 255, c)) | 0;
+        g = (g + Math.imul((v >>> 8) & 255, c)) | 0;
+        b = (b + Math.imul((v >>> 16) & 255, c)) | 0;
       }
-    }
-  } else {
-    for (let y = 0; y < rows; y++) {
-      for (let x = 0; x < inW; x++) {
-        const p = ((y + yFirst) * inW + x) * 4, o = (y * inW + x) * 3;
-        tmp[o] = src[p];
-        tmp[o + 1] = src[p + 1];
-        tmp[o + 2] = src[p + 2];
-      }
+      tmp[o++] = clip8(r);
+      tmp[o++] = clip8(g);
+      tmp[o++] = clip8(b);
     }
   }
-  if (!needV) return tmp;
-  // vertical pass over the horizontal pass's rows
-  const out = new Uint8Array(outW * outH * 3);
-  const { ksize, bounds, kk } = vert;
+  return tmp;
+}
+
+/** RGB rows [yFirst, yLast) of RGBA `src` as they are (no horizontal resize). */
+function dropAlpha(src, inW, yFirst, yLast) {
+  const tmp = new Uint8Array(inW * (yLast - yFirst) * 3);
+  for (let p = yFirst * inW * 4, o = 0, end = yLast * inW * 4; p < end; p += 4) {
+    tmp[o++] = src[p];
+    tmp[o++] = src[p + 1];
+    tmp[o++] = src[p + 2];
+  }
+  return tmp;
+}
+
+/** Pillow's vertical pass (ImagingResampleVertical_8bpc) over the RGB rows `tmp` (the first is input
+ * row `yFirst`) to `channels` (3: RGB, 4: RGBA with alpha 255) per pixel. */
+function verticalPass(tmp, outW, outH, yFirst, channels, { ksize, bounds, kk }) {
   const stride = outW * 3;
-  const acc = new Float64Array(stride);
+  const out = channels === 4 ? new Uint8ClampedArray(outW * outH * 4) : new Uint8Array(outW * outH * 3);
+  let o = 0;
   for (let yy = 0; yy < outH; yy++) {
-    const ymin = bounds[yy * 2] - yFirst, ymax = bounds[yy * 2 + 1], k = yy * ksize;
-    acc.fill(HALF);
-    for (let y = 0; y < ymax; y++) {
-      const c = kk[k + y];
-      const row = (y + ymin) * stride;
-      for (let i = 0; i < stride; i++) acc[i] += tmp[row + i] * c;
+    const n = bounds[yy * 2 + 1], k = yy * ksize;
+    const row0 = (bounds[yy * 2] - yFirst) * stride;
+    for (let i = 0; i < stride; i += 3) {
+      let r = HALF, g = HALF, b = HALF;
+      for (let y = 0, q = row0 + i; y < n; y++, q += stride) {
+        const c = kk[k + y];
+        r = (r + Math.imul(tmp[q], c)) | 0;
+        g = (g + Math.imul(tmp[q + 1], c)) | 0;
+        b = (b + Math.imul(tmp[q + 2], c)) | 0;
+      }
+      out[o++] = clip8(r);
+      out[o++] = clip8(g);
+      out[o++] = clip8(b);
+      if (channels === 4) out[o++] = 255;
     }
-    const o = yy * stride;
-    for (let i = 0; i < stride; i++) out[o + i] = clip8(acc[i]);
   }
   return out;
+}
+
+/** RGB rows (Uint8Array w*h*3) to `channels` per pixel (4: alpha 255, Uint8ClampedArray). */
+function withChannels(rgb, channels) {
+  if (channels === 3) return rgb;
+  const out = new Uint8ClampedArray((rgb.length / 3) * 4);
+  for (let i = 0, j = 0; i < rgb.length; i += 3, j += 4) {
+    out[j] = rgb[i];
+    out[j + 1] = rgb[i + 1];
+    out[j + 2] = rgb[i + 2];
+    out[j + 3] = 255;
+  }
+  return out;
+}
+
+function resizeBilinear(src, inW, inH, outW, outH, channels) {
+  if (src.byteOffset % 4 !== 0) src = src.slice();
+  const needH = outW !== inW, needV = outH !== inH;
+  const vert = needV ? coefficients(inH, outH) : null;
+  const [yFirst, yLast] = rowsRead(vert, inH, outH, needV);
+  const tmp = needH ? horizontalPass(src, inW, yFirst, yLast, outW, coefficients(inW, outW))
+    : dropAlpha(src, inW, yFirst, yLast);
+  return needV ? verticalPass(tmp, outW, outH, yFirst, channels, vert) : withChannels(tmp, channels);
+}
+
+function clip8(ss) {
+  const v = ss >> PRECISION_BITS;
+  return v < 0 ? 0 : v > 255 ? 255 : v;
 }

@@ -7,11 +7,17 @@
 // it always did (in the background: share links, downloads and compare mode need it); the
 // server recognises it and the page swaps in its id (app.js setImage, info.replaces).
 //
+// A photo dropped on the upload box, or pasted (Ctrl/Cmd+V) on the page outside a text field, takes
+// the same path; the original then follows through the upload box's file input (the clipboard
+// button of the upload box stays on the upload box's own path).
+//
 // Anything unusual (compare mode on, several files, not a JPEG/PNG/WebP, transparency, a failed
 // decode or request) leaves the photo to the upload box's usual path: nothing is lost.
 
 const TYPES = new Set(["image/jpeg", "image/png", "image/webp"]);
 const UPLOAD_INPUT = "#msam-upload input[type=file]";
+const DROP_TARGET = "#msam-upload .upload-container"; // where the upload box takes drops
+const CLEAR_BUTTON = '#msam-upload button[aria-label="Clear"], #msam-upload button[title="Clear"]';
 const COMPARE_TOGGLE = "#msam-compare-toggle input[type=checkbox]";
 
 export class ResizedUpload {
@@ -27,13 +33,17 @@ export class ResizedUpload {
     this.worker = null;
     this.nextId = 1;
     this.pending = new Map();
-    this.replaying = null; // the input whose change event is being handed on
+    this.replaying = null; // the event being handed on to the upload box
     this.onChange = (e) => this.#intercept(e);
+    this.onDrop = (e) => this.#interceptDrop(e);
+    this.onPaste = (e) => this.#interceptPaste(e);
     this.last = null; // {ms, bytes, width, height, resizedWidth, resizedHeight} of the last photo sent
   }
 
   install(doc = document) {
     doc.addEventListener("change", this.onChange, true);
+    doc.addEventListener("drop", this.onDrop, true);
+    doc.addEventListener("paste", this.onPaste, true);
   }
 
   enabled() {
@@ -44,21 +54,72 @@ export class ResizedUpload {
     return !(compare && compare.checked) && typeof OffscreenCanvas !== "undefined" && typeof Worker !== "undefined";
   }
 
-  #intercept(e) {
-    const input = e.target;
-    if (!input || input === this.replaying || !input.matches || !input.matches(UPLOAD_INPUT)) return;
-    const files = input.files;
-    if (!files || files.length !== 1 || !TYPES.has(files[0].type) || !this.enabled()) return;
-    e.stopImmediatePropagation(); // the upload box gets it once the resized copy is on its way
-    this.#send(input, files[0]).catch((err) => console.warn("[msam] resized upload:", err));
+  /** The one file of `files` if it can take this path now, else null. */
+  #single(files) {
+    return files && files.length === 1 && TYPES.has(files[0].type) && this.enabled() ? files[0] : null;
   }
 
-  /** Hand the change event on to the upload box (it uploads the original as usual). */
-  #handOn(input) {
-    if (!input || !input.isConnected) return;
-    this.replaying = input;
+  #intercept(e) {
+    const input = e.target;
+    if (!input || e === this.replaying || !input.matches || !input.matches(UPLOAD_INPUT)) return;
+    const file = this.#single(input.files);
+    if (!file) return;
+    e.stopImmediatePropagation(); // the upload box gets it once the resized copy is on its way
+    this.#start(file, () => this.#handOn(input, new Event("change", { bubbles: true })));
+  }
+
+  #interceptDrop(e) {
+    const target = e.target && e.target.closest ? e.target.closest(DROP_TARGET) : null;
+    if (!target || e === this.replaying) return;
+    const file = this.#single(e.dataTransfer && e.dataTransfer.files);
+    if (!file) return;
+    e.preventDefault();
+    e.stopImmediatePropagation();
+    this.#start(file, () => this.#handOnFile(file));
+  }
+
+  #interceptPaste(e) {
+    const t = e.target;
+    if (t && (t.isContentEditable || (t.closest && t.closest("input, textarea")))) return; // text pasted
+    const target = document.querySelector(DROP_TARGET);
+    const file = target ? this.#single(e.clipboardData && e.clipboardData.files) : null;
+    if (!file) return;
+    e.preventDefault();
+    e.stopImmediatePropagation();
+    this.#start(file, () => this.#handOnFile(file));
+  }
+
+  /** Hand a dropped or pasted `file` on to the upload box as if chosen in it: its file input (once
+   * its clear button has emptied it, when it shows a photo: the photo shown here stays), else a drop. */
+  async #handOnFile(file) {
+    let input = document.querySelector(UPLOAD_INPUT);
+    if (!input) {
+      document.querySelector(CLEAR_BUTTON)?.click();
+      for (let i = 0; i < 100 && !input; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        input = document.querySelector(UPLOAD_INPUT);
+      }
+    }
+    if (!input) {
+      this.#handOn(document.querySelector(DROP_TARGET), dropEvent(file));
+      return;
+    }
+    const dt = new DataTransfer();
+    dt.items.add(file);
+    input.files = dt.files;
+    this.#handOn(input, new Event("change", { bubbles: true }));
+  }
+
+  #start(file, handOn) {
+    this.#send(file, once(handOn)).catch((err) => console.warn("[msam] resized upload:", err));
+  }
+
+  /** Hand `event` (the user's, again) on to the upload box: it uploads the original as usual. */
+  #handOn(target, event) {
+    if (!target || !target.isConnected) return;
+    this.replaying = event;
     try {
-      input.dispatchEvent(new Event("change", { bubbles: true }));
+      target.dispatchEvent(event);
     } finally {
       this.replaying = null;
     }
@@ -85,12 +146,13 @@ export class ResizedUpload {
     });
   }
 
-  async #send(input, file) {
+  /** Send `file` resized, then `handOn()` (once): the original to the upload box. */
+  async #send(file, handOn) {
     const t0 = performance.now();
     const res = await this.#resize(file);
     if (!res.ok) {
       res.bitmap?.close?.();
-      this.#handOn(input); // the usual path
+      handOn(); // the usual path
       return;
     }
     const token = this.host.showLocal(res.bitmap, res.width, res.height, file.name);
@@ -99,23 +161,39 @@ export class ResizedUpload {
     try {
       info = await postWithProgress(url, res.blob, (sent, total) => {
         if (sent < total) this.host.status(token, `Uploading the photo (${Math.round((100 * sent) / total)}%)…`, "busy");
-        else if (input) {
+        else if (!handOn.done) {
           this.host.status(token, "Encoding the photo on the server…", "busy");
-          const original = input;
-          input = null;
-          this.#handOn(original); // the original follows, in the background
+          handOn(); // the original follows, in the background
         }
       });
     } catch (err) {
-      if (input) this.#handOn(input); // the usual path: the upload box shows its own error if any
+      if (!handOn.done) handOn(); // the usual path: the upload box shows its own error if any
       else this.host.status(token, String(err.message || err), "error");
       return;
     }
-    if (input) this.#handOn(input);
+    handOn();
     this.last = { ms: performance.now() - t0, bytes: res.blob.size, width: res.width, height: res.height,
       steps: res.ms };
     this.host.encoded(token, info);
   }
+}
+
+/** `fn` callable once (later calls do nothing); `.done` once called. */
+function once(fn) {
+  const wrapped = () => {
+    if (wrapped.done) return;
+    wrapped.done = true;
+    fn();
+  };
+  wrapped.done = false;
+  return wrapped;
+}
+
+/** A drop of `file` (as the user's drop: the upload box reads dataTransfer.files). */
+function dropEvent(file) {
+  const dt = new DataTransfer();
+  dt.items.add(file);
+  return new DragEvent("drop", { bubbles: true, cancelable: true, dataTransfer: dt });
 }
 
 /** POST `blob` to `url` (XMLHttpRequest: fetch reports no upload progress); resolves to the JSON
