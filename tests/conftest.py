@@ -10,6 +10,7 @@ from support import (DECODER_INPUT_IOU_SLACK, DECODER_INPUT_LOGIT_SLACK, DECODER
                      GOLDEN, ROOT, SAMPLES, GoldenArray, free_port, golden_index, golden_mask_ious,
                      golden_prompt_kwargs, load_golden_embedding, load_golden_prompt, load_sample, mask_iou,
                      running_app, wait_for_http)
+from support import chromium
 
 # (the names above are re-exported for tests that still import them from conftest)
 
@@ -79,3 +80,19 @@ def predictor_vit_t(vit_t_model):
     from mobilesam import SamPredictor
 
     return SamPredictor(vit_t_model)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (support.chromium) for one test module; tests open their own pages."""
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture(scope="session")
+def compare_app_url(vit_t_checkpoint, vit_b_checkpoint, tmp_path_factory):
+    """The app with the vit_t stand-in and `--sam-checkpoint <vit_b stand-in>` on a free port (one per
+    test session: loading SAM and encoding with it are the slow part of compare mode's tests)."""
+    args = ["--checkpoint", vit_t_checkpoint, "--sam-checkpoint", vit_b_checkpoint, "--sam-model-type", "vit_b"]
+    with running_app(args, tmp_path_factory.mktemp("compare-app-cache"), tmp=tmp_path_factory.mktemp("app-tmp")) as url:
+        yield url

@@ -4,6 +4,7 @@ port, and headless Chromium (the system one, through Playwright; never `playwrig
 
 Benchmarks import it too (bench/_common.py puts tests/ on sys.path); it imports nothing from bench/.
 """
+import base64
 import contextlib
 import json
 import lzma
@@ -17,6 +18,7 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator, Optional
+from urllib.parse import urlparse
 
 import numpy as np
 from PIL import Image
@@ -397,3 +399,221 @@ def chromium_profile(folder: Path, headless: bool = True) -> Iterator[object]:
             yield context
         finally:
             context.close()
+
+
+# ---- ONNX export: the command, and exported decoders fed as the official web demo feeds them ----
+
+IMG_SIZE = 1024
+
+
+def run_export_cli(*args: str) -> subprocess.CompletedProcess:
+    """`python onnx/export.py ARGS` from the repository; it must succeed."""
+    result = subprocess.run([sys.executable, "onnx/export.py", *args], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, f"CLI failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def _transform():
+    from mobilesam.utils.transforms import ResizeLongestSide
+
+    return ResizeLongestSide(IMG_SIZE)
+
+
+def web_inputs(prompt: dict, previous: dict, height: int, width: int, embedding: np.ndarray) -> dict:
+    """Decoder inputs as the official web demo builds them from a golden prompt set."""
+    coords, labels = [], []
+    if "point_coords" in prompt:
+        coords.append(_transform().apply_coords(np.array(prompt["point_coords"], dtype=np.float64), (height, width)))
+        labels.append(np.array(prompt["point_labels"], dtype=np.float64))
+    if "box" in prompt:
+        coords.append(_transform().apply_coords(np.array(prompt["box"], dtype=np.float64).reshape(2, 2),
+                                             (height, width)))
+        labels.append(np.array([2, 3], dtype=np.float64))
+    else:
+        coords.append(np.zeros((1, 2)))
+        labels.append(np.array([-1.0]))
+    if "mask_from" in prompt:
+        earlier = previous[prompt["mask_from"]]
+        mask_input = earlier["low_res_masks"][np.argmax(earlier["iou_predictions"])][None, None]
+        has_mask = np.ones(1)
+    else:
+        mask_input = np.zeros((1, 1, 256, 256))
+        has_mask = np.zeros(1)
+    return {
+        "image_embeddings": embedding.astype(np.float32),
+        "point_coords": np.concatenate(coords)[None].astype(np.float32),
+        "point_labels": np.concatenate(labels)[None].astype(np.float32),
+        "mask_input": mask_input.astype(np.float32),
+        "has_mask_input": has_mask.astype(np.float32),
+        "orig_im_size": np.array([height, width], dtype=np.float32),
+    }
+
+
+def upsample_like_sam(low_res: np.ndarray, height: int, width: int) -> np.ndarray:
+    """`Sam.postprocess_masks` in torch: 256 -> 1024 bilinear, crop the padding, -> original size."""
+    import torch
+    import torch.nn.functional as F
+
+    input_h, input_w = _transform().get_preprocess_shape(height, width, IMG_SIZE)
+    masks = F.interpolate(torch.from_numpy(low_res), (IMG_SIZE, IMG_SIZE), mode="bilinear", align_corners=False)
+    masks = masks[..., :input_h, :input_w]
+    return F.interpolate(masks, (height, width), mode="bilinear", align_corners=False).numpy()
+
+
+def chosen(prompt: dict) -> slice:
+    """Which of the four decoder outputs a golden prompt set holds."""
+    return slice(1, 4) if prompt["multimask_output"] else slice(0, 1)
+
+
+# ---- the app's page in Chromium --------------------------------------------------------------
+
+SHOTS = ROOT / "test-output" / "e2e"
+SLOW_MS = 600_000  # loading SAM and encoding with it on a shared CPU
+
+
+class Page:
+    """A page of the app with helpers that speak in image pixel coordinates."""
+
+    def __init__(self, browser, url):
+        self.page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        self.origin = "{0.scheme}://{0.netloc}".format(urlparse(url))
+        self.requests = []
+        self.errors = []
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.goto(url)
+        self.page.wait_for_function("() => window.msam && typeof window.msam.getState === 'function'", timeout=60_000)
+
+    def shot(self, name):
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+    def readme_shot(self):
+        """Write the README's screenshot to $MOBILESAM_SCREENSHOT, if set: the page at 1000 px wide, PNG."""
+        path = os.environ.get("MOBILESAM_SCREENSHOT")
+        if not path:
+            return
+        before = self.page.viewport_size
+        self.page.set_viewport_size({"width": 1000, "height": 760})
+        self.page.wait_for_timeout(500)  # let the layout and the canvas settle at the new width
+        self.page.screenshot(path=path, scale="css", type="png", clip={"x": 0, "y": 0, "width": 1000, "height": 760})
+        # 256 colours keep the file small (well under 300 KB) for the README.
+        Image.open(path).convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE).save(path, optimize=True)
+        self.page.set_viewport_size(before)
+        self.page.wait_for_timeout(500)
+
+    def upload(self, path):
+        self.page.locator("#msam-upload input[type=file], input[type=file]").first.set_input_files(str(path))
+
+    def wait_image(self, image, timeout=120_000):
+        """Wait until the browser holds the embedding of `image` (ids are content hashes)."""
+        from mobilesam_app.store import image_id_of
+
+        self.page.wait_for_function(
+            "(id) => { const s = window.msam.getState(); return s.ready && s.imageId === id; }",
+            arg=image_id_of(image), timeout=timeout)
+
+    def state(self):
+        return self.page.evaluate("() => window.msam.getState()")
+
+    def idle(self):
+        self.page.evaluate("() => window.msam.whenIdle()")
+
+    def canvas_point(self, x, y, size):
+        box = self.page.locator("#msam-root canvas").first.bounding_box()
+        h, w = size
+        return box["x"] + (x + 0.5) * box["width"] / w, box["y"] + (y + 0.5) * box["height"] / h
+
+    def click(self, x, y, size, modifier=None, **kwargs):
+        cx, cy = self.canvas_point(x, y, size)
+        self.page.mouse.move(cx, cy)
+        if modifier:
+            self.page.keyboard.down(modifier)
+        self.page.mouse.click(cx, cy, **kwargs)
+        if modifier:
+            self.page.keyboard.up(modifier)
+        self.idle()
+
+    def drag(self, x0, y0, x1, y1, size):
+        a, b = self.canvas_point(x0, y0, size), self.canvas_point(x1, y1, size)
+        self.page.mouse.move(*a)
+        self.page.mouse.down()
+        self.page.mouse.move((a[0] + b[0]) / 2, (a[1] + b[1]) / 2, steps=4)
+        self.page.mouse.move(*b, steps=4)
+        self.page.mouse.up()
+        self.idle()
+
+    def mask(self):
+        bits = self.page.evaluate("() => window.msam.getMaskBitsBase64()")
+        assert bits is not None, "no mask in the browser"
+        data = np.frombuffer(base64.b64decode(bits["data"]), dtype=np.uint8)
+        return data.reshape(bits["height"], bits["width"]).astype(bool)
+
+    def segment_everything(self, points_per_side):
+        """Open the segment-everything panel, run it with this grid; the locator of its result picture."""
+        self.page.get_by_text("Segment everything (server").click()
+        slider = self.page.locator("input[type=number]").last
+        slider.fill(str(points_per_side))
+        slider.press("Enter")
+        self.page.get_by_role("button", name="Segment everything", exact=True).click()
+        self.page.get_by_text("masks in").first.wait_for(timeout=120_000)
+        picture = self.page.locator("[data-testid=accordion-content] img").first
+        picture.wait_for(timeout=30_000)
+        return picture
+
+    def server_requests_since(self, start):
+        return [u for u in self.requests[start:] if u.startswith(self.origin)]
+
+
+def torch_mask(predictor, state):
+    """The PyTorch predictor's mask for the browser's prompts, chosen as the browser's auto mode does."""
+    kwargs = {}
+    if state["points"]:
+        kwargs["point_coords"] = np.array([[p["x"], p["y"]] for p in state["points"]], dtype=np.float64)
+        kwargs["point_labels"] = np.array([p["label"] for p in state["points"]])
+    if state["box"]:
+        b = state["box"]
+        kwargs["box"] = np.array([b["x0"], b["y0"], b["x1"], b["y1"]], dtype=np.float64)
+    multimask = len(state["points"]) == 1 and not state["box"]
+    masks, scores, _ = predictor.predict(multimask_output=multimask, **kwargs)
+    return masks[int(np.argmax(scores))]
+
+
+def page_with_photo(browser, app_url, name):
+    """A fresh page of the app with sample `name` uploaded and ready: (page, image, (height, width))."""
+    image = load_sample(name)
+    page = Page(browser, app_url)
+    page.upload(SAMPLES / name)
+    page.wait_image(image)
+    return page, image, image.shape[:2]
+
+
+def object_masks(page):
+    """{object id: H×W bool mask} of the objects with prompts, from the page."""
+    out = {}
+    for bits in page.page.evaluate("() => window.msam.getObjectMasksBase64()"):
+        data = np.frombuffer(base64.b64decode(bits["data"]), dtype=np.uint8)
+        out[bits["id"]] = data.reshape(bits["height"], bits["width"]).astype(bool)
+    return out
+
+
+class ComparePage(Page):
+    def shot(self, name):
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+    def wait_compare(self, timeout=SLOW_MS):
+        self.page.wait_for_function(
+            "() => { const s = window.msam.getState(); return s.compare && s.compare.ready; }", timeout=timeout)
+        self.idle()
+
+    def compare_mask(self):
+        bits = self.page.evaluate("() => window.msam.getCompareMaskBitsBase64()")
+        assert bits is not None, "no comparison mask in the browser"
+        data = np.frombuffer(base64.b64decode(bits["data"]), dtype=np.uint8)
+        return data.reshape(bits["height"], bits["width"]).astype(bool)
+
+    def sam_canvas_point(self, x, y, size):
+        box = self.page.locator("#msam-root .msam-pane-b canvas").bounding_box()
+        h, w = size
+        return box["x"] + (x + 0.5) * box["width"] / w, box["y"] + (y + 0.5) * box["height"] / h

@@ -8,29 +8,19 @@ the `compare` API equals both PyTorch predictors.
 Screenshots are saved under test-output/compare/. One image (the SAM ViT-B encoder takes tens
 of seconds on a small CPU; the server caches its embedding for the later steps).
 """
-import base64
 import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, SAMPLES, load_sample, mask_iou, running_app
-from test_app_e2e import CHROMIUM, CHROMIUM_ARGS, Page, torch_mask
+from conftest import ROOT, SAMPLES, load_sample, mask_iou
+from support import ComparePage, torch_mask
 
 SHOTS = ROOT / "test-output" / "compare"
 IMAGE = "truck.jpg"
-SLOW_MS = 600_000  # loading SAM and encoding with it on a shared CPU
 
 pytestmark = pytest.mark.browser  # real Chromium: skipped by scripts/test.sh --quick
-
-
-@pytest.fixture(scope="module")
-def compare_app_url(vit_t_checkpoint, vit_b_checkpoint, tmp_path_factory):
-    """The app with the vit_t stand-in and `--sam-checkpoint <vit_b stand-in>` on a free port."""
-    args = ["--checkpoint", vit_t_checkpoint, "--sam-checkpoint", vit_b_checkpoint, "--sam-model-type", "vit_b"]
-    with running_app(args, tmp_path_factory.mktemp("compare-app-cache"), tmp=tmp_path_factory.mktemp("app-tmp")) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
@@ -44,38 +34,6 @@ def predictors(vit_t_model, vit_b_model):
         out[name] = SamPredictor(model)
         out[name].set_image(image)
     return out
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-class ComparePage(Page):
-    def shot(self, name):
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-    def wait_compare(self, timeout=SLOW_MS):
-        self.page.wait_for_function(
-            "() => { const s = window.msam.getState(); return s.compare && s.compare.ready; }", timeout=timeout)
-        self.idle()
-
-    def compare_mask(self):
-        bits = self.page.evaluate("() => window.msam.getCompareMaskBitsBase64()")
-        assert bits is not None, "no comparison mask in the browser"
-        data = np.frombuffer(base64.b64decode(bits["data"]), dtype=np.uint8)
-        return data.reshape(bits["height"], bits["width"]).astype(bool)
-
-    def sam_canvas_point(self, x, y, size):
-        box = self.page.locator("#msam-root .msam-pane-b canvas").bounding_box()
-        h, w = size
-        return box["x"] + (x + 0.5) * box["width"] / w, box["y"] + (y + 0.5) * box["height"] / h
 
 
 def check_against_pytorch(page, predictors):

@@ -4,148 +4,16 @@ Screenshots of each step are saved under test-output/e2e/ for a reviewer. With M
 the click test also writes the README's screenshot (a photo with its mask, 1000 px wide) to PATH.
 """
 import base64
-import os
-from urllib.parse import urlparse
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, SAMPLES, load_sample, mask_iou
+from conftest import SAMPLES, load_sample, mask_iou
+from support import Page, page_with_photo, torch_mask
 
-SHOTS = ROOT / "test-output" / "e2e"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync", "--disable-quic"]
 
 pytestmark = pytest.mark.browser  # real Chromium: skipped by scripts/test.sh --quick
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-class Page:
-    """A page of the app with helpers that speak in image pixel coordinates."""
-
-    def __init__(self, browser, url):
-        self.page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-        self.origin = "{0.scheme}://{0.netloc}".format(urlparse(url))
-        self.requests = []
-        self.errors = []
-        self.page.on("request", lambda r: self.requests.append(r.url))
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.goto(url)
-        self.page.wait_for_function("() => window.msam && typeof window.msam.getState === 'function'", timeout=60_000)
-
-    def shot(self, name):
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-    def readme_shot(self):
-        """Write the README's screenshot to $MOBILESAM_SCREENSHOT, if set: the page at 1000 px wide, PNG."""
-        path = os.environ.get("MOBILESAM_SCREENSHOT")
-        if not path:
-            return
-        before = self.page.viewport_size
-        self.page.set_viewport_size({"width": 1000, "height": 760})
-        self.page.wait_for_timeout(500)  # let the layout and the canvas settle at the new width
-        self.page.screenshot(path=path, scale="css", type="png", clip={"x": 0, "y": 0, "width": 1000, "height": 760})
-        # 256 colours keep the file small (well under 300 KB) for the README.
-        Image.open(path).convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE).save(path, optimize=True)
-        self.page.set_viewport_size(before)
-        self.page.wait_for_timeout(500)
-
-    def upload(self, path):
-        self.page.locator("#msam-upload input[type=file], input[type=file]").first.set_input_files(str(path))
-
-    def wait_image(self, image, timeout=120_000):
-        """Wait until the browser holds the embedding of `image` (ids are content hashes)."""
-        from mobilesam_app.store import image_id_of
-
-        self.page.wait_for_function(
-            "(id) => { const s = window.msam.getState(); return s.ready && s.imageId === id; }",
-            arg=image_id_of(image), timeout=timeout)
-
-    def state(self):
-        return self.page.evaluate("() => window.msam.getState()")
-
-    def idle(self):
-        self.page.evaluate("() => window.msam.whenIdle()")
-
-    def canvas_point(self, x, y, size):
-        box = self.page.locator("#msam-root canvas").first.bounding_box()
-        h, w = size
-        return box["x"] + (x + 0.5) * box["width"] / w, box["y"] + (y + 0.5) * box["height"] / h
-
-    def click(self, x, y, size, modifier=None, **kwargs):
-        cx, cy = self.canvas_point(x, y, size)
-        self.page.mouse.move(cx, cy)
-        if modifier:
-            self.page.keyboard.down(modifier)
-        self.page.mouse.click(cx, cy, **kwargs)
-        if modifier:
-            self.page.keyboard.up(modifier)
-        self.idle()
-
-    def drag(self, x0, y0, x1, y1, size):
-        a, b = self.canvas_point(x0, y0, size), self.canvas_point(x1, y1, size)
-        self.page.mouse.move(*a)
-        self.page.mouse.down()
-        self.page.mouse.move((a[0] + b[0]) / 2, (a[1] + b[1]) / 2, steps=4)
-        self.page.mouse.move(*b, steps=4)
-        self.page.mouse.up()
-        self.idle()
-
-    def mask(self):
-        bits = self.page.evaluate("() => window.msam.getMaskBitsBase64()")
-        assert bits is not None, "no mask in the browser"
-        data = np.frombuffer(base64.b64decode(bits["data"]), dtype=np.uint8)
-        return data.reshape(bits["height"], bits["width"]).astype(bool)
-
-    def segment_everything(self, points_per_side):
-        """Open the segment-everything panel, run it with this grid; the locator of its result picture."""
-        self.page.get_by_text("Segment everything (server").click()
-        slider = self.page.locator("input[type=number]").last
-        slider.fill(str(points_per_side))
-        slider.press("Enter")
-        self.page.get_by_role("button", name="Segment everything", exact=True).click()
-        self.page.get_by_text("masks in").first.wait_for(timeout=120_000)
-        picture = self.page.locator("[data-testid=accordion-content] img").first
-        picture.wait_for(timeout=30_000)
-        return picture
-
-    def server_requests_since(self, start):
-        return [u for u in self.requests[start:] if u.startswith(self.origin)]
-
-
-def torch_mask(predictor, state):
-    """The PyTorch predictor's mask for the browser's prompts, chosen as the browser's auto mode does."""
-    kwargs = {}
-    if state["points"]:
-        kwargs["point_coords"] = np.array([[p["x"], p["y"]] for p in state["points"]], dtype=np.float64)
-        kwargs["point_labels"] = np.array([p["label"] for p in state["points"]])
-    if state["box"]:
-        b = state["box"]
-        kwargs["box"] = np.array([b["x0"], b["y0"], b["x1"], b["y1"]], dtype=np.float64)
-    multimask = len(state["points"]) == 1 and not state["box"]
-    masks, scores, _ = predictor.predict(multimask_output=multimask, **kwargs)
-    return masks[int(np.argmax(scores))]
-
-
-def page_with_photo(browser, app_url, name):
-    """A fresh page of the app with sample `name` uploaded and ready: (page, image, (height, width))."""
-    image = load_sample(name)
-    page = Page(browser, app_url)
-    page.upload(SAMPLES / name)
-    page.wait_image(image)
-    return page, image, image.shape[:2]
 
 
 def test_click_box_undo_download_and_bad_upload(browser, app_url, predictor_vit_t, tmp_path):

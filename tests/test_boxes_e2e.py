@@ -3,8 +3,7 @@ PyTorch predictor's for its box; a bad list adds nothing and names its bad lines
 import numpy as np
 
 from conftest import mask_iou
-from test_app_e2e import browser, page_with_photo, torch_mask  # noqa: F401 (browser: a fixture)
-from test_objects_e2e import object_masks
+from support import object_masks, page_with_photo, torch_mask
 
 BOXES = [(100, 500, 700, 1000), (700, 300, 1600, 1100), (1250, 650, 1480, 1000), (0, 0, 900, 400)]
 

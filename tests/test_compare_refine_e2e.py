@@ -4,7 +4,9 @@ the compare panel's per-object IoU list, with a second object."""
 import pytest
 
 from conftest import SAMPLES, load_sample, mask_iou
-from test_app_compare_e2e import IMAGE, SLOW_MS, ComparePage, browser, compare_app_url  # noqa: F401 (fixtures)
+from support import SLOW_MS, ComparePage
+
+IMAGE = "truck.jpg"
 
 
 def test_a_compare_link_of_refined_clicks_replays_sams_refined_mask(browser, compare_app_url):

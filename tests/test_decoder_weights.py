@@ -21,7 +21,10 @@ from conftest import (DECODER_INPUT_IOU_SLACK, DECODER_INPUT_MIN_MASK_IOU, ROOT,
 from mobilesam.accel.fast_decoder import run_fast_decoder  # noqa: E402
 from mobilesam.export import WEIGHT_STORAGE, quantize_int8_per_channel  # noqa: E402
 from mobilesam.onnx_cache import cached_decoder, cached_decoder_name  # noqa: E402
-from test_onnx_export import TRANSFORM, chosen, mask_iou, upsample_like_sam, web_inputs  # noqa: E402
+from mobilesam.utils.transforms import ResizeLongestSide  # noqa: E402
+from support import IMG_SIZE, chosen, mask_iou, upsample_like_sam, web_inputs  # noqa: E402
+
+TRANSFORM = ResizeLongestSide(IMG_SIZE)
 
 PHOTOS = sorted((ROOT / "examples").glob("*.jpg"))
 # Thresholds per storage: (mean mask IoU, min mask IoU, max |Δ iou_predictions|), each below what

@@ -246,16 +246,7 @@ def test_a_link_copied_just_before_a_sigkill_opens_on_the_other_replica(replicas
     assert_store_has_no_corrupt_file(cache / "images")
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
 
-    from test_app_e2e import CHROMIUM, CHROMIUM_ARGS
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def _bits(bits: dict) -> np.ndarray:

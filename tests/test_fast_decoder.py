@@ -18,7 +18,7 @@ from conftest import (DECODER_INPUT_IOU_SLACK, DECODER_INPUT_LOGIT_SLACK, DECODE
 from mobilesam.accel.fast_decoder import CACHE_NAMES, FAST_CACHE_SUFFIX, FastDecoder, cache_shapes, run_fast_decoder  # noqa: E402
 from mobilesam.export import decoder_dummy_inputs, decoder_module, export_decoder  # noqa: E402
 from mobilesam.onnx_cache import cached_decoder, cached_decoder_name  # noqa: E402
-from test_onnx_export import chosen, mask_iou, upsample_like_sam, web_inputs  # noqa: E402
+from support import chosen, mask_iou, upsample_like_sam, web_inputs  # noqa: E402
 
 LOGIT_ATOL = 1e-3  # the goldens' bound for low-res logits
 IOU_ATOL = 1e-4
@@ -189,7 +189,7 @@ def test_web_decoder_knows_the_cache_layout():
 
 def test_cli_exports_the_fast_variant(tmp_path, vit_t_checkpoint, vit_t_model):
     """`python onnx/export.py --variant fast` writes the app's decoder; it equals the PyTorch decoder."""
-    from test_onnx_export import run_cli
+    from support import run_export_cli as run_cli
 
     out = tmp_path / "fast.onnx"
     run_cli("--model-type", "vit_t", "--checkpoint", str(vit_t_checkpoint), "--output", str(out), "--variant", "fast")

@@ -4,7 +4,6 @@ of a resized upload restores the original; the examples are thumbnails."""
 import base64
 import io
 import json
-import os
 import subprocess
 import urllib.request
 
@@ -14,9 +13,6 @@ from PIL import Image
 
 from conftest import ROOT, SAMPLES, golden_index, golden_prompt_kwargs, load_sample, mask_iou
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync", "--disable-quic"]
 PHOTOS = ["truck.jpg", "groceries.jpg", "dogs.jpg", "picture1.jpg", "picture3.jpg"]
 
 RESIZE_IN_WORKER = """
@@ -35,14 +31,7 @@ async ([b64, name]) => {
 """
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

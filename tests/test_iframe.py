@@ -3,7 +3,6 @@ Hub shows a Space). The framed app is not cross-origin isolated; it says so and 
 (target=_blank), which is isolated and shows no notice; both segment the photo, with the same mask."""
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from conftest import ROOT
@@ -15,16 +14,7 @@ from support import HubLikeParent, app_frame, load_photo
 PHOTO = ROOT / "examples" / "dogs.jpg"
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
 
-    from test_app_e2e import CHROMIUM, CHROMIUM_ARGS
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def mask_after_click(frame, x, y):

@@ -1,6 +1,5 @@
 """Several objects per photo in real Chromium: the object list, selecting by Alt-click, the exports of
 all objects (decoded back with pycocotools, PIL and zipfile) and a share link of several objects."""
-import base64
 import io
 import json
 import zipfile
@@ -10,16 +9,7 @@ from PIL import Image
 from scipy.ndimage import binary_fill_holes
 
 from conftest import mask_iou
-from test_app_e2e import Page, browser, page_with_photo, torch_mask  # noqa: F401 (browser: a fixture)
-
-
-def object_masks(page):
-    """{object id: H×W bool mask} of the objects with prompts, from the page."""
-    out = {}
-    for bits in page.page.evaluate("() => window.msam.getObjectMasksBase64()"):
-        data = np.frombuffer(base64.b64decode(bits["data"]), dtype=np.uint8)
-        out[bits["id"]] = data.reshape(bits["height"], bits["width"]).astype(bool)
-    return out
+from support import Page, object_masks, page_with_photo, torch_mask
 
 
 def download(page, selector, tmp_path):

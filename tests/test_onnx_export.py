@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -21,6 +20,10 @@ from mobilesam.export import (EXPORT_FORMAT_VERSION, check_self_contained, decod
 from mobilesam.onnx_cache import cached_decoder  # noqa: E402
 from mobilesam.utils.digest import sha256_of_file  # noqa: E402
 from mobilesam.utils.transforms import ResizeLongestSide  # noqa: E402
+from support import IMG_SIZE, chosen, mask_iou, upsample_like_sam, web_inputs  # noqa: E402
+from support import run_export_cli as run_cli  # noqa: E402
+
+TRANSFORM = ResizeLongestSide(IMG_SIZE)
 
 MIN_MASK_IOU = 0.995
 MIN_QUANT_MASK_IOU = 0.80
@@ -31,8 +34,6 @@ ENCODER_ATOL = 1e-3
 GOLDEN_FED_LOGIT_ATOL = LOGIT_ATOL + DECODER_INPUT_LOGIT_SLACK
 GOLDEN_FED_IOU_ATOL = IOU_ATOL + DECODER_INPUT_IOU_SLACK
 GOLDEN_FED_MIN_MASK_IOU = min(MIN_MASK_IOU, DECODER_INPUT_MIN_MASK_IOU)
-IMG_SIZE = 1024
-TRANSFORM = ResizeLongestSide(IMG_SIZE)
 
 # Figures measured by the tests, printed at the end of the module (run pytest with -s to see them).
 FIGURES = {}
@@ -47,17 +48,6 @@ def _print_figures():
             print(f"  {key}: {value}")
 
 
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "onnx/export.py", *args], cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 0, f"CLI failed:\n{result.stdout}\n{result.stderr}"
-    return result
-
-
 def session(path) -> "ort.InferenceSession":
     return ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
 
@@ -66,36 +56,6 @@ def run(sess, feeds: dict) -> dict:
     names = [o.name for o in sess.get_outputs()]
     wanted = {i.name for i in sess.get_inputs()}
     return dict(zip(names, sess.run(None, {k: v for k, v in feeds.items() if k in wanted})))
-
-
-def web_inputs(prompt: dict, previous: dict, height: int, width: int, embedding: np.ndarray) -> dict:
-    """Decoder inputs as the official web demo builds them from a golden prompt set."""
-    coords, labels = [], []
-    if "point_coords" in prompt:
-        coords.append(TRANSFORM.apply_coords(np.array(prompt["point_coords"], dtype=np.float64), (height, width)))
-        labels.append(np.array(prompt["point_labels"], dtype=np.float64))
-    if "box" in prompt:
-        coords.append(TRANSFORM.apply_coords(np.array(prompt["box"], dtype=np.float64).reshape(2, 2),
-                                             (height, width)))
-        labels.append(np.array([2, 3], dtype=np.float64))
-    else:
-        coords.append(np.zeros((1, 2)))
-        labels.append(np.array([-1.0]))
-    if "mask_from" in prompt:
-        earlier = previous[prompt["mask_from"]]
-        mask_input = earlier["low_res_masks"][np.argmax(earlier["iou_predictions"])][None, None]
-        has_mask = np.ones(1)
-    else:
-        mask_input = np.zeros((1, 1, 256, 256))
-        has_mask = np.zeros(1)
-    return {
-        "image_embeddings": embedding.astype(np.float32),
-        "point_coords": np.concatenate(coords)[None].astype(np.float32),
-        "point_labels": np.concatenate(labels)[None].astype(np.float32),
-        "mask_input": mask_input.astype(np.float32),
-        "has_mask_input": has_mask.astype(np.float32),
-        "orig_im_size": np.array([height, width], dtype=np.float32),
-    }
 
 
 def golden_runs(model_type: str, sessions: dict):
@@ -110,19 +70,6 @@ def golden_runs(model_type: str, sessions: dict):
             previous[prompt["name"]] = golden
             outputs = {name: run(sess, feeds) for name, sess in sessions.items()}
             yield f"{model_type} {key} {prompt['name']}", prompt, golden, feeds, outputs
-
-
-def upsample_like_sam(low_res: np.ndarray, height: int, width: int) -> np.ndarray:
-    """`Sam.postprocess_masks` in torch: 256 -> 1024 bilinear, crop the padding, -> original size."""
-    input_h, input_w = TRANSFORM.get_preprocess_shape(height, width, IMG_SIZE)
-    masks = F.interpolate(torch.from_numpy(low_res), (IMG_SIZE, IMG_SIZE), mode="bilinear", align_corners=False)
-    masks = masks[..., :input_h, :input_w]
-    return F.interpolate(masks, (height, width), mode="bilinear", align_corners=False).numpy()
-
-
-def chosen(prompt: dict) -> slice:
-    """Which of the four decoder outputs a golden prompt set holds."""
-    return slice(1, 4) if prompt["multimask_output"] else slice(0, 1)
 
 
 # --------------------------------------------------------------------------- #

@@ -1,5 +1,5 @@
 """Real Chromium: the share-link box follows the prompts, and downloads are named after the photo."""
-from test_app_e2e import Page, browser, page_with_photo  # noqa: F401 (browser: a fixture)
+from support import Page, page_with_photo
 
 
 def link_box(page):

@@ -2,8 +2,6 @@
 foreground point, the +/- control makes taps add background points, a one-finger drag draws a box,
 and the help speaks of taps, not of right-click or hover."""
 from conftest import SAMPLES, load_sample
-from test_app_e2e import CHROMIUM, CHROMIUM_ARGS  # noqa: F401
-from test_app_e2e import browser  # noqa: F401 (a fixture)
 
 
 def touch_drag(page, cdp, a, b, steps=6):
