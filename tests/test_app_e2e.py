@@ -126,7 +126,9 @@ def test_share_link_reproduces_the_masks_and_segment_everything_draws_them(brows
     shared.idle()
     state = shared.state()
     assert [p["label"] for p in state["points"]] == [1, 0]
-    assert mask_iou(shared.mask(), original) >= 0.999
+    # (the sender decoded the embedding of the resized copy its page sent first; the link may be served the
+    # photo's own embedding, e.g. once the API encoded it exactly: the same mask within the copy's bound)
+    assert mask_iou(shared.mask(), original) >= 0.99
     predictor_vit_t.set_image(groceries)
     assert mask_iou(shared.mask(), torch_mask(predictor_vit_t, state)) >= 0.99
     shared.shot("10-opened-share-link")
@@ -191,7 +193,9 @@ def test_share_link_of_refined_prompts_reproduces_their_mask(browser, app_url):
     shared.wait_image(truck)
     shared.page.wait_for_function("() => window.msam.getState().points.length === 3", timeout=60_000)
     shared.idle()
-    assert np.array_equal(shared.mask(), original)
+    # (the sender decoded the embedding of the resized copy its page sent first; the link may be served the
+    # photo's own embedding, e.g. once the API encoded it exactly: the same mask within the copy's bound)
+    assert mask_iou(shared.mask(), original) >= 0.99
     assert shared.state()["refine"] is True
     plain = Page(browser, link.replace("&refine=1,2", ""))  # the same prompts decoded without the history
     plain.wait_image(truck)

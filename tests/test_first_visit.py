@@ -5,7 +5,9 @@ import base64
 import io
 import json
 import subprocess
+import time
 import urllib.request
+from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pytest
@@ -225,9 +227,15 @@ def test_dropped_or_pasted_photo_goes_resized_then_original(page, app_url, how, 
     sent = page.evaluate(GIVE_PHOTO, [base64.b64encode(data).decode(), name, how])
     assert (sent["resized"]["height"], sent["resized"]["width"]) == image.shape[:2]
     assert sent["resized"]["bytes"] < len(data)  # the copy went first, not the original
-    page.wait_for_function("(before) => window.msam.getShareLink() && window.msam.getState().imageId !== before",
-                           arg=before, timeout=120_000)
-    image_id = page.evaluate("() => window.msam.getState().imageId")
+    # the share link (a Promise: null until the original is stored) names the original's id
+    page.wait_for_function("(before) => window.msam.getState().imageId !== before", arg=before, timeout=120_000)
+    deadline, link = time.time() + 120, None
+    while not link and time.time() < deadline:
+        link = page.evaluate("async () => await window.msam.getShareLink()")
+        time.sleep(0 if link else 0.25)
+    assert link, "no share link after the original was sent"
+    image_id = parse_qs(urlparse(link).query)["image"][0]
+    assert image_id == page.evaluate("() => window.msam.getState().imageId")
     with urllib.request.urlopen(f"{app_url}/msam/image/{image_id}.png", timeout=60) as r:
         stored = np.asarray(Image.open(io.BytesIO(r.read())).convert("RGB"))
     assert np.array_equal(stored, image)  # the original arrived through the upload box

@@ -136,6 +136,6 @@ def test_share_link_of_several_objects_reproduces_every_mask(browser, app_url):
         assert (a["points"], a["box"], a["maskMode"]) == (b["points"], b["box"], b["maskMode"])
     assert state["selectedObject"] == state["objects"][1]["id"]
     for got, want in zip(object_masks(shared).values(), masks):
-        assert mask_iou(got, want) >= 0.999
+        assert mask_iou(got, want) >= 0.99  # the link may be served the photo's own embedding (see test_app_e2e)
     shared.shot("objects-02-opened-share-link")
     assert shared.errors == []

@@ -86,7 +86,7 @@ class App:
             client.close()
 
     def decoder_path(self) -> Path:
-        (path,) = (self.cache / "onnx").glob("*-decoder-v*.onnx")  # the browser's decoder (not the encoder)
+        (path,) = (self.cache / "onnx").glob("*-decoder*-v*.onnx")  # the browser's decoder (not the encoder)
         return path
 
 

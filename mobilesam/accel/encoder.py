@@ -137,6 +137,9 @@ class ImageEncoder:
             options = onnxruntime.SessionOptions()
             options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
             options.intra_op_num_threads = max(1, torch.get_num_threads())
+            # no CPU memory arena: an encode's ~0.5 GB of temporaries go back after each run instead of
+            # staying reserved (the server's memory bound under load, tests/test_load.py)
+            options.enable_cpu_mem_arena = False
             self._session = onnxruntime.InferenceSession(os.fspath(path), options,
                                                          providers=["CPUExecutionProvider"])
             logger.info("image encoder: onnxruntime float32 (%s)", path.name)
