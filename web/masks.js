@@ -398,27 +398,36 @@ export function pngChunk(type, data) {
 }
 
 /**
- * A 0/1 mask (Uint8Array, row-major width x height) as an 8-bit grayscale PNG file, compressed
- * with the platform's zlib (CompressionStream "deflate": browsers and Node 18+).
+ * 8-bit pixels (Uint8Array, row-major width x height) as a PNG file: grayscale (colour type 0), or
+ * indexed (colour type 3) with `palette` (Uint8Array of r, g, b per index). Compressed with the
+ * platform's zlib (CompressionStream "deflate": browsers and Node 18+).
  * @returns {Promise<Blob>} of type image/png
  */
-export async function maskToGrayPng(mask, width, height) {
-  if (mask.length !== width * height) throw new Error(`mask has ${mask.length} values, expected ${width}x${height}`);
+export async function png8(pixels, width, height, palette = null) {
   const rows = new Uint8Array((width + 1) * height); // each row: filter type 0, then its pixels
-  for (let y = 0; y < height; y++) {
-    const o = y * (width + 1) + 1;
-    for (let x = 0, i = y * width; x < width; x++, i++) rows[o + x] = mask[i] ? 255 : 0;
-  }
+  for (let y = 0; y < height; y++) rows.set(pixels.subarray(y * width, (y + 1) * width), y * (width + 1) + 1);
   const zlib = new Uint8Array(await new Response(
     new Blob([rows]).stream().pipeThrough(new CompressionStream("deflate"))).arrayBuffer());
   const header = new Uint8Array(13);
   const h = new DataView(header.buffer);
   h.setUint32(0, width);
   h.setUint32(4, height);
-  header[8] = 8; // bit depth; colour type 0 (gray), compression 0, filter 0, no interlace
+  header[8] = 8; // bit depth; compression 0, filter 0, no interlace
+  header[9] = palette ? 3 : 0;
   const signature = Uint8Array.of(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a);
-  return new Blob([signature, pngChunk("IHDR", header), pngChunk("IDAT", zlib), pngChunk("IEND", new Uint8Array(0))],
-    { type: "image/png" });
+  const chunks = [pngChunk("IHDR", header), ...(palette ? [pngChunk("PLTE", palette)] : []), pngChunk("IDAT", zlib)];
+  return new Blob([signature, ...chunks, pngChunk("IEND", new Uint8Array(0))], { type: "image/png" });
+}
+
+/**
+ * A 0/1 mask (Uint8Array, row-major width x height) as an 8-bit grayscale PNG file (255 inside).
+ * @returns {Promise<Blob>} of type image/png
+ */
+export async function maskToGrayPng(mask, width, height) {
+  if (mask.length !== width * height) throw new Error(`mask has ${mask.length} values, expected ${width}x${height}`);
+  const gray = new Uint8Array(mask.length);
+  for (let i = 0; i < mask.length; i++) gray[i] = mask[i] ? 255 : 0;
+  return png8(gray, width, height);
 }
 
 /** Cut-out: keeps the image pixels inside the mask, transparent (all 0) outside. In place. */

@@ -6,7 +6,7 @@
 //   labelMapPng      an indexed (palette) PNG: 0 background, k the k-th object
 //   zipStore         a store-only (uncompressed) ZIP file, for the per-object cut-outs
 
-import { sa1bRecord, crc32, pngChunk } from "./masks.js";
+import { sa1bRecord, crc32, png8 } from "./masks.js";
 
 /**
  * The SA-1B-style document of several objects: {image: {image_id, width, height, file_name},
@@ -107,22 +107,9 @@ function signedArea(flat) {
  */
 export async function labelMapPng(masks, colors, width, height) {
   if (masks.length > 255) throw new Error(`a label map holds at most 255 objects, got ${masks.length}`);
-  const labels = labelMap(masks, width, height);
-  const rows = new Uint8Array((width + 1) * height); // each row: filter type 0, then its pixels
-  for (let y = 0; y < height; y++) rows.set(labels.subarray(y * width, (y + 1) * width), y * (width + 1) + 1);
-  const zlib = new Uint8Array(await new Response(
-    new Blob([rows]).stream().pipeThrough(new CompressionStream("deflate"))).arrayBuffer());
-  const header = new Uint8Array(13);
-  const h = new DataView(header.buffer);
-  h.setUint32(0, width);
-  h.setUint32(4, height);
-  header[8] = 8;
-  header[9] = 3; // indexed colour
   const palette = new Uint8Array(3 * (masks.length + 1));
   colors.slice(0, masks.length).forEach((c, i) => palette.set(c, 3 * (i + 1)));
-  const signature = Uint8Array.of(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a);
-  return new Blob([signature, pngChunk("IHDR", header), pngChunk("PLTE", palette), pngChunk("IDAT", zlib),
-    pngChunk("IEND", new Uint8Array(0))], { type: "image/png" });
+  return png8(labelMap(masks, width, height), width, height, palette);
 }
 
 /** Uint8Array width x height: k (1-based) where the k-th mask is set (later masks on top), else 0. */
