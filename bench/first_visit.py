@@ -30,8 +30,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +38,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, CHROMIUM, CHROMIUM_ARGS, emit, free_port, machine  # noqa: E402
 from first_mask import start_app, wait_encoder_export  # noqa: E402
+from support import wait_for_http  # noqa: E402
 
 # In the page, from the input's change event: click the centre as soon as the page takes a click
 # (it keeps it until it can answer), then wait until that click's mask is drawn.
@@ -104,19 +103,34 @@ def emulate(context, page, args) -> None:
         "uploadThroughput": args.up * 1e6 / 8})
 
 
-def visit(context, url: str, args, photo: Path, second: Path = None) -> dict:
-    """One visit: open the page, choose `photo` as soon as the upload control is there, click the
-    centre; with `second`, then choose that one on the ready page. Times in seconds."""
+def open_page(context, url: str, args, upload_selector: str, page_ready_js: str):
+    """A new page of `url` over the emulated link, waiting for its upload control, then for
+    `page_ready_js`: (page, upload locator, ms from page open to the upload control, page errors)."""
     page = context.new_page()
     page.set_viewport_size({"width": 1400, "height": 1000})
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     emulate(context, page, args)
     page.goto(url, wait_until="commit")
-    upload = page.locator("#msam-upload input[type=file]").first
+    upload = page.locator(upload_selector).first
     upload.wait_for(state="attached", timeout=120_000)
     control_ms = page.evaluate("() => performance.now()")
-    page.wait_for_function("() => window.msam && window.msam._app", timeout=120_000)
+    page.wait_for_function(page_ready_js, timeout=120_000)
+    return page, upload, control_ms, errors
+
+
+def finish(page, out: dict, errors: list) -> dict:
+    """Close the page; `out` with its page errors and seconds rounded to ms."""
+    out["page_errors"] = errors[:5]
+    page.close()
+    return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in out.items()}
+
+
+def visit(context, url: str, args, photo: Path, second: Path = None) -> dict:
+    """One visit: open the page, choose `photo` as soon as the upload control is there, click the
+    centre; with `second`, then choose that one on the ready page. Times in seconds."""
+    page, upload, control_ms, errors = open_page(context, url, args, "#msam-upload input[type=file]",
+                                                 "() => window.msam && window.msam._app")
     page.evaluate(WATCH)
     upload.set_input_files(str(photo))
     first = page.evaluate("() => window.__fv")
@@ -137,9 +151,7 @@ def visit(context, url: str, args, photo: Path, second: Path = None) -> dict:
             out["share_link_s"] = (page.evaluate("() => performance.now()") - r["marks"]["change"]) / 1000
         except Exception:
             out["share_link_s"] = None
-    out["page_errors"] = errors[:5]
-    page.close()
-    return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in out.items()}
+    return finish(page, out, errors)
 
 
 # The baseline page (bench/web/official_demo.js): choose, wait for the photo's size, click the centre.
@@ -173,16 +185,7 @@ WATCH_OFFICIAL = """
 
 def visit_official(context, url: str, args, photo: Path, second: Path = None) -> dict:
     """`visit` on the baseline page (bench/official_demo.py)."""
-    page = context.new_page()
-    page.set_viewport_size({"width": 1400, "height": 1000})
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    emulate(context, page, args)
-    page.goto(url, wait_until="commit")
-    upload = page.locator("#upload").first
-    upload.wait_for(state="attached", timeout=120_000)
-    control_ms = page.evaluate("() => performance.now()")
-    page.wait_for_function("() => window.demo", timeout=120_000)
+    page, upload, control_ms, errors = open_page(context, url, args, "#upload", "() => window.demo")
     page.evaluate(WATCH_OFFICIAL)
     upload.set_input_files(str(photo))
     m = page.evaluate("() => window.__fv")["marks"]
@@ -197,9 +200,7 @@ def visit_official(context, url: str, args, photo: Path, second: Path = None) ->
         r = page.evaluate("() => window.__fv")["marks"]
         out["ready_page_photo_to_mask_s"] = (r["drawn"] - r["change"]) / 1000
         out["share_link_s"] = None  # the demo has none
-    out["page_errors"] = errors[:5]
-    page.close()
-    return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in out.items()}
+    return finish(page, out, errors)
 
 
 def start_official_demo(checkpoint: Path, cache: Path, port: int):
@@ -209,17 +210,12 @@ def start_official_demo(checkpoint: Path, cache: Path, port: int):
                              "--checkpoint", str(checkpoint), "--port", str(port), "--cache-dir", str(cache)],
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 900
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the baseline server exited ({proc.returncode}); see {cache / 'official_demo.log'}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.terminate()
-    raise TimeoutError("the baseline server did not start")
+    try:
+        wait_for_http(url, proc, timeout=900)
+    except Exception:
+        proc.terminate()
+        raise RuntimeError(f"the baseline server did not start; see {cache / 'official_demo.log'}") from None
+    return proc, url
 
 
 def measure(root: Path, args, photos: list, official: bool = False) -> dict:
