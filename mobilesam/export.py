@@ -45,7 +45,8 @@ PathLike = Union[str, "os.PathLike[str]"]
 # 3: the fast variant is saved with onnxruntime's graph optimisations already applied.
 # 4: the fast variant computes its positional encoding at load (not a stored 4 MB table) and may store
 #    its weights as float16 or int8 (`store_weights`).
-EXPORT_FORMAT_VERSION = 4
+# 5: the fast variant decodes a batch of prompts without a mask prompt in one run.
+EXPORT_FORMAT_VERSION = 5
 VARIANTS = ("official", "browser", "fast")
 # How the fast decoder's weights are stored in the file (the computation is float32 in every case).
 WEIGHT_STORAGE = ("float32", "float16", "int8")
@@ -484,12 +485,12 @@ def _compose_fast(image_model, prompt_mask_model, prompt_plain_model, cache_name
     inputs = [helper.make_tensor_value_info("image_embeddings", f, [1, 256, 64, 64])]
     for name in cache_names:
         inputs.append(helper.make_tensor_value_info(name, f, [d or "cache_tokens" for d in cache_shapes[name]]))
-    inputs += [helper.make_tensor_value_info("point_coords", f, [1, "num_points", 2]),
-               helper.make_tensor_value_info("point_labels", f, [1, "num_points"]),
+    inputs += [helper.make_tensor_value_info("point_coords", f, ["batch", "num_points", 2]),
+               helper.make_tensor_value_info("point_labels", f, ["batch", "num_points"]),
                helper.make_tensor_value_info("mask_input", f, [1, 1, 256, 256]),
                helper.make_tensor_value_info("has_mask_input", f, [1])]
-    outputs = [helper.make_tensor_value_info("iou_predictions", f, [1, "masks"]),
-               helper.make_tensor_value_info("low_res_masks", f, [1, "masks", 256, 256])]
+    outputs = [helper.make_tensor_value_info("iou_predictions", f, ["batch", "masks"]),
+               helper.make_tensor_value_info("low_res_masks", f, ["batch", "masks", 256, 256])]
     for name in cache_names:
         outputs.append(helper.make_tensor_value_info(name + FAST_CACHE_SUFFIX, f,
                                                      [d or "cache_tokens_out" for d in cache_shapes[name]]))
@@ -532,7 +533,10 @@ def export_fast_decoder(sam: nn.Module, output_path: PathLike, *, opset: int = D
     `cache_up` [T,256]. Run it once per image with T = 0 (empty cache tensors, any valid prompt): it then
     outputs the cache as `cache_*_out` (T = 4096) and empty `iou_predictions` / `low_res_masks`. Every
     later run with that cache decodes a prompt: `iou_predictions` [1,4], `low_res_masks` [1,4,256,256],
-    as the browser variant (and the cache outputs are empty). The computation is float32 throughout; the
+    as the browser variant (and the cache outputs are empty). Without a mask prompt (has_mask_input 0)
+    it decodes B prompts of N points each at once (point_coords [B,N,2], point_labels [B,N]:
+    `iou_predictions` [B,4], `low_res_masks` [B,4,256,256], row b what prompt b alone gives); a mask
+    prompt is one prompt a run. The computation is float32 throughout; the
     prompt graph agrees with the eager decoder to float rounding. With `optimize` the file is saved with
     onnxruntime's graph optimisations applied (`optimize_offline`). The positional encoding of the
     64×64 grid is computed when the model loads (`store_weights`), and `weights` ("float32", "float16",
@@ -541,7 +545,7 @@ def export_fast_decoder(sam: nn.Module, output_path: PathLike, *, opset: int = D
     """
     import onnx
 
-    from .accel.fast_decoder import CACHE_NAMES, FastImagePart, FastPromptPart
+    from .accel.fast_decoder import CACHE_NAMES, FastBatchPromptPart, FastImagePart, FastPromptPart
 
     if opset < MIN_OPSET:
         raise ValueError(f"opset {opset} is too old; the decoder needs opset >= {MIN_OPSET}")
@@ -550,8 +554,9 @@ def export_fast_decoder(sam: nn.Module, output_path: PathLike, *, opset: int = D
     output = Path(output_path)
     model = _decoder_copy(sam, gelu_approximate=False)
     image_part = FastImagePart(model).eval()
+    # (mask prompt: one prompt a run; without one: a batch axis, e.g. a list of boxes in one run)
     prompt_parts = {"mask": FastPromptPart(model, with_mask=True).eval(),
-                    "plain": FastPromptPart(model, with_mask=False).eval()}
+                    "plain": FastBatchPromptPart(model).eval()}
     dummy = decoder_dummy_inputs(sam, "fast")
     prompt_names = ["image_embeddings", *CACHE_NAMES, "point_coords", "point_labels", "mask_input",
                     "has_mask_input"]
@@ -563,13 +568,14 @@ def export_fast_decoder(sam: nn.Module, output_path: PathLike, *, opset: int = D
                             list(CACHE_NAMES), None)
         parts = [onnx.load(os.fspath(image_file))]
         image_file.unlink()
-        prompt_args = (dummy["image_embeddings"], *cache, dummy["point_coords"], dummy["point_labels"],
-                       dummy["mask_input"], dummy["has_mask_input"])
         for name, part in prompt_parts.items():
+            batch = 2 if name == "plain" else 1  # traced with two prompts, so that nothing fixes the batch at 1
+            prompt_args = (dummy["image_embeddings"], *cache, dummy["point_coords"].expand(batch, -1, -1),
+                           dummy["point_labels"].expand(batch, -1), dummy["mask_input"], dummy["has_mask_input"])
+            axes = {0: "batch", 1: "num_points"} if batch > 1 else {1: "num_points"}
             part_file = tmp_dir / f"prompt_{name}.onnx"
             _torchscript_export(part, prompt_args, part_file, opset, prompt_names,
-                                ["iou_predictions", "low_res_masks"],
-                                {"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}})
+                                ["iou_predictions", "low_res_masks"], {"point_coords": axes, "point_labels": axes})
             parts.append(onnx.load(os.fspath(part_file)))
             part_file.unlink()
         composed = _compose_fast(*parts, CACHE_NAMES)
@@ -727,10 +733,25 @@ def _verify_fast(path: Path, sam: nn.Module, weights: str = "float32") -> None:
         iou, low_res, _ = run_fast_decoder(session, feeds, cache)
         with torch.no_grad():
             want_iou, want_masks = reference(**inputs)
-        err = max(float(np.abs(low_res - want_masks.numpy()).max()), float(np.abs(iou - want_iou.numpy()).max()))
-        if low_res.shape != (1, 4, 256, 256) or not err <= VERIFY_ATOL[weights]:
-            raise ExportError(f"the exported fast decoder ({weights} weights) differs from PyTorch by {err:.3g} "
-                              f"(N={num_points})")
+        _check_fast_outputs(iou, low_res, want_iou, want_masks, weights, f"N={num_points}")
+    # a batch of three prompts without a mask prompt: each row as that prompt alone
+    rows = [decoder_dummy_inputs(sam, "browser", num_points=3, seed=10 + i) for i in range(3)]
+    feeds = {"point_coords": np.concatenate([r["point_coords"].numpy() for r in rows]),
+             "point_labels": np.concatenate([r["point_labels"].numpy() for r in rows]),
+             "mask_input": rows[0]["mask_input"].numpy(), "has_mask_input": np.zeros(1, np.float32),
+             "image_embeddings": feeds_img}
+    iou, low_res, _ = run_fast_decoder(session, feeds, cache)
+    with torch.no_grad():
+        want = [reference(torch.from_numpy(feeds_img), r["point_coords"], r["point_labels"], r["mask_input"],
+                          torch.zeros(1)) for r in rows]
+    _check_fast_outputs(iou, low_res, torch.cat([w[0] for w in want]), torch.cat([w[1] for w in want]), weights,
+                        "a batch of 3")
+
+
+def _check_fast_outputs(iou, low_res, want_iou, want_masks, weights: str, what: str) -> None:
+    err = max(float(np.abs(low_res - want_masks.numpy()).max()), float(np.abs(iou - want_iou.numpy()).max()))
+    if low_res.shape != tuple(want_masks.shape) or not err <= VERIFY_ATOL[weights]:
+        raise ExportError(f"the exported fast decoder ({weights} weights) differs from PyTorch by {err:.3g} ({what})")
 
 
 def _drop_quantizer_advice(record: logging.LogRecord) -> bool:

@@ -108,6 +108,26 @@ export function graphOptimizationLevel(bytes) {
   return /ORT_ENABLE_(EXTENDED|ALL)\b/.test(done) ? "disabled" : "all";
 }
 
+/** Whether a fast decoder's bytes take a batch of prompts in one run (export format 5 on). */
+export function batchCapable(bytes) {
+  return Number(onnxMetadata(bytes)["mobilesam.export_format_version"]) >= 5;
+}
+
+/**
+ * Split prompts into runs: consecutive prompts with the same number of points, at most `maxBatch` a
+ * run. Returns [[start, end), ...] index ranges covering 0..prompts.length in order.
+ */
+export function batchRuns(prompts, maxBatch) {
+  const runs = [];
+  for (let i = 0; i < prompts.length;) {
+    let j = i + 1;
+    while (j < prompts.length && j - i < maxBatch && prompts[j].n === prompts[i].n) j++;
+    runs.push([i, j]);
+    i = j;
+  }
+  return runs;
+}
+
 /**
  * Import onnxruntime-web's ESM bundle from `base` (a URL ending in "/") and configure its wasm
  * backend. `query` tells a second instance of the module apart (the benchmarks' proxy one).
@@ -190,8 +210,9 @@ export class DecoderEngine {
       const old = this.models.get(id);
       if (old) await old.session.release?.();
       const fast = CACHE_NAMES.every((n) => session.inputNames.includes(n));
-      this.models.set(id, { session, fast, embedding: null, cache: null, generation: 0 });
-      return { inputNames: session.inputNames, fast, createMs: performance.now() - t0, optimizationLevel: level };
+      const batch = fast && batchCapable(bytes);
+      this.models.set(id, { session, fast, batch, embedding: null, cache: null, generation: 0 });
+      return { inputNames: session.inputNames, fast, batch, createMs: performance.now() - t0, optimizationLevel: level };
     });
   }
 
@@ -259,6 +280,57 @@ export class DecoderEngine {
       if (!m.embedding) throw new Error("no image embedding");
       return this._run(m, p);
     });
+  }
+
+  /**
+   * Decode several prompts without a mask input with model `id`'s embedding: a fast decoder that
+   * takes a batch decodes consecutive prompts of the same length together, `maxBatch` at most a run
+   * (one run's image-side products serve them all, and one call crosses to the worker); any other
+   * decoder decodes them one by one. Resolves to their results in order ({lowRes, scores, ms}, ms
+   * the run's time shared among its prompts).
+   * @param {{coords: Float32Array, labels: Float32Array, n: number, origSize?: number[]}[]} prompts
+   */
+  decodeBatch(id, prompts, maxBatch = 8) {
+    return this._enqueue(async () => {
+      const m = this._model(id);
+      if (!m.embedding) throw new Error("no image embedding");
+      const out = [];
+      for (const [i, j] of batchRuns(prompts, m.batch ? Math.max(1, maxBatch) : 1)) {
+        if (j - i === 1) out.push(await this._run(m, { ...prompts[i], maskInput: null }));
+        else out.push(...(await this._runBatch(m, prompts.slice(i, j))));
+      }
+      return out;
+    });
+  }
+
+  async _runBatch(m, prompts) {
+    const ort = this.ort;
+    const b = prompts.length, n = prompts[0].n;
+    const coords = new Float32Array(b * n * 2), labels = new Float32Array(b * n);
+    prompts.forEach((p, i) => { coords.set(p.coords, i * n * 2); labels.set(p.labels, i * n); });
+    if (!m.cache) m.cache = await this._prepare(m, m.embedding);
+    const feeds = {
+      image_embeddings: new ort.Tensor("float32", m.embedding, EMBED_SHAPE),
+      point_coords: new ort.Tensor("float32", coords, [b, n, 2]),
+      point_labels: new ort.Tensor("float32", labels, [b, n]),
+      mask_input: new ort.Tensor("float32", new Float32Array(LOW_RES_SIZE), [1, 1, 256, 256]),
+      has_mask_input: new ort.Tensor("float32", Float32Array.of(0), [1]),
+      ...m.cache,
+    };
+    const t0 = performance.now();
+    const out = await m.session.run(feeds, ["iou_predictions", "low_res_masks"]);
+    const ms = (performance.now() - t0) / b;
+    const masks = out.low_res_masks, iou = out.iou_predictions;
+    if (!masks || !iou || masks.data.length !== b * 4 * LOW_RES_SIZE || iou.data.length !== b * 4) {
+      throw new Error(`a batch of ${b} prompts gave low_res_masks [${masks && masks.dims}], expected [${b},4,256,256]`);
+    }
+    const res = prompts.map((_, i) => ({
+      lowRes: masks.data.slice(i * 4 * LOW_RES_SIZE, (i + 1) * 4 * LOW_RES_SIZE),
+      scores: iou.data.slice(i * 4, (i + 1) * 4),
+      ms,
+    }));
+    for (const t of Object.values(out)) t.dispose?.();
+    return res;
   }
 
   async _run(m, p) {

@@ -10,6 +10,7 @@ const ops = {
   load: (model, bytes) => engine.load(model, bytes),
   setEmbedding: (model, f32) => engine.setEmbedding(model, f32),
   decode: (model, prompt) => engine.decode(model, prompt),
+  decodeBatch: (model, prompts, maxBatch) => engine.decodeBatch(model, prompts, maxBatch),
   warmUp: (model, runs) => engine.warmUp(model, runs),
   release: (model) => engine.release(model),
 };
@@ -19,7 +20,8 @@ self.onmessage = async (event) => {
   try {
     if (!Object.hasOwn(ops, op)) throw new Error(`unknown decoder worker call ${op}`);
     const result = await ops[op](...(args || []));
-    const transfer = result && result.lowRes instanceof Float32Array ? [result.lowRes.buffer] : [];
+    const transfer = (Array.isArray(result) ? result : [result])
+      .filter((r) => r && r.lowRes instanceof Float32Array).map((r) => r.lowRes.buffer);
     self.postMessage({ id, ok: true, result }, transfer);
   } catch (e) {
     self.postMessage({ id, ok: false, error: errorText(e) });

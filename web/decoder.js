@@ -275,4 +275,18 @@ export class MaskModel {
     const prompt = { coords, labels, n, maskInput: mask, origSize: [this.info.height, this.info.width] };
     return this.backend.call("decode", [this.id, prompt], mask ? [mask.buffer] : []);
   }
+
+  /**
+   * Decode several prompts (no mask inputs), in runs of up to `maxBatch` where the decoder takes a
+   * batch (decoder-core.js decodeBatch). Resolves to the results of `decode`, in order.
+   * @param {{points: {x,y,label}[], box: object|null}[]} promptsList in original-image pixels
+   */
+  async decodeBatch(promptsList, maxBatch) {
+    if (this.loading) await this.loading;
+    if (!this.backend) throw new Error("decoder not loaded");
+    if (!this.hasEmbedding || !this.info) throw new Error("no image embedding");
+    const origSize = [this.info.height, this.info.width];
+    const prompts = promptsList.map((p) => ({ ...decoderPointInputs(p.points || [], p.box || null, this.info), origSize }));
+    return this.backend.call("decodeBatch", [this.id, prompts, maxBatch]);
+  }
 }

@@ -22,6 +22,9 @@ export function selectedLowRes(entry, result = entry && entry.result) {
 
 const hasPrompts = (entry) => !!(entry.points.length || entry.box);
 
+/** Most prompt states decoded in one decoder run (a pasted list of boxes; bench/batch_boxes.py). */
+export const DECODE_BATCH = 8;
+
 export class DecodeQueue {
   /**
    * @param {object} host
@@ -46,6 +49,7 @@ export class DecodeQueue {
     this.hoverPt = null; // {x, y} under the pointer (hover preview on), or null
     this.dragBox = null; // the box being dragged, or null
     this.preview = null; // {entry, result, cmp, points, box}: the last preview decoded
+    this.batchMax = DECODE_BATCH; // committed states decoded together (1: one by one)
     this.decodeCount = 0; // MobileSAM's decodes (commits and previews)
     this.lastDecodeMs = null;
   }
@@ -195,7 +199,9 @@ export class DecodeQueue {
         const entry = this.commits.shift();
         if (entry) {
           if (entry.cancelled) continue;
-          await this.#decodeEntry(entry);
+          const batch = this.#batchAfter(entry);
+          if (batch.length > 1) await this.#decodeBatch(batch);
+          else await this.#decodeEntry(entry);
           continue;
         }
         const req = this.previewReq;
@@ -264,6 +270,55 @@ export class DecodeQueue {
     } else {
       host.onOtherDecoded?.(); // another object's (app.js objects) or an undone state's
     }
+  }
+
+  /** Whether a committed entry can share a decoder run with others: a box alone (what a pasted list
+   * of boxes commits: the same prompt length for all), no mask input, MobileSAM's decode only. */
+  #batchable(entry) {
+    return !!entry.box && !entry.points.length && !entry.cancelled && !entry.refine && !entry.result && !entry.error
+      && !this.host.compare.active();
+  }
+
+  /** `entry` (just taken off the queue) and the batchable entries queued right after it, up to batchMax. */
+  #batchAfter(entry) {
+    const batch = [entry];
+    if (!this.#batchable(entry)) return batch;
+    while (batch.length < this.batchMax && this.commits.length && this.#batchable(this.commits[0])) {
+      batch.push(this.commits.shift());
+    }
+    return batch;
+  }
+
+  /** Decode several committed entries (no mask inputs, MobileSAM only) in as few decoder runs as it takes. */
+  async #decodeBatch(entries) {
+    const host = this.host;
+    const token = host.imageToken();
+    let results;
+    try {
+      results = await host.model().decodeBatch(entries.map((e) => ({ points: e.points, box: e.box })), this.batchMax);
+    } catch (e) {
+      results = entries.map(() => new Error(errText(e)));
+    }
+    for (const e of entries) e.pending = false;
+    if (token !== host.imageToken()) return;
+    let failed = null;
+    entries.forEach((e, i) => {
+      const r = results[i];
+      if (r instanceof Error || !r) {
+        e.error = r ? r.message : "no result";
+        failed = e.error;
+      } else {
+        e.result = r;
+        this.#noteDecode(r);
+      }
+    });
+    if (failed) host.onError("Decoder failed: " + failed);
+    const current = host.current();
+    if (entries.includes(current)) {
+      this.ensureDecoded(current); // compare mode began while this decode ran
+      host.onChange();
+    }
+    if (entries.some((e) => e !== current)) host.onOtherDecoded?.();
   }
 
   async #decodePreview(req) {

@@ -2,7 +2,7 @@
 // here field by field (the Python tests check the same against models exported by onnx).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { graphOptimizationLevel, onnxMetadata } from "../decoder-core.js";
+import { batchCapable, batchRuns, graphOptimizationLevel, onnxMetadata } from "../decoder-core.js";
 
 function varint(n) {
   const out = [];
@@ -54,4 +54,18 @@ test("bytes that are not a model give no metadata", () => {
   const truncated = model([["mobilesam.optimized", "onnxruntime 1 ORT_ENABLE_EXTENDED"]]);
   assert.deepEqual(onnxMetadata(truncated.subarray(0, truncated.length - 5)), {});
   assert.equal(graphOptimizationLevel(new TextEncoder().encode("<html>not found</html>")), "all");
+});
+
+test("a fast decoder takes a batch from export format 5 on", () => {
+  assert.equal(batchCapable(model([["mobilesam.variant", "fast"], ["mobilesam.export_format_version", "5"]])), true);
+  assert.equal(batchCapable(model([["mobilesam.variant", "fast"], ["mobilesam.export_format_version", "4"]])), false);
+  assert.equal(batchCapable(model([])), false);
+});
+
+test("batch runs: consecutive prompts of one length, at most maxBatch a run, in order", () => {
+  const p = (n) => ({ n });
+  assert.deepEqual(batchRuns([p(2), p(2), p(2), p(2), p(2)], 2), [[0, 2], [2, 4], [4, 5]]);
+  assert.deepEqual(batchRuns([p(2), p(3), p(3), p(2)], 8), [[0, 1], [1, 3], [3, 4]]);
+  assert.deepEqual(batchRuns([p(2), p(2)], 1), [[0, 1], [1, 2]]);
+  assert.deepEqual(batchRuns([], 4), []);
 });

@@ -371,3 +371,41 @@ test("compare mode entered after refined clicks decodes their chain, each model 
   model.calls[2].resolve(result(30));
   await q.idle();
 });
+
+test("boxes committed together are decoded in batches of batchMax; an error fails only its batch", async () => {
+  const { q, model, h, commit } = setup();
+  const batches = [];
+  model.decodeBatch = (list, maxBatch) => {
+    let resolve, reject;
+    const p = new Promise((res, rej) => { resolve = res; reject = rej; });
+    batches.push({ list, maxBatch, resolve, reject });
+    return p;
+  };
+  q.batchMax = 3;
+  h.ready = false; // as after "Add boxes" before the embedding arrives
+  const box = (i) => ({ x0: i, y0: i, x1: i + 10, y1: i + 10 });
+  const boxes = [0, 1, 2, 3, 4].map((i) => commit(entry(null, [], box(i))));
+  const click = commit(entry(boxes[4], [pt(1, 1)], box(4))); // points too: decoded alone
+  h.ready = true;
+  q.pump();
+  await tick();
+  assert.equal(batches.length, 1);
+  assert.deepEqual(batches[0].list.map((p) => p.box), [box(0), box(1), box(2)]);
+  assert.equal(batches[0].maxBatch, 3);
+  batches[0].resolve([result(0), result(1), result(2)]);
+  await tick();
+  assert.equal(batches.length, 2);
+  assert.deepEqual(batches[1].list.map((p) => p.box), [box(3), box(4)]);
+  batches[1].reject(new Error("out of memory"));
+  await tick();
+  assert.equal(model.calls.length, 1); // the entry with a point: one decode of its own
+  assert.deepEqual(model.calls[0].prompts.points, [pt(1, 1)]);
+  model.calls[0].resolve(result(5));
+  await q.idle();
+  assert.deepEqual(boxes.slice(0, 3).map((e) => e.result.lowRes[0]), [0, 1, 2]);
+  assert.deepEqual(boxes.slice(3).map((e) => [e.result, e.error, e.pending]),
+    [[null, "out of memory", false], [null, "out of memory", false]]);
+  assert.equal(click.result.lowRes[0], 5);
+  assert.equal(q.decodeCount, 4);
+  assert.deepEqual(h.errors, ["Decoder failed: out of memory"]);
+});
