@@ -2,7 +2,7 @@
 batch axis, web/scheduler.js DECODE_BATCH a run) against the same list decoded one box a run, in
 real Chromium, on the app's own page.
 
-    python bench/batch_boxes.py --checkpoint CKPT [--boxes 50] [--image truck.jpg] [--repeats 3] [--json]
+    python bench/batch_boxes.py --checkpoint CKPT [--boxes 50] [--image truck.jpg] [--repeats 3] [--batch N] [--json]
 
 Starts app.py, uploads the photo, then pastes `--boxes` seeded random boxes ("Many boxes at once")
 and times, in the page, from "Add boxes" until every object's mask is decoded and the frame after it
@@ -72,6 +72,7 @@ def main() -> None:
     parser = bench_parser(__doc__.splitlines()[0])
     parser.add_argument("--boxes", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=None, help="boxes a decoder run (default: the page's DECODE_BATCH)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -88,7 +89,7 @@ def main() -> None:
         page.goto(app.url)
         page.wait_for_function("() => window.msam && typeof window.msam.getState === 'function'", timeout=120_000)
         load_photo(page, photo, image_id_of(image))
-        batch = page.evaluate("() => window.msam._app.queue.batchMax")
+        batch = args.batch or page.evaluate("() => window.msam._app.queue.batchMax")
         info = page.evaluate("() => window.msam.getState()")
         modes = {"one_by_one": 1, "batched": batch}
         runs = {name: [] for name in modes}

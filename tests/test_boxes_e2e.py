@@ -1,5 +1,5 @@
-"""Real Chromium: many boxes at once (web/boxes.js) -> one object per box, each mask equal to the
-PyTorch predictor's for its box; a bad list adds nothing and names its bad lines."""
+"""Real Chromium: many boxes at once (web/boxes.js) -> one object per box, decoded in one batched run,
+each mask equal to the PyTorch predictor's for its box; a bad list adds nothing and names its bad lines."""
 import numpy as np
 
 from conftest import mask_iou
@@ -21,6 +21,7 @@ def test_pasted_boxes_become_objects_with_the_predictors_masks(browser, app_url,
     text.fill("# x0,y0,x1,y1\n" + "\n".join(",".join(map(str, b)) for b in BOXES))
     page.page.get_by_role("button", name="Add boxes").click()
     page.idle()
+    assert page.state()["batchedDecodes"] == len(BOXES)  # decoded together (the fast decoder's batch axis)
     objects = page.state()["objects"]
     assert [tuple(round(o["box"][k]) for k in ("x0", "y0", "x1", "y1")) for o in objects] == BOXES
     assert all(o["points"] == [] for o in objects)

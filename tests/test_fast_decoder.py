@@ -15,7 +15,8 @@ onnx = pytest.importorskip("onnx")
 
 from conftest import (DECODER_INPUT_IOU_SLACK, DECODER_INPUT_LOGIT_SLACK, DECODER_INPUT_MIN_MASK_IOU,  # noqa: E402
                       ROOT, golden_index, load_golden_embedding, load_golden_prompt)
-from mobilesam.accel.fast_decoder import CACHE_NAMES, FAST_CACHE_SUFFIX, FastDecoder, cache_shapes, run_fast_decoder  # noqa: E402
+from mobilesam.accel.fast_decoder import (CACHE_NAMES, FAST_CACHE_SUFFIX, FastBatchPromptPart, FastDecoder,  # noqa: E402
+                                         FastImagePart, FastPromptPart, cache_shapes, run_fast_decoder)
 from mobilesam.export import decoder_dummy_inputs, decoder_module, export_decoder  # noqa: E402
 from mobilesam.onnx_cache import cached_decoder, cached_decoder_name  # noqa: E402
 from support import chosen, mask_iou, upsample_like_sam, web_inputs  # noqa: E402
@@ -51,6 +52,25 @@ def test_pytorch_fast_decoder_equals_the_decoder(vit_t_model, num_points, has_ma
     assert got_masks.shape == (1, 4, 256, 256) and got_iou.shape == (1, 4)
     np.testing.assert_allclose(got_masks.numpy(), want_masks.numpy(), atol=1e-4, rtol=0)
     np.testing.assert_allclose(got_iou.numpy(), want_iou.numpy(), atol=1e-5, rtol=0)
+
+
+def test_pytorch_batch_part_equals_one_prompt_at_a_time(vit_t_model):
+    """B prompts without a mask prompt in one run (FastBatchPromptPart) give, row by row, what each
+    prompt alone gives (FastPromptPart): boxes, points with padding, mixed labels."""
+    gen = torch.Generator().manual_seed(3)
+    emb = torch.randn(1, 256, 64, 64, generator=gen)
+    coords = torch.rand(5, 3, 2, generator=gen) * 1024
+    labels = torch.tensor([[2.0, 3.0, 1.0], [1.0, 0.0, -1.0], [1.0, 1.0, -1.0], [0.0, 2.0, 3.0], [1.0, -1.0, -1.0]])
+    no_mask = (torch.zeros(1, 1, 256, 256), torch.zeros(1))
+    with torch.no_grad():
+        cache = FastImagePart(vit_t_model).eval()(emb)
+        one = FastPromptPart(vit_t_model, with_mask=False).eval()
+        got_iou, got_masks = FastBatchPromptPart(vit_t_model).eval()(emb, *cache, coords, labels, *no_mask)
+        assert got_iou.shape == (5, 4) and got_masks.shape == (5, 4, 256, 256)
+        for b in range(5):
+            want_iou, want_masks = one(emb, *cache, coords[b:b + 1], labels[b:b + 1], *no_mask)
+            np.testing.assert_allclose(got_masks[b:b + 1].numpy(), want_masks.numpy(), atol=1e-4, rtol=0)
+            np.testing.assert_allclose(got_iou[b:b + 1].numpy(), want_iou.numpy(), atol=1e-5, rtol=0)
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +114,45 @@ def test_exported_fast_decoder_matches_goldens(fast_exports, model_type):
                 assert mask_iou(ours, theirs) >= GOLDEN_FED_MIN_MASK_IOU, label
             checked += 1
     assert checked == sum(len(e["prompts"]) for e in index["images"].values())
+
+
+@pytest.mark.parametrize("model_type", ["vit_t", "vit_b"])
+def test_exported_fast_decoder_decodes_golden_prompts_in_one_batch(fast_exports, model_type):
+    """The golden prompts without a mask input, those of one image and one point count decoded in one
+    run (point_coords [B,N,2], as the page decodes a pasted list of boxes): each row is the goldens'."""
+    sess = _session(fast_exports[model_type])
+    index = golden_index(model_type)
+    batched = 0
+    for key, entry in index["images"].items():
+        embedding = load_golden_embedding(model_type, key).approx
+        height, width = entry["height"], entry["width"]
+        groups = {}
+        for prompt in entry["prompts"]:
+            feeds = web_inputs(prompt, {}, height, width, embedding) if not prompt.get("mask_from") else None
+            if feeds is not None and not feeds["has_mask_input"].any():
+                groups.setdefault(feeds["point_coords"].shape[1], []).append((prompt, feeds))
+        cache = None
+        for group in groups.values():
+            feeds = dict(group[0][1])
+            del feeds["orig_im_size"]
+            feeds["point_coords"] = np.concatenate([f["point_coords"] for _, f in group])
+            feeds["point_labels"] = np.concatenate([f["point_labels"] for _, f in group])
+            if cache is None:
+                _, _, cache = run_fast_decoder(sess, feeds)
+            iou, low_res, _ = run_fast_decoder(sess, feeds, cache)
+            assert iou.shape == (len(group), 4) and low_res.shape == (len(group), 4, 256, 256)
+            for b, (prompt, _) in enumerate(group):
+                golden = load_golden_prompt(model_type, key, prompt["name"])
+                label = f"{model_type} {key} {prompt['name']} (row {b} of {len(group)})"
+                sel = chosen(prompt)
+                golden["low_res"].assert_close(low_res[b, sel], GOLDEN_FED_LOGIT_ATOL, err_msg=label)
+                np.testing.assert_allclose(iou[b, sel], golden["iou_predictions"], atol=GOLDEN_FED_IOU_ATOL, rtol=0,
+                                           err_msg=label)
+                masks = upsample_like_sam(low_res[b:b + 1], height, width)[0, sel] > 0
+                for ours, theirs in zip(masks, golden["masks"]):
+                    assert mask_iou(ours, theirs) >= GOLDEN_FED_MIN_MASK_IOU, label
+            batched += len(group) if len(group) > 1 else 0
+    assert batched >= 4  # the goldens hold several prompts of one length per image
 
 
 def test_fast_decoder_interface(fast_exports):

@@ -514,13 +514,13 @@ export class MsamApp {
       this.setStatus(`${boxes.length} boxes, but only ${room} more objects fit (at most ${MAX_OBJECTS} a photo).`, "error");
       return 0;
     }
-    boxes.forEach((b, i) => {
+    const entries = boxes.map((b, i) => {
       if (i > 0 || !reuse) this.objects.add({ name: b.name });
       else if (b.name) this.objects.rename(this.objects.selectedId, b.name);
       const c = clampPrompts({ points: [], box: b }, this.info.width, this.info.height);
-      this.entry = makeEntry(this.entry, [], c.box, "auto", false);
-      this.queue.commit(this.entry); // decoded in order; each one's mask is drawn as it arrives
+      return (this.entry = makeEntry(this.entry, [], c.box, "auto", false));
     });
+    this.queue.commitAll(entries); // decoded in order, in batches; masks are drawn as they arrive
     this.setStatus(`${boxes.length} box${boxes.length === 1 ? "" : "es"} added, one object each.`);
     this.afterSelect();
     return boxes.length;
@@ -904,6 +904,7 @@ export class MsamApp {
       refine: this.refine,
       lastDecodeMs: this.queue.lastDecodeMs,
       decodeCount: this.queue.decodeCount,
+      batchedDecodes: this.queue.batchedCount,
       ready: this.ready,
       idle: this.isIdle(),
       error: this.status.kind === "error" ? this.status.text : null,

@@ -51,6 +51,7 @@ export class DecodeQueue {
     this.preview = null; // {entry, result, cmp, points, box}: the last preview decoded
     this.batchMax = DECODE_BATCH; // committed states decoded together (1: one by one)
     this.decodeCount = 0; // MobileSAM's decodes (commits and previews)
+    this.batchedCount = 0; // of which decoded in batches (several committed boxes a call)
     this.lastDecodeMs = null;
   }
 
@@ -74,12 +75,20 @@ export class DecodeQueue {
 
   /** A new committed state: it becomes current (the preview of the old one goes), decoded in turn. */
   commit(entry) {
+    this.commitAll([entry]);
+  }
+
+  /** Several committed states at once (a list of boxes: one per object), queued before any is
+   * decoded so that those that can share a decoder run do. */
+  commitAll(entries) {
     this.preview = null;
-    if (!hasPrompts(entry)) return;
-    if (entry.refine) this.ensureDecoded(entry.prev); // each model refines its own previous mask
-    entry.pending = true;
-    entry.token = this.host.imageToken(); // until the image's embedding is ready, it waits
-    this.commits.push(entry);
+    for (const entry of entries) {
+      if (!hasPrompts(entry)) continue;
+      if (entry.refine) this.ensureDecoded(entry.prev); // each model refines its own previous mask
+      entry.pending = true;
+      entry.token = this.host.imageToken(); // until the image's embedding is ready, it waits
+      this.commits.push(entry);
+    }
     this.pump();
   }
 
@@ -310,6 +319,7 @@ export class DecodeQueue {
       } else {
         e.result = r;
         this.#noteDecode(r);
+        this.batchedCount++;
       }
     });
     if (failed) host.onError("Decoder failed: " + failed);

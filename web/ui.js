@@ -155,7 +155,7 @@ export class AppView {
     this.seg.setHoverEnabled(hoverEnabled);
     this.seg2.setHoverEnabled(hoverEnabled);
     this._overlays = { a: {}, b: {} }; // the last overlay drawn per pane/model
-    this._others = { key: [], canvas: null, masks: new WeakMap() }; // the other objects' masks, drawn together
+    this._others = { key: [], canvas: null, pixels: null, masks: new WeakMap() }; // the other objects' masks, drawn together
     this._small = null; // the image scaled down for the thumbnails
   }
 
@@ -221,12 +221,19 @@ export class AppView {
       layers.push({ result: e.result, idx: selectIndex(e.maskMode, e.points, e.box, e.result.scores), color: o.color });
     }
     const c = this._others;
-    const same = c.key.length === layers.length && layers.every((l, i) =>
-      l.result === c.key[i].result && l.idx === c.key[i].idx && l.color === c.key[i].color);
-    if (same && c.info === info) return c.canvas;
+    const sameLayer = (l, k) => l.result === k.result && l.idx === k.idx && l.color === k.color;
+    const kept = c.info === info && c.key.length <= layers.length && c.key.every((k, i) => sameLayer(layers[i], k))
+      ? c.key.length : 0; // the layers drawn already, when the new list only adds to them (boxes arriving)
+    if (kept === layers.length && c.info === info) return c.canvas;
+    if (!layers.length) {
+      Object.assign(c, { key: [], info, canvas: null, pixels: null });
+      return null;
+    }
+    if (!kept) c.pixels = null;
+    c.pixels = drawLayers(info, layers.slice(kept), this.seg.cssW, c.masks, c.pixels);
     c.key = layers;
     c.info = info;
-    c.canvas = layers.length ? othersCanvas(info, layers, this.seg.cssW, c.masks) : null;
+    c.canvas = pixelsCanvas(c.pixels, info);
     return c.canvas;
   }
 
@@ -335,10 +342,11 @@ function inputMask(info, result, idx) {
 
 const edgeRadius = (iw, cssW) => Math.max(1, Math.round((1.5 * iw) / Math.max(1, cssW || iw)));
 
-/** The masks of several objects ([{result, idx, color}]) on one canvas; `masks` caches each result's masks. */
-function othersCanvas(info, layers, cssW, masks) {
+/** The masks of several objects ([{result, idx, color}], later on top) drawn over `pixels` (RGBA of the
+ * input frame; a new transparent one when null); `masks` caches each result's masks. Returns the pixels. */
+function drawLayers(info, layers, cssW, masks, pixels = null) {
   const { input_width: iw, input_height: ih } = info;
-  const all = new Uint8ClampedArray(iw * ih * 4);
+  const all = pixels || new Uint8ClampedArray(iw * ih * 4);
   const all32 = new Uint32Array(all.buffer);
   const tmp = new Uint8ClampedArray(iw * ih * 4);
   const tmp32 = new Uint32Array(tmp.buffer);
@@ -350,10 +358,14 @@ function othersCanvas(info, layers, cssW, masks) {
     overlayRGBA(mask, iw, ih, [...l.color, 95], [...l.color, 230], edgeRadius(iw, cssW), tmp);
     for (let i = 0; i < tmp32.length; i++) if (tmp32[i]) all32[i] = tmp32[i];
   }
+  return all;
+}
+
+function pixelsCanvas(pixels, info) {
   const c = document.createElement("canvas");
-  c.width = iw;
-  c.height = ih;
-  c.getContext("2d").putImageData(new ImageData(all, iw, ih), 0, 0);
+  c.width = info.input_width;
+  c.height = info.input_height;
+  c.getContext("2d").putImageData(new ImageData(pixels, c.width, c.height), 0, 0);
   return c;
 }
 

@@ -407,5 +407,6 @@ test("boxes committed together are decoded in batches of batchMax; an error fail
     [[null, "out of memory", false], [null, "out of memory", false]]);
   assert.equal(click.result.lowRes[0], 5);
   assert.equal(q.decodeCount, 4);
+  assert.equal(q.batchedCount, 3);
   assert.deepEqual(h.errors, ["Decoder failed: out of memory"]);
 });
