@@ -15,10 +15,11 @@ from .embedding_codec import encode_u8, transcode, wire_format
 from mobilesam.utils.transforms import ResizeLongestSide
 from . import memory
 from .gpu import gpu_task
-from .store import ImageStore, LRUCache, image_id_of
+from .store import ImageStore, LRUCache, image_id_of, lower_thread_priority
 
 EMBEDDING_SHAPE = (1, 256, 64, 64)
 MAX_QUEUED_ENCODES = 12  # encodes waiting or running at once; more are refused (EncoderBusy)
+ENCODE_NICE = 10  # the encoder thread's nice value: below requests (0), above background writes (19)
 
 
 class EncoderBusy(Exception):
@@ -105,11 +106,17 @@ class Engine:
         self.transform = ResizeLongestSide(model.image_encoder.img_size)
         # The fast encoder (onnxruntime float32 for vit_t on CPU, see mobilesam/accel/encoder.py); its
         # export is cached next to the decoder exports (<cache dir>/onnx) and made in the background.
-        self.encoder = ImageEncoder(model, model_type, backend=encoder_backend,
-                                    cache_dir=Path(onnx_dir or Path(store.root).parent / "onnx"))
+        # Encodes run below the requests' priority (ENCODE_NICE): a prompt on an encoded image, a link's
+        # replay or an embedding's fetch takes the CPU first when both want it. The encoder is made on
+        # the encoder's thread, so that the threads it starts (its export, the onnxruntime session's
+        # worker threads) inherit that priority.
+        self._encoder_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mobilesam-encoder",
+                                                  initializer=lower_thread_priority, initargs=(ENCODE_NICE,))
+        self.encoder = self._encoder_thread.submit(
+            ImageEncoder, model, model_type, backend=encoder_backend,
+            cache_dir=Path(onnx_dir or Path(store.root).parent / "onnx")).result()
         self.cache: LRUCache[str, EncodedImage] = LRUCache(cache_bytes, lambda e: e.nbytes)
         self._encode_lock = threading.Lock()
-        self._encoder_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mobilesam-encoder")
         self.max_queued = max_queued
         self._queued = 0  # encodes submitted and not finished
         self._queue_lock = threading.Lock()

@@ -282,11 +282,12 @@ class _PendingWrite:
         self.done = threading.Event()
 
 
-def lower_thread_priority() -> None:
-    """Run the calling thread at the lowest CPU priority (Linux: threads have their own nice value),
-    so background work (PNG writes, compression) yields to encodes and requests."""
+def lower_thread_priority(nice: int = 19) -> None:
+    """Run the calling thread at a lower CPU priority (Linux: threads have their own nice value, and
+    threads it starts inherit it): by default the lowest, so that background work (PNG writes,
+    compression) yields to encodes and requests."""
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
     except (AttributeError, OSError):  # not Linux, or not allowed: run at normal priority
         pass
 

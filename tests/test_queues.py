@@ -1,6 +1,7 @@
 """Many visitors: work on an image already encoded never waits behind other visitors' encodes, the
 encoder's queue is bounded, and a full queue answers at once with a clear "busy, N ahead" message."""
 import json
+import os
 import threading
 import time
 
@@ -110,3 +111,32 @@ def test_prompts_on_encoded_images_pass_encodes_and_a_full_queue_says_busy(small
     # the prompt on the encoded image did not wait for the queued encodes to finish
     assert prompt_done < last_encode or len(finished) == 1, (prompt_done - start, sorted(v - start for v in finished.values()))
     assert prompt_done - prompt_start < (last_encode - start) / 2 + 1.0
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread nice values are a Linux feature")
+def test_encodes_run_below_the_requests_priority(vit_t_model, tmp_path):
+    """The encoder's thread, and the threads the encoder starts there, run at ENCODE_NICE: a prompt on
+    an encoded image (a request thread, nice 0) gets the CPU first when both want it."""
+    from mobilesam_app.engine import ENCODE_NICE
+
+    def nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    base = nice()
+    if base >= ENCODE_NICE:
+        pytest.skip(f"the tests already run at nice {base}")
+    engine = Engine(vit_t_model, "vit_t", ImageStore(tmp_path / "images"), encoder_backend="torch")
+    assert engine._encoder_thread.submit(nice).result() == ENCODE_NICE
+    started = engine._encoder_thread.submit(lambda: _nice_of_a_thread_started_here()).result()
+    assert started == ENCODE_NICE
+    assert nice() == base  # the request's own thread keeps its priority
+    engine.encode(noise(3, (64, 48)))  # and encodes still run there
+    assert engine.queued == 0
+
+
+def _nice_of_a_thread_started_here() -> int:
+    out = []
+    t = threading.Thread(target=lambda: out.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+    t.start()
+    t.join()
+    return out[0]
