@@ -545,7 +545,7 @@ def export_fast_decoder(sam: nn.Module, output_path: PathLike, *, opset: int = D
     """
     import onnx
 
-    from .accel.fast_decoder import CACHE_NAMES, FastBatchPromptPart, FastImagePart, FastPromptPart
+    from .accel.fast_decoder import CACHE_NAMES, FastImagePart, FastPromptPart
 
     if opset < MIN_OPSET:
         raise ValueError(f"opset {opset} is too old; the decoder needs opset >= {MIN_OPSET}")
@@ -556,7 +556,7 @@ def export_fast_decoder(sam: nn.Module, output_path: PathLike, *, opset: int = D
     image_part = FastImagePart(model).eval()
     # (mask prompt: one prompt a run; without one: a batch axis, e.g. a list of boxes in one run)
     prompt_parts = {"mask": FastPromptPart(model, with_mask=True).eval(),
-                    "plain": FastBatchPromptPart(model).eval()}
+                    "plain": FastPromptPart(model, with_mask=False).eval()}
     dummy = decoder_dummy_inputs(sam, "fast")
     prompt_names = ["image_embeddings", *CACHE_NAMES, "point_coords", "point_labels", "mask_input",
                     "has_mask_input"]

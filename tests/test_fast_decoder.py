@@ -15,8 +15,8 @@ onnx = pytest.importorskip("onnx")
 
 from conftest import (DECODER_INPUT_IOU_SLACK, DECODER_INPUT_LOGIT_SLACK, DECODER_INPUT_MIN_MASK_IOU,  # noqa: E402
                       ROOT, golden_index, load_golden_embedding, load_golden_prompt)
-from mobilesam.accel.fast_decoder import (CACHE_NAMES, FAST_CACHE_SUFFIX, FastBatchPromptPart, FastDecoder,  # noqa: E402
-                                         FastImagePart, FastPromptPart, cache_shapes, run_fast_decoder)
+from mobilesam.accel.fast_decoder import (CACHE_NAMES, FAST_CACHE_SUFFIX, FastDecoder, FastImagePart,  # noqa: E402
+                                         FastPromptPart, cache_shapes, run_fast_decoder)
 from mobilesam.export import decoder_dummy_inputs, decoder_module, export_decoder  # noqa: E402
 from mobilesam.onnx_cache import cached_decoder, cached_decoder_name  # noqa: E402
 from support import chosen, mask_iou, upsample_like_sam, web_inputs  # noqa: E402
@@ -54,21 +54,22 @@ def test_pytorch_fast_decoder_equals_the_decoder(vit_t_model, num_points, has_ma
     np.testing.assert_allclose(got_iou.numpy(), want_iou.numpy(), atol=1e-5, rtol=0)
 
 
-def test_pytorch_batch_part_equals_one_prompt_at_a_time(vit_t_model):
-    """B prompts without a mask prompt in one run (FastBatchPromptPart) give, row by row, what each
-    prompt alone gives (FastPromptPart): boxes, points with padding, mixed labels."""
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_pytorch_batch_equals_the_decoder_prompt_by_prompt(vit_t_model, with_mask):
+    """B prompts in one run give, row by row, what the official decoder gives for each prompt alone:
+    boxes, points with padding, mixed labels (with a mask prompt: the same mask for every row)."""
     gen = torch.Generator().manual_seed(3)
     emb = torch.randn(1, 256, 64, 64, generator=gen)
     coords = torch.rand(5, 3, 2, generator=gen) * 1024
     labels = torch.tensor([[2.0, 3.0, 1.0], [1.0, 0.0, -1.0], [1.0, 1.0, -1.0], [0.0, 2.0, 3.0], [1.0, -1.0, -1.0]])
-    no_mask = (torch.zeros(1, 1, 256, 256), torch.zeros(1))
+    mask = (torch.randn(1, 1, 256, 256, generator=gen) * 3, torch.tensor([1.0 if with_mask else 0.0]))
+    reference = decoder_module(vit_t_model, "browser")
     with torch.no_grad():
         cache = FastImagePart(vit_t_model).eval()(emb)
-        one = FastPromptPart(vit_t_model, with_mask=False).eval()
-        got_iou, got_masks = FastBatchPromptPart(vit_t_model).eval()(emb, *cache, coords, labels, *no_mask)
+        got_iou, got_masks = FastPromptPart(vit_t_model, with_mask=with_mask).eval()(emb, *cache, coords, labels, *mask)
         assert got_iou.shape == (5, 4) and got_masks.shape == (5, 4, 256, 256)
         for b in range(5):
-            want_iou, want_masks = one(emb, *cache, coords[b:b + 1], labels[b:b + 1], *no_mask)
+            want_iou, want_masks = reference(emb, coords[b:b + 1], labels[b:b + 1], *mask)
             np.testing.assert_allclose(got_masks[b:b + 1].numpy(), want_masks.numpy(), atol=1e-4, rtol=0)
             np.testing.assert_allclose(got_iou[b:b + 1].numpy(), want_iou.numpy(), atol=1e-5, rtol=0)
 

@@ -122,13 +122,36 @@ class FastImagePart(nn.Module):
         return tuple(_heads(t, HEADS).contiguous() for t in (t2i_k, t2i_v, i2t_q)) + (up,)
 
 
+def _heads_batched(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(B, n, heads*d) -> (B, heads, n, d)."""
+    b, n, c = x.shape
+    return x.reshape(b, n, heads, c // heads).transpose(1, 2)
+
+
+def _per_token(fn, x: torch.Tensor) -> torch.Tensor:
+    """fn applied to the rows of x [B,N,C] as one [B·N,C] matrix (exported as one 2-D Gemm whatever B)."""
+    b, n, c = x.shape
+    return fn(x.reshape(b * n, c)).reshape(b, n, -1)
+
+
+def _linear_per_token(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    return _per_token(lambda rows: F.linear(rows, layer.weight, layer.bias), x)
+
+
 class FastPromptPart(nn.Module):
     """The per-prompt decoder: the image embedding, its cache and the browser variant's prompt inputs
-    (point_coords [1,N,2], point_labels [1,N], mask_input [1,1,256,256], has_mask_input [1])
-    -> iou_predictions [1,4], low_res_masks [1,4,256,256].
+    for B prompts of N points each (point_coords [B,N,2], point_labels [B,N], mask_input [1,1,256,256],
+    has_mask_input [1]) -> iou_predictions [B,4], low_res_masks [B,4,256,256], row b what prompt b
+    alone gives (B = 1: the browser variant's outputs).
 
     `with_mask=False` builds the graph for has_mask_input = 0 (the mask prompt's terms left out, as
-    multiplying them by 0 would); the exported model holds both and picks one by has_mask_input.
+    multiplying them by 0 would); the exported model holds both and picks one by has_mask_input (a mask
+    prompt applies to every prompt of the batch; the page sends one prompt with a mask a run).
+
+    The image side is shared where it can be: the layer-1 attentions against the cached projections
+    are single products over all B·N prompt tokens (the image tokens are read once, not B times); from
+    the layer-1 image update on, the image tokens are each prompt's own, so the rest is batched matrix
+    products over B.
     """
 
     def __init__(self, sam: Sam, with_mask: bool = True) -> None:
@@ -202,41 +225,46 @@ class FastPromptPart(nn.Module):
         return d * rs * ln.weight + ln.bias, mu, rs
 
     def _t2i_cached(self, attn, q: torch.Tensor, k_heads: torch.Tensor, v_heads: torch.Tensor) -> torch.Tensor:
-        """Token→image attention with cached per-head image keys/values [8,T,16]."""
-        qp = _heads(F.linear(q, attn.q_proj.weight, attn.q_proj.bias), self.heads)  # [8,N,16]
-        a = torch.softmax(qp @ k_heads.transpose(1, 2) / math.sqrt(qp.shape[-1]), -1)  # [8,N,T]
-        out = a @ v_heads  # [8,N,16]
-        return F.linear(out.transpose(0, 1).reshape(q.shape[0], -1), attn.out_proj.weight, attn.out_proj.bias)
+        """Token→image attention of q [B,N,256] with the cached per-head image keys/values [8,T,16]."""
+        b, n, _ = q.shape
+        qp = _linear_per_token(q, attn.q_proj).reshape(b * n, self.heads, -1).transpose(0, 1)  # [8,BN,d]
+        a = torch.softmax(qp @ k_heads.transpose(1, 2) / math.sqrt(qp.shape[-1]), -1)  # [8,BN,T]
+        out = (a @ v_heads).transpose(0, 1).reshape(b, n, -1)  # [B,N,128]
+        return _linear_per_token(out, attn.out_proj)
 
     def _t2i_folded(self, attn, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Token→image attention over image tokens k (with pe), v [T,256]: touched by [8N,256] matrices only."""
-        n, h = q.shape[0], self.heads
-        d = attn.internal_dim // h
-        qp = _heads(F.linear(q, attn.q_proj.weight, attn.q_proj.bias), h)  # [8,N,d]
-        g = (qp @ attn.k_proj.weight.reshape(h, d, -1)).reshape(h * n, -1) / math.sqrt(d)  # [8N,256]
-        a = torch.softmax(g @ k.t(), -1)  # [8N,T]
-        u = (a @ v).reshape(h, n, -1)  # [8,N,256]
-        out = u @ attn.v_proj.weight.reshape(h, d, -1).transpose(1, 2) + attn.v_proj.bias.reshape(h, 1, d)
-        return F.linear(out.transpose(0, 1).reshape(n, -1), attn.out_proj.weight, attn.out_proj.bias)
-
-    def _i2t_values(self, attn, tokens_v: torch.Tensor) -> torch.Tensor:
-        """Image→token attention: Z [8N, 256] with output = A Z + b_o (A: [T, 8N], softmax per head)."""
+        """Token→image attention of q [B,N,256] over each prompt's image tokens k (with pe), v [B,T,256]:
+        touched by [8N,256] matrices only."""
+        b, n, _ = q.shape
         h = self.heads
         d = attn.internal_dim // h
-        vp = _heads(F.linear(tokens_v, attn.v_proj.weight, attn.v_proj.bias), h)  # [8,N,d]
-        z = vp @ attn.out_proj.weight.reshape(-1, h, d).permute(1, 2, 0)  # [8,N,256]
-        return z.reshape(-1, z.shape[-1])
+        qp = _heads_batched(_linear_per_token(q, attn.q_proj), h)  # [B,8,N,d]
+        g = (qp @ attn.k_proj.weight.reshape(h, d, -1)).reshape(b, h * n, -1) / math.sqrt(d)  # [B,8N,256]
+        a = torch.softmax(g @ k.transpose(1, 2), -1)  # [B,8N,T]
+        u = (a @ v).reshape(b, h, n, -1)  # [B,8,N,256]
+        out = u @ attn.v_proj.weight.reshape(h, d, -1).transpose(1, 2) + attn.v_proj.bias.reshape(h, 1, d)
+        return _linear_per_token(out.transpose(1, 2).reshape(b, n, -1), attn.out_proj)
+
+    def _i2t_values(self, attn, tokens_v: torch.Tensor) -> torch.Tensor:
+        """Image→token attention: Z [B, 8N, 256] with output = A Z + b_o (A: [B, T, 8N], softmax per head)."""
+        b = tokens_v.shape[0]
+        h = self.heads
+        d = attn.internal_dim // h
+        vp = _heads_batched(_linear_per_token(tokens_v, attn.v_proj), h)  # [B,8,N,d]
+        z = vp @ attn.out_proj.weight.reshape(-1, h, d).permute(1, 2, 0)  # [B,8,N,256]
+        return z.reshape(b, -1, z.shape[-1])
 
     def _i2t_attention(self, attn, tokens_k: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """Image→token attention probabilities A [T, 8N] for image queries k [T,256]."""
-        n, h = tokens_k.shape[0], self.heads
+        """Image→token attention probabilities A [B, T, 8N] for each prompt's image queries k [B,T,256]."""
+        b, n, _ = tokens_k.shape
+        h = self.heads
         d = attn.internal_dim // h
-        kp = _heads(F.linear(tokens_k, attn.k_proj.weight, attn.k_proj.bias), h)  # [8,N,d]
+        kp = _heads_batched(_linear_per_token(tokens_k, attn.k_proj), h)  # [B,8,N,d]
         scale = 1.0 / math.sqrt(d)
-        m = (kp @ attn.q_proj.weight.reshape(h, d, -1)).reshape(h * n, -1) * scale  # [8N,256]
-        c = (kp @ attn.q_proj.bias.reshape(h, d, 1)).reshape(h * n) * scale  # [8N]
-        s = (k @ m.t() + c).reshape(-1, h, n)
-        return torch.softmax(s, -1).reshape(-1, h * n)
+        m = (kp @ attn.q_proj.weight.reshape(h, d, -1)).reshape(b, h * n, -1) * scale  # [B,8N,256]
+        c = (kp @ attn.q_proj.bias.reshape(h, d, 1)).reshape(b, 1, h * n) * scale  # [B,1,8N]
+        s = (k @ m.transpose(1, 2) + c).reshape(b, -1, h, n)
+        return torch.softmax(s, -1).reshape(b, -1, h * n)
 
     # ---------------------------------------------------------------- forward
     def forward(self, image_embeddings: torch.Tensor, cache_t2i_k: torch.Tensor, cache_t2i_v: torch.Tensor,
@@ -245,12 +273,13 @@ class FastPromptPart(nn.Module):
         tr = self.tr
         l0, l1 = tr.layers
         h = self.heads
+        b = point_coords.shape[0]
 
-        sparse = self._embed_points(point_coords, point_labels)[0]  # [Ns,256]
-        tokens = torch.cat([self.out_tokens, sparse], 0)  # [N,256]
-        n = tokens.shape[0]
+        sparse = self._embed_points(point_coords, point_labels)  # [B,Ns,256]
+        tokens = torch.cat([self.out_tokens.unsqueeze(0).expand(b, -1, -1), sparse], 1)  # [B,N,256]
+        n = tokens.shape[1]
 
-        x = image_embeddings.reshape(-1, TOKENS).t()  # [T, 256]
+        x = image_embeddings.reshape(-1, TOKENS).t()  # [T, 256], shared by the prompts
         t2i_k, t2i_v, i2t_q, up_src = cache_t2i_k, cache_t2i_v, cache_i2t_q, cache_up
         if self.with_mask:
             # src = embedding + no-mask embedding + h·Δ with Δ = D16 W_cᵀ + (b_c − no_mask); Δ's products
@@ -264,162 +293,31 @@ class FastPromptPart(nn.Module):
             t2i_v = t2i_v + _heads(d_v, h)
             i2t_q = i2t_q + _heads(d_q, h)
 
-        # ---- layer 1 (no pe added to the self-attention input)
-        q = _ln_tokens(l0.self_attn(q=tokens[None], k=tokens[None], v=tokens[None])[0], l0.norm1)
-        q = _ln_tokens(q + self._t2i_cached(l0.cross_attn_token_to_image, q + tokens, t2i_k, t2i_v), l0.norm2)
-        q = _ln_tokens(q + l0.mlp(q), l0.norm3)
-        attn = l0.cross_attn_image_to_token
-        kp = _heads(F.linear(q + tokens, attn.k_proj.weight, attn.k_proj.bias), h)  # [8,N,16]
-        a1 = torch.softmax(i2t_q @ kp.transpose(1, 2), -1)  # [8,T,N] (queries pre-scaled)
-        a1 = a1.transpose(0, 1).reshape(TOKENS, h * n)  # [T,8N]
-        z1 = self._i2t_values(attn, q)
-        x1 = a1 @ z1 + (x + self.x1_bias)
-        keys, mu1, rs1 = self._layer_norm(x1, l0.norm4, self.mean_col)
-        # the first upscaling conv, layer-1 part (see _up_matrices)
-        up = rs1 * (torch.cat([a1, mu1], 1) @ torch.cat([z1 @ self.up_g12w, -self.up_u1[None]], 0) + up_src)
-
-        # ---- layer 2
-        qpe = q + tokens
-        q = _ln_tokens(q + l1.self_attn(q=qpe[None], k=qpe[None], v=q[None])[0], l1.norm1)
-        k = keys + self.pos
-        q = _ln_tokens(q + self._t2i_folded(l1.cross_attn_token_to_image, q + tokens, k, keys), l1.norm2)
-        q = _ln_tokens(q + l1.mlp(q), l1.norm3)
-        attn = l1.cross_attn_image_to_token
-        a2 = self._i2t_attention(attn, q + tokens, k)
-        z2 = self._i2t_values(attn, q)
-        x2 = a2 @ z2 + attn.out_proj.bias + keys
-        keys, mu2, rs2 = self._layer_norm(x2, l1.norm4, self.mean_col)
-        up = rs2 * (torch.cat([a2, mu2], 1) @ torch.cat([z2 @ self.up_g2w, -self.up_u2[None]], 0)
-                    + (up + self.up_v1)) + self.up_c
-
-        # ---- final token→image attention; only the output tokens' queries are used after it
-        q = q[:5]
-        q = _ln_tokens(q + self._t2i_folded(tr.final_attn_token_to_image, q + tokens[:5], keys + self.pos, keys),
-                       tr.norm_final_attn)
-        return self._masks(q, up)
-
-    def _masks(self, q: torch.Tensor, up: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Everything after the first upscaling conv; `up` [T, (dy,dx,64)] is its output."""
-        dec = self.dec
-        y = up.reshape(-1, 64)  # [(i,j,dy,dx), 64]
-        y = F.gelu(self._layer_norm(y, self.ln2d, self.mean_col64)[0])
-        y = F.gelu(y @ self.up2_w + self.up2_b)  # [(i,j,dy,dx), (ey,ex,32)]
-        hyper = torch.cat([mlp(q[1 + i:2 + i]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)], 0)  # [4,32]
-        masks = y.reshape(-1, 32) @ hyper.t()  # [(i,j,dy,dx,ey,ex), 4]
-        masks = masks.reshape(64, 64, 2, 2, 2, 2, 4).permute(6, 0, 2, 4, 1, 3, 5).reshape(1, 4, 256, 256)
-        return dec.iou_prediction_head(q[0:1]), masks
-
-
-def _heads_batched(x: torch.Tensor, heads: int) -> torch.Tensor:
-    """(B, n, heads*d) -> (B, heads, n, d)."""
-    b, n, c = x.shape
-    return x.reshape(b, n, heads, c // heads).transpose(1, 2)
-
-
-def _per_token(fn, x: torch.Tensor) -> torch.Tensor:
-    """fn applied to the rows of x [B,N,C] as one [B·N,C] matrix (exported as FastPromptPart's 2-D
-    Gemm on the same weight tensors, which the exported model then holds once)."""
-    b, n, c = x.shape
-    return fn(x.reshape(b * n, c)).reshape(b, n, -1)
-
-
-def _linear_per_token(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
-    return _per_token(lambda rows: F.linear(rows, layer.weight, layer.bias), x)
-
-
-class FastBatchPromptPart(FastPromptPart):
-    """B prompts without a mask prompt in one run, all with the same number of points (a list of boxes:
-    two corners each): point_coords [B,N,2], point_labels [B,N] -> iou_predictions [B,4],
-    low_res_masks [B,4,256,256], row b equal to FastPromptPart's for prompt b (mask_input and
-    has_mask_input are taken and ignored, has_mask_input must be 0).
-
-    The image side is shared where it can be: the layer-1 attentions against the cached projections
-    are single products over all B·N prompt tokens (the image tokens are read once, not B times);
-    from the layer-1 image update on, the image tokens are each prompt's own, so the rest is batched
-    matrix products over B.
-    """
-
-    def __init__(self, sam: Sam) -> None:
-        super().__init__(sam, with_mask=False)
-
-    def _t2i_cached_batched(self, attn, q: torch.Tensor, k_heads: torch.Tensor, v_heads: torch.Tensor) -> torch.Tensor:
-        """Token→image attention of q [B,N,256] with cached per-head image keys/values [8,T,16]."""
-        b, n, _ = q.shape
-        qp = _linear_per_token(q, attn.q_proj).reshape(b * n, self.heads, -1).transpose(0, 1)  # [8,BN,d]
-        a = torch.softmax(qp @ k_heads.transpose(1, 2) / math.sqrt(qp.shape[-1]), -1)  # [8,BN,T]
-        out = (a @ v_heads).transpose(0, 1).reshape(b, n, -1)  # [B,N,128]
-        return _linear_per_token(out, attn.out_proj)
-
-    def _t2i_folded_batched(self, attn, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Token→image attention of q [B,N,256] over each prompt's image tokens k (with pe), v [B,T,256]."""
-        b, n, _ = q.shape
-        h = self.heads
-        d = attn.internal_dim // h
-        qp = _heads_batched(_linear_per_token(q, attn.q_proj), h)  # [B,8,N,d]
-        g = (qp @ attn.k_proj.weight.reshape(h, d, -1)).reshape(b, h * n, -1) / math.sqrt(d)  # [B,8N,256]
-        a = torch.softmax(g @ k.transpose(1, 2), -1)  # [B,8N,T]
-        u = (a @ v).reshape(b, h, n, -1)  # [B,8,N,256]
-        out = u @ attn.v_proj.weight.reshape(h, d, -1).transpose(1, 2) + attn.v_proj.bias.reshape(h, 1, d)
-        return _linear_per_token(out.transpose(1, 2).reshape(b, n, -1), attn.out_proj)
-
-    def _i2t_values_batched(self, attn, tokens_v: torch.Tensor) -> torch.Tensor:
-        """Image→token attention values: Z [B, 8N, 256] with output = A Z + b_o."""
-        b = tokens_v.shape[0]
-        h = self.heads
-        d = attn.internal_dim // h
-        vp = _heads_batched(_linear_per_token(tokens_v, attn.v_proj), h)  # [B,8,N,d]
-        z = vp @ attn.out_proj.weight.reshape(-1, h, d).permute(1, 2, 0)  # [B,8,N,256]
-        return z.reshape(b, -1, z.shape[-1])
-
-    def _i2t_attention_batched(self, attn, tokens_k: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """Image→token attention probabilities A [B, T, 8N] for each prompt's image queries k [B,T,256]."""
-        b, n, _ = tokens_k.shape
-        h = self.heads
-        d = attn.internal_dim // h
-        kp = _heads_batched(_linear_per_token(tokens_k, attn.k_proj), h)  # [B,8,N,d]
-        scale = 1.0 / math.sqrt(d)
-        m = (kp @ attn.q_proj.weight.reshape(h, d, -1)).reshape(b, h * n, -1) * scale  # [B,8N,256]
-        c = (kp @ attn.q_proj.bias.reshape(h, d, 1)).reshape(b, 1, h * n) * scale  # [B,1,8N]
-        s = (k @ m.transpose(1, 2) + c).reshape(b, -1, h, n)
-        return torch.softmax(s, -1).reshape(b, -1, h * n)
-
-    def forward(self, image_embeddings: torch.Tensor, cache_t2i_k: torch.Tensor, cache_t2i_v: torch.Tensor,
-                cache_i2t_q: torch.Tensor, cache_up: torch.Tensor, point_coords: torch.Tensor, point_labels: torch.Tensor,
-                mask_input: torch.Tensor, has_mask_input: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        tr = self.tr
-        l0, l1 = tr.layers
-        h = self.heads
-        b = point_coords.shape[0]
-
-        sparse = self._embed_points(point_coords, point_labels)  # [B,Ns,256]
-        tokens = torch.cat([self.out_tokens.unsqueeze(0).expand(b, -1, -1), sparse], 1)  # [B,N,256]
-        n = tokens.shape[1]
-        x = image_embeddings.reshape(-1, TOKENS).t()  # [T, 256], shared
-
-        # ---- layer 1: the attentions against the cached projections, over all B·N tokens at once
+        # ---- layer 1 (no pe added to the self-attention input); its attentions against the cached
+        # projections run over all B·N tokens at once
         q = _ln_tokens(l0.self_attn(q=tokens, k=tokens, v=tokens), l0.norm1)
-        q = _ln_tokens(q + self._t2i_cached_batched(l0.cross_attn_token_to_image, q + tokens, cache_t2i_k, cache_t2i_v),
-                       l0.norm2)
+        q = _ln_tokens(q + self._t2i_cached(l0.cross_attn_token_to_image, q + tokens, t2i_k, t2i_v), l0.norm2)
         q = _ln_tokens(q + _per_token(l0.mlp, q), l0.norm3)
         attn = l0.cross_attn_image_to_token
         kp = _linear_per_token(q + tokens, attn.k_proj).reshape(b * n, h, -1).transpose(0, 1)  # [8,BN,16]
-        s1 = (cache_i2t_q @ kp.transpose(1, 2)).reshape(h, TOKENS, b, n)  # queries pre-scaled
+        s1 = (i2t_q @ kp.transpose(1, 2)).reshape(h, TOKENS, b, n)  # queries pre-scaled
         a1 = torch.softmax(s1, -1).permute(2, 1, 0, 3).reshape(b, TOKENS, h * n)  # [B,T,8N]
-        z1 = self._i2t_values_batched(attn, q)  # [B,8N,256]
-        x1 = a1 @ z1 + (x + self.x1_bias)  # [B,T,256]: each prompt's image tokens from here on
+        z1 = self._i2t_values(attn, q)  # [B,8N,256]
+        x1 = a1 @ z1 + (x + self.x1_bias)  # [B,T,256]: each prompt's own image tokens from here on
         keys, mu1, rs1 = self._layer_norm(x1, l0.norm4, self.mean_col)
+        # the first upscaling conv, layer-1 part (see _up_matrices)
         up_w1 = torch.cat([z1 @ self.up_g12w, (-self.up_u1[None]).expand(b, -1, -1)], 1)  # [B,8N+1,256]
-        up = rs1 * (torch.cat([a1, mu1], 2) @ up_w1 + cache_up)
+        up = rs1 * (torch.cat([a1, mu1], 2) @ up_w1 + up_src)
 
         # ---- layer 2
         qpe = q + tokens
         q = _ln_tokens(q + l1.self_attn(q=qpe, k=qpe, v=q), l1.norm1)
         k = keys + self.pos
-        q = _ln_tokens(q + self._t2i_folded_batched(l1.cross_attn_token_to_image, q + tokens, k, keys), l1.norm2)
+        q = _ln_tokens(q + self._t2i_folded(l1.cross_attn_token_to_image, q + tokens, k, keys), l1.norm2)
         q = _ln_tokens(q + _per_token(l1.mlp, q), l1.norm3)
         attn = l1.cross_attn_image_to_token
-        a2 = self._i2t_attention_batched(attn, q + tokens, k)
-        z2 = self._i2t_values_batched(attn, q)
+        a2 = self._i2t_attention(attn, q + tokens, k)
+        z2 = self._i2t_values(attn, q)
         x2 = a2 @ z2 + attn.out_proj.bias + keys
         keys, mu2, rs2 = self._layer_norm(x2, l1.norm4, self.mean_col)
         up_w2 = torch.cat([z2 @ self.up_g2w, (-self.up_u2[None]).expand(b, -1, -1)], 1)
@@ -427,15 +325,15 @@ class FastBatchPromptPart(FastPromptPart):
 
         # ---- final token→image attention; only the output tokens' queries are used after it
         q = q[:, :5]
-        q = _ln_tokens(q + self._t2i_folded_batched(tr.final_attn_token_to_image, q + tokens[:, :5], keys + self.pos,
-                                                    keys), tr.norm_final_attn)
-        return self._masks_batched(q, up)
+        q = _ln_tokens(q + self._t2i_folded(tr.final_attn_token_to_image, q + tokens[:, :5], keys + self.pos, keys),
+                       tr.norm_final_attn)
+        return self._masks(q, up)
 
-    def _masks_batched(self, q: torch.Tensor, up: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """FastPromptPart._masks for B prompts: q [B,5,256], up [B,T,(dy,dx,64)]."""
+    def _masks(self, q: torch.Tensor, up: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Everything after the first upscaling conv: q [B,5,256], `up` [B,T,(dy,dx,64)] its output."""
         dec = self.dec
         b = q.shape[0]
-        y = up.reshape(b, -1, 64)
+        y = up.reshape(b, -1, 64)  # [B,(i,j,dy,dx),64]
         y = F.gelu(self._layer_norm(y, self.ln2d, self.mean_col64)[0])
         y = F.gelu(y @ self.up2_w + self.up2_b)  # [B,(i,j,dy,dx),(ey,ex,32)]
         hyper = torch.stack([mlp(q[:, 1 + i]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)], 1)  # [B,4,32]
