@@ -85,18 +85,32 @@ def _session(path):
     return ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
 
 
+def _golden_images(model_type: str):
+    """(image key, its prompt sets, its golden embedding as the repository holds it, height, width)."""
+    for key, entry in golden_index(model_type)["images"].items():
+        yield key, entry["prompts"], load_golden_embedding(model_type, key).approx, entry["height"], entry["width"]
+
+
+def _assert_golden(iou: np.ndarray, low_res: np.ndarray, golden: dict, prompt: dict, height: int, width: int,
+                   label: str) -> None:
+    """One decoded row (iou [4], low_res [4,256,256]) against the golden of its prompt set."""
+    sel = chosen(prompt)
+    golden["low_res"].assert_close(low_res[sel], GOLDEN_FED_LOGIT_ATOL, err_msg=label)
+    np.testing.assert_allclose(iou[sel], golden["iou_predictions"], atol=GOLDEN_FED_IOU_ATOL, rtol=0, err_msg=label)
+    masks = upsample_like_sam(low_res[None], height, width)[0, sel] > 0
+    for ours, theirs in zip(masks, golden["masks"]):
+        assert mask_iou(ours, theirs) >= GOLDEN_FED_MIN_MASK_IOU, label
+
+
 @pytest.mark.parametrize("model_type", ["vit_t", "vit_b"])
 def test_exported_fast_decoder_matches_goldens(fast_exports, model_type):
     """Fed as the web page feeds it (first run: the image cache; then one run per prompt set), the
     exported fast decoder gives the goldens' low-res logits, scores and masks."""
     sess = _session(fast_exports[model_type])
-    index = golden_index(model_type)
     checked = 0
-    for key, entry in index["images"].items():
-        embedding = load_golden_embedding(model_type, key).approx
-        height, width = entry["height"], entry["width"]
+    for key, prompts, embedding, height, width in _golden_images(model_type):
         previous, cache = {}, None
-        for prompt in entry["prompts"]:
+        for prompt in prompts:
             golden = load_golden_prompt(model_type, key, prompt["name"])
             feeds = web_inputs(prompt, previous, height, width, embedding)
             del feeds["orig_im_size"]
@@ -106,15 +120,9 @@ def test_exported_fast_decoder_matches_goldens(fast_exports, model_type):
             iou, low_res, _ = run_fast_decoder(sess, feeds, cache)
             label = f"{model_type} {key} {prompt['name']}"
             assert iou.shape == (1, 4) and low_res.shape == (1, 4, 256, 256), label
-            sel = chosen(prompt)
-            golden["low_res"].assert_close(low_res[0, sel], GOLDEN_FED_LOGIT_ATOL, err_msg=label)
-            np.testing.assert_allclose(iou[0, sel], golden["iou_predictions"], atol=GOLDEN_FED_IOU_ATOL, rtol=0,
-                                       err_msg=label)
-            masks = upsample_like_sam(low_res, height, width)[0, sel] > 0
-            for ours, theirs in zip(masks, golden["masks"]):
-                assert mask_iou(ours, theirs) >= GOLDEN_FED_MIN_MASK_IOU, label
+            _assert_golden(iou[0], low_res[0], golden, prompt, height, width, label)
             checked += 1
-    assert checked == sum(len(e["prompts"]) for e in index["images"].values())
+    assert checked == sum(len(e["prompts"]) for e in golden_index(model_type)["images"].values())
 
 
 @pytest.mark.parametrize("model_type", ["vit_t", "vit_b"])
@@ -122,13 +130,10 @@ def test_exported_fast_decoder_decodes_golden_prompts_in_one_batch(fast_exports,
     """The golden prompts without a mask input, those of one image and one point count decoded in one
     run (point_coords [B,N,2], as the page decodes a pasted list of boxes): each row is the goldens'."""
     sess = _session(fast_exports[model_type])
-    index = golden_index(model_type)
     batched = 0
-    for key, entry in index["images"].items():
-        embedding = load_golden_embedding(model_type, key).approx
-        height, width = entry["height"], entry["width"]
+    for key, prompts, embedding, height, width in _golden_images(model_type):
         groups = {}
-        for prompt in entry["prompts"]:
+        for prompt in prompts:
             feeds = web_inputs(prompt, {}, height, width, embedding) if not prompt.get("mask_from") else None
             if feeds is not None and not feeds["has_mask_input"].any():
                 groups.setdefault(feeds["point_coords"].shape[1], []).append((prompt, feeds))
@@ -142,16 +147,9 @@ def test_exported_fast_decoder_decodes_golden_prompts_in_one_batch(fast_exports,
                 _, _, cache = run_fast_decoder(sess, feeds)
             iou, low_res, _ = run_fast_decoder(sess, feeds, cache)
             assert iou.shape == (len(group), 4) and low_res.shape == (len(group), 4, 256, 256)
-            for b, (prompt, _) in enumerate(group):
-                golden = load_golden_prompt(model_type, key, prompt["name"])
-                label = f"{model_type} {key} {prompt['name']} (row {b} of {len(group)})"
-                sel = chosen(prompt)
-                golden["low_res"].assert_close(low_res[b, sel], GOLDEN_FED_LOGIT_ATOL, err_msg=label)
-                np.testing.assert_allclose(iou[b, sel], golden["iou_predictions"], atol=GOLDEN_FED_IOU_ATOL, rtol=0,
-                                           err_msg=label)
-                masks = upsample_like_sam(low_res[b:b + 1], height, width)[0, sel] > 0
-                for ours, theirs in zip(masks, golden["masks"]):
-                    assert mask_iou(ours, theirs) >= GOLDEN_FED_MIN_MASK_IOU, label
+            for row, (prompt, _) in enumerate(group):
+                _assert_golden(iou[row], low_res[row], load_golden_prompt(model_type, key, prompt["name"]), prompt,
+                               height, width, f"{model_type} {key} {prompt['name']} (row {row} of {len(group)})")
             batched += len(group) if len(group) > 1 else 0
     assert batched >= 4  # the goldens hold several prompts of one length per image
 
