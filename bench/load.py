@@ -17,7 +17,7 @@ few requests it also fetches its embedding (`/msam/embedding/...`) and its store
 explicit "queue full". The server's memory (VmRSS, VmHWM from /proc) is sampled throughout.
 
     python bench/load.py --checkpoint PATH --visitors 64 --arrivals 120 --photo-every 120
-                         --prompt-every 15 --duration 300
+                         --prompt-every 15 --duration 300 [--encode-queue N]
 
 With --visitors, an open model of people instead of the closed loop: each visitor arrives at a
 random moment in the first --arrivals seconds, chooses a new photo on arrival (one the server has
@@ -410,19 +410,22 @@ def visitor(url: str, index: int, source: np.ndarray, start_at: float, deadline:
 
 def run_visitors(checkpoint: Path, visitors: int, arrivals: float, photo_every: float, prompt_every: float,
                  duration: float, url: Optional[str] = None, pid: Optional[int] = None,
-                 embedding_cache_mb: Optional[int] = None, memory_headroom_mb: float = 512.0, log=None) -> dict:
-    """The visitors-with-pauses run; returns its figures."""
+                 embedding_cache_mb: Optional[int] = None, memory_headroom_mb: float = 512.0, log=None,
+                 encode_queue: Optional[int] = None) -> dict:
+    """The visitors-with-pauses run; returns its figures (`encode_queue`: the app's --encode-queue)."""
     from mobilesam_app.startup import AppConfig
 
     log = log or (lambda msg: None)
     embedding_cache_mb = AppConfig.embedding_cache_mb if embedding_cache_mb is None else embedding_cache_mb
+    encode_queue = AppConfig.encode_queue if encode_queue is None else encode_queue
     work = Path(tempfile.mkdtemp(prefix="mobilesam-visitors-"))
     (work / "images").mkdir()
     (work / "downloads").mkdir()
     app = None
     try:
         if url is None:
-            app = AppProcess(checkpoint, work / "cache", ["--embedding-cache-mb", embedding_cache_mb])
+            app = AppProcess(checkpoint, work / "cache",
+                             ["--embedding-cache-mb", embedding_cache_mb, "--encode-queue", encode_queue])
             url, pid = app.url, app.pid
         url = url.rstrip("/")
         source = np.asarray(Image.open(sample_photos()[0]).convert("RGB"))
@@ -461,6 +464,7 @@ def run_visitors(checkpoint: Path, visitors: int, arrivals: float, photo_every: 
                                        "p95": percentile(tally.encode_ms, 95)},
             "server_memory_mb": {"rss_before_load": _r(rss_before), "rss_peak_during_load": _r(peak),
                                  "growth_during_load": _r(growth), "timeline_peak_per_10s": sampler.timeline()},
+            "encode_queue": encode_queue if app is not None else None,
             "bounds": {"embedding_cache_mb": embedding_cache_mb, "memory_headroom_mb": memory_headroom_mb},
             "memory_within_bounds": None if growth is None else bool(growth <= embedding_cache_mb + memory_headroom_mb),
             "host": {"cpus": os.cpu_count(), "cpu": cpu_model(), "load_average": os.getloadavg()},
@@ -627,6 +631,7 @@ def parse_args(argv=None):
     parser.add_argument("--memory-headroom-mb", type=float, default=512.0,
                         help="allowed RSS growth during the load beyond the embedding cache bound")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--encode-queue", type=int, help="app flag, with --visitors (default: the app's default)")
     parser.add_argument("--visitors", type=int, help="visitors with pauses instead of the closed loop (see above)")
     parser.add_argument("--arrivals", type=float, default=120.0, help="visitors arrive over this many seconds")
     parser.add_argument("--photo-every", type=float, default=120.0, help="mean seconds between a visitor's photos")
@@ -639,7 +644,8 @@ def main(argv=None) -> int:
     log = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
     if args.visitors:
         result = run_visitors(args.checkpoint, args.visitors, args.arrivals, args.photo_every, args.prompt_every,
-                              args.duration, args.url, args.pid, args.embedding_cache_mb, args.memory_headroom_mb, log)
+                              args.duration, args.url, args.pid, args.embedding_cache_mb, args.memory_headroom_mb, log,
+                              args.encode_queue)
         print(json.dumps(result, indent=None if args.json else 1))
         return 0 if result["passed"] else 1
     result = run(args.checkpoint, args.url, args.pid, args.clients, args.duration, args.model_type,
