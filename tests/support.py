@@ -465,6 +465,31 @@ def chosen(prompt: dict) -> slice:
     return slice(1, 4) if prompt["multimask_output"] else slice(0, 1)
 
 
+def golden_images(model_type: str):
+    """(image key, its prompt sets, its golden embedding as the repository holds it, height, width)."""
+    for key, entry in golden_index(model_type)["images"].items():
+        yield key, entry["prompts"], load_golden_embedding(model_type, key).approx, entry["height"], entry["width"]
+
+
+def fast_decoder_golden_runs(session, model_type: str):
+    """Every golden prompt set of `model_type` decoded by a fast decoder `session` (onnxruntime) as the
+    page feeds it (the image cache once per image, a refinement fed its predecessor's golden logits):
+    yields (image key, prompt set, its golden, iou [1,4], low_res [1,4,256,256], height, width)."""
+    from mobilesam.accel.fast_decoder import run_fast_decoder
+
+    for key, prompts, embedding, height, width in golden_images(model_type):
+        previous, cache = {}, None
+        for prompt in prompts:
+            golden = load_golden_prompt(model_type, key, prompt["name"])
+            feeds = web_inputs(prompt, previous, height, width, embedding)
+            del feeds["orig_im_size"]
+            previous[prompt["name"]] = golden
+            if cache is None:
+                _, _, cache = run_fast_decoder(session, feeds)
+            iou, low_res, _ = run_fast_decoder(session, feeds, cache)
+            yield key, prompt, golden, iou, low_res, height, width
+
+
 # ---- the app's page in Chromium --------------------------------------------------------------
 
 SHOTS = ROOT / "test-output" / "e2e"

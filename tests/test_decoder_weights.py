@@ -16,13 +16,12 @@ from PIL import Image
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
-from conftest import (DECODER_INPUT_IOU_SLACK, DECODER_INPUT_MIN_MASK_IOU, ROOT, golden_index,  # noqa: E402
-                      load_golden_embedding, load_golden_prompt)
+from conftest import DECODER_INPUT_IOU_SLACK, DECODER_INPUT_MIN_MASK_IOU, ROOT  # noqa: E402
 from mobilesam.accel.fast_decoder import run_fast_decoder  # noqa: E402
 from mobilesam.export import WEIGHT_STORAGE, quantize_int8_per_channel  # noqa: E402
 from mobilesam.onnx_cache import cached_decoder, cached_decoder_name  # noqa: E402
 from mobilesam.utils.transforms import ResizeLongestSide  # noqa: E402
-from support import IMG_SIZE, chosen, mask_iou, upsample_like_sam, web_inputs  # noqa: E402
+from support import IMG_SIZE, chosen, fast_decoder_golden_runs, mask_iou, upsample_like_sam  # noqa: E402
 
 TRANSFORM = ResizeLongestSide(IMG_SIZE)
 
@@ -67,22 +66,11 @@ def _golden_stats(session) -> dict:
     """Every golden prompt set of vit_t fed as the page feeds it; IoU of the masks the prompt set keeps
     with the golden (official float32) masks, and the largest score difference."""
     ious, diffs = [], []
-    for key, entry in golden_index("vit_t")["images"].items():
-        embedding = load_golden_embedding("vit_t", key).approx
-        height, width = entry["height"], entry["width"]
-        previous, cache = {}, None
-        for prompt in entry["prompts"]:
-            golden = load_golden_prompt("vit_t", key, prompt["name"])
-            feeds = web_inputs(prompt, previous, height, width, embedding)
-            del feeds["orig_im_size"]
-            previous[prompt["name"]] = golden
-            if cache is None:
-                _, _, cache = run_fast_decoder(session, feeds)
-            iou, low_res, _ = run_fast_decoder(session, feeds, cache)
-            sel = chosen(prompt)
-            masks = upsample_like_sam(low_res, height, width)[0, sel] > 0
-            ious += [mask_iou(a, b) for a, b in zip(masks, golden["masks"])]
-            diffs.append(float(np.abs(iou[0, sel] - golden["iou_predictions"]).max()))
+    for _, prompt, golden, iou, low_res, height, width in fast_decoder_golden_runs(session, "vit_t"):
+        sel = chosen(prompt)
+        masks = upsample_like_sam(low_res, height, width)[0, sel] > 0
+        ious += [mask_iou(a, b) for a, b in zip(masks, golden["masks"])]
+        diffs.append(float(np.abs(iou[0, sel] - golden["iou_predictions"]).max()))
     return _stats(ious, diffs)
 
 

@@ -14,12 +14,12 @@ ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 from conftest import (DECODER_INPUT_IOU_SLACK, DECODER_INPUT_LOGIT_SLACK, DECODER_INPUT_MIN_MASK_IOU,  # noqa: E402
-                      ROOT, golden_index, load_golden_embedding, load_golden_prompt)
+                      ROOT, golden_index, load_golden_prompt)
 from mobilesam.accel.fast_decoder import (CACHE_NAMES, FAST_CACHE_SUFFIX, FastDecoder, FastImagePart,  # noqa: E402
                                          FastPromptPart, cache_shapes, run_fast_decoder)
 from mobilesam.export import decoder_dummy_inputs, decoder_module, export_decoder  # noqa: E402
 from mobilesam.onnx_cache import cached_decoder, cached_decoder_name  # noqa: E402
-from support import chosen, mask_iou, upsample_like_sam, web_inputs  # noqa: E402
+from support import chosen, fast_decoder_golden_runs, golden_images, mask_iou, upsample_like_sam, web_inputs  # noqa: E402
 
 LOGIT_ATOL = 1e-3  # the goldens' bound for low-res logits
 IOU_ATOL = 1e-4
@@ -85,12 +85,6 @@ def _session(path):
     return ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
 
 
-def _golden_images(model_type: str):
-    """(image key, its prompt sets, its golden embedding as the repository holds it, height, width)."""
-    for key, entry in golden_index(model_type)["images"].items():
-        yield key, entry["prompts"], load_golden_embedding(model_type, key).approx, entry["height"], entry["width"]
-
-
 def _assert_golden(iou: np.ndarray, low_res: np.ndarray, golden: dict, prompt: dict, height: int, width: int,
                    label: str) -> None:
     """One decoded row (iou [4], low_res [4,256,256]) against the golden of its prompt set."""
@@ -106,22 +100,13 @@ def _assert_golden(iou: np.ndarray, low_res: np.ndarray, golden: dict, prompt: d
 def test_exported_fast_decoder_matches_goldens(fast_exports, model_type):
     """Fed as the web page feeds it (first run: the image cache; then one run per prompt set), the
     exported fast decoder gives the goldens' low-res logits, scores and masks."""
-    sess = _session(fast_exports[model_type])
     checked = 0
-    for key, prompts, embedding, height, width in _golden_images(model_type):
-        previous, cache = {}, None
-        for prompt in prompts:
-            golden = load_golden_prompt(model_type, key, prompt["name"])
-            feeds = web_inputs(prompt, previous, height, width, embedding)
-            del feeds["orig_im_size"]
-            previous[prompt["name"]] = golden
-            if cache is None:
-                _, _, cache = run_fast_decoder(sess, feeds)
-            iou, low_res, _ = run_fast_decoder(sess, feeds, cache)
-            label = f"{model_type} {key} {prompt['name']}"
-            assert iou.shape == (1, 4) and low_res.shape == (1, 4, 256, 256), label
-            _assert_golden(iou[0], low_res[0], golden, prompt, height, width, label)
-            checked += 1
+    runs = fast_decoder_golden_runs(_session(fast_exports[model_type]), model_type)
+    for key, prompt, golden, iou, low_res, height, width in runs:
+        label = f"{model_type} {key} {prompt['name']}"
+        assert iou.shape == (1, 4) and low_res.shape == (1, 4, 256, 256), label
+        _assert_golden(iou[0], low_res[0], golden, prompt, height, width, label)
+        checked += 1
     assert checked == sum(len(e["prompts"]) for e in golden_index(model_type)["images"].values())
 
 
@@ -131,7 +116,7 @@ def test_exported_fast_decoder_decodes_golden_prompts_in_one_batch(fast_exports,
     run (point_coords [B,N,2], as the page decodes a pasted list of boxes): each row is the goldens'."""
     sess = _session(fast_exports[model_type])
     batched = 0
-    for key, prompts, embedding, height, width in _golden_images(model_type):
+    for key, prompts, embedding, height, width in golden_images(model_type):
         groups = {}
         for prompt in prompts:
             feeds = web_inputs(prompt, {}, height, width, embedding) if not prompt.get("mask_from") else None
