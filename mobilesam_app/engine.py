@@ -3,6 +3,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional, Tuple
 
@@ -107,14 +108,14 @@ class Engine:
         # The fast encoder (onnxruntime float32 for vit_t on CPU, see mobilesam/accel/encoder.py); its
         # export is cached next to the decoder exports (<cache dir>/onnx) and made in the background.
         # Encodes run below the requests' priority (ENCODE_NICE): a prompt on an encoded image, a link's
-        # replay or an embedding's fetch takes the CPU first when both want it. The encoder is made on
-        # the encoder's thread, so that the threads it starts (its export, the onnxruntime session's
-        # worker threads) inherit that priority.
+        # replay or an embedding's fetch takes the CPU first when both want it. That is the encoder's
+        # thread and the onnxruntime session's worker threads; the encoder's export at start-up keeps
+        # the normal priority (the app is not fast until it is done).
         self._encoder_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mobilesam-encoder",
                                                   initializer=lower_thread_priority, initargs=(ENCODE_NICE,))
-        self.encoder = self._encoder_thread.submit(
-            ImageEncoder, model, model_type, backend=encoder_backend,
-            cache_dir=Path(onnx_dir or Path(store.root).parent / "onnx")).result()
+        self.encoder = ImageEncoder(model, model_type, backend=encoder_backend,
+                                    cache_dir=Path(onnx_dir or Path(store.root).parent / "onnx"),
+                                    session_thread_setup=partial(lower_thread_priority, ENCODE_NICE))
         self.cache: LRUCache[str, EncodedImage] = LRUCache(cache_bytes, lambda e: e.nbytes)
         self._encode_lock = threading.Lock()
         self.max_queued = max_queued

@@ -22,7 +22,7 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import torch
@@ -90,11 +90,14 @@ class ImageEncoder:
 
     One call at a time (the caller serialises encodes). `backend` is the one asked for; `active`
     the one used now (onnxruntime becomes active once its export, started at construction in a
-    background thread, is ready; until then PyTorch float32 encodes).
+    background thread, is ready; until then PyTorch float32 encodes). `session_thread_setup`, when
+    given, runs first on the thread that creates the onnxruntime session, whose worker threads
+    inherit what it sets (the app lowers their CPU priority below its requests').
     """
 
     def __init__(self, model, model_type: str = "vit_t", backend: Optional[str] = None,
-                 cache_dir: Optional[os.PathLike] = None, background: bool = True) -> None:
+                 cache_dir: Optional[os.PathLike] = None, background: bool = True,
+                 session_thread_setup: Optional[Callable[[], None]] = None) -> None:
         backend = backend or os.environ.get(ENV_VAR) or "auto"
         if backend not in BACKENDS:
             raise ValueError(f"unknown encoder backend {backend!r}; expected one of {BACKENDS}")
@@ -103,6 +106,7 @@ class ImageEncoder:
         self.transform = ResizeLongestSide(model.image_encoder.img_size)
         self.backend = default_backend(model_type, model.device) if backend == "auto" else backend
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.session_thread_setup = session_thread_setup
         self._session = None
         self._bf16_encoder = None
         self._ready = threading.Event()
@@ -140,8 +144,8 @@ class ImageEncoder:
             # no CPU memory arena: an encode's ~0.5 GB of temporaries go back after each run instead of
             # staying reserved (the server's memory bound under load, tests/test_load.py)
             options.enable_cpu_mem_arena = False
-            self._session = onnxruntime.InferenceSession(os.fspath(path), options,
-                                                         providers=["CPUExecutionProvider"])
+            self._session = self._new_session(
+                lambda: onnxruntime.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"]))
             logger.info("image encoder: onnxruntime float32 (%s)", path.name)
         except Exception as exc:  # any failure: keep encoding with PyTorch
             self.error = f"{type(exc).__name__}: {exc}"
@@ -149,6 +153,28 @@ class ImageEncoder:
         finally:
             self._ready.set()
             _exports_in_flight.discard(threading.current_thread())
+
+    def _new_session(self, create: Callable[[], object]) -> object:
+        """`create()`, on a thread of its own that first runs `session_thread_setup` when one was given:
+        onnxruntime's worker threads start there and inherit what it set (e.g. a lower CPU priority),
+        while the export before it and the caller's thread keep theirs."""
+        if self.session_thread_setup is None:
+            return create()
+        out: dict = {}
+
+        def run() -> None:
+            try:
+                self.session_thread_setup()
+                out["session"] = create()
+            except BaseException as exc:  # re-raised on the calling thread
+                out["error"] = exc
+
+        thread = threading.Thread(target=run, name="mobilesam-encoder-session", daemon=True)
+        thread.start()
+        thread.join()
+        if "error" in out:
+            raise out["error"]
+        return out["session"]
 
     # ------------------------------------------------------------------ encode
     @torch.no_grad()
