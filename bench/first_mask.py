@@ -94,15 +94,6 @@ def start_app(checkpoint: Path, cache_dir: Path, port: int, encoder: str = "", r
     raise TimeoutError("the app did not start")
 
 
-def stop_app(proc) -> None:
-    """End a process start_app (or a baseline server) started: terminate, then kill after 20 s."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
 def wait_encoder_export(cache_dir: Path, timeout: float = 900) -> bool:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -143,7 +134,11 @@ def measure(args, photos, encoder: str):
                 upload.set_input_files(str(path))
                 results.append(page.evaluate("() => window.__fm"))
     finally:
-        stop_app(proc)
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
     return results, errors, ready, page_open
 
 
