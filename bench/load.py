@@ -1,6 +1,6 @@
 """Load test of the running app: many concurrent gradio_client users, each with its own image.
 
-    python bench/load.py --checkpoint PATH [--clients 16] [--duration 120] [--json]
+    python bench/load.py --checkpoint PATH [--clients 16] [--duration 120] [--min-requests N] [--json]
                          [--url http://127.0.0.1:7860 [--pid PID]]
                          [--embedding-cache-mb 256] [--image-store-mb 512] [--cache-dir DIR]
 
@@ -14,7 +14,9 @@ every client's content hash differs) and its own prompts. It calls the `segment`
 (IoU >= 0.99, same size, same scores), so a mix-up between sessions cannot go unnoticed. Every
 few requests it also fetches its embedding (`/msam/embedding/...`) and its stored image
 (`/msam/image/...`) by its own content id and checks them. The only acceptable failure is an
-explicit "queue full". The server's memory (VmRSS, VmHWM from /proc) is sampled throughout.
+explicit "queue full". The server's memory (VmRSS, VmHWM from /proc) is sampled throughout: its
+peak under the load may exceed its peak for one warm-up request (model, runtime, one encoder run)
+by the embedding cache bound + --memory-headroom-mb at most (the concurrent requests' buffers).
 
     python bench/load.py --checkpoint PATH --visitors 64 --arrivals 120 --photo-every 120
                          --prompt-every 15 --duration 300 [--encode-queue N]
@@ -62,6 +64,8 @@ SCORE_ATOL = 2e-3
 EMBEDDING_MIN_COSINE = 0.999
 CHECK_EVERY = 5  # fetch the embedding and the stored image every this many requests of a client
 EMBEDDING_MB = 4  # one cached embedding: float32 1×256×64×64
+ENCODER_READY = "mobilesam.accel.encoder: image encoder:"  # the app's log line once its encoder is chosen
+MIN_REQUESTS_GRACE_S = 240.0  # how long past the deadline a client may take to reach --min-requests
 
 
 # --------------------------------------------------------------------------- the clients' data
@@ -156,15 +160,22 @@ def compute_expected(cases: List[Case], checkpoint: Path, model_type: str = "vit
 # --------------------------------------------------------------------------- the server
 
 class MemorySampler(threading.Thread):
-    """Samples a process's VmRSS every `interval` seconds until stop()."""
+    """Samples a process's VmRSS every `interval` seconds, from start() until stop(), in phases.
 
-    def __init__(self, pid: Optional[int], interval: float = 0.25) -> None:
+    The run measures two phases: the warm-up (one request with its encode: the model, the runtime and
+    one encoder run, everything one request needs), then the load. `mark()` ends a phase. The load's
+    growth is its peak over the warm-up's peak, so that the baseline is a high-water mark rather than
+    one sample taken whenever malloc_trim last ran (which moved it by up to 180 MiB between runs).
+    """
+
+    def __init__(self, pid: Optional[int], interval: float = 0.1) -> None:
         super().__init__(daemon=True)
         self.pid, self.interval = pid, interval
         self.samples: List[float] = []
         self.times: List[float] = []
-        self.started_at, self._run_from = time.time(), 0
+        self.started_at, self._phase_from = time.time(), 0
         self.hwm = 0.0
+        self._lock = threading.Lock()
         self._stop_event = threading.Event()
 
     def sample(self) -> Optional[float]:
@@ -174,28 +185,57 @@ class MemorySampler(threading.Thread):
             mem = proc_memory_mb(self.pid)
         except OSError:
             return None
-        self.samples.append(mem.get("VmRSS", 0.0))
-        self.times.append(time.time() - self.started_at)
-        self.hwm = max(self.hwm, mem.get("VmHWM", 0.0))
-        return self.samples[-1]
+        with self._lock:
+            self.samples.append(mem.get("VmRSS", 0.0))
+            self.times.append(time.time() - self.started_at)
+            self.hwm = max(self.hwm, mem.get("VmHWM", 0.0))
+            return self.samples[-1]
+
+    def mark(self) -> Optional[float]:
+        """Ends the current phase (with one more sample): its peak RSS; the next phase's clock starts at 0."""
+        self.sample()
+        with self._lock:
+            phase = self.samples[self._phase_from:]
+            self._phase_from = len(self.samples)
+            self.started_at = time.time()
+            return max(phase) if phase else None
 
     def timeline(self, step: float = 10.0) -> List[List[float]]:
-        """[seconds, MiB] pairs: the highest RSS in each `step`-second window."""
+        """[seconds, MiB] pairs: the highest RSS in each `step`-second window of the current phase."""
         windows: Dict[int, float] = {}
-        start = self._run_from
-        for t, rss in zip(self.times[start:], self.samples[start:]):
+        with self._lock:
+            points = list(zip(self.times[self._phase_from:], self.samples[self._phase_from:]))
+        for t, rss in points:
             windows[int(t // step)] = max(windows.get(int(t // step), 0.0), rss)
         return [[k * step, round(v, 1)] for k, v in sorted(windows.items())]
 
     def run(self) -> None:
-        self.started_at, self._run_from = time.time(), len(self.samples)
         while not self._stop_event.wait(self.interval):
             self.sample()
 
-    def stop(self) -> None:
+    def stop(self) -> Optional[float]:
+        """Stops sampling: the last phase's peak RSS."""
         self._stop_event.set()
         self.join(timeout=5)
-        self.sample()
+        with self._lock:
+            phase = self.samples[self._phase_from:]
+        return max(phase) if phase else None
+
+
+def memory_figures(warm_peak: Optional[float], load_peak: Optional[float], sampler: MemorySampler,
+                   embedding_cache_mb: float, headroom_mb: float) -> dict:
+    """The server's memory over the run (MiB) and whether the load stayed within one request's peak +
+    the embedding cache bound + `headroom_mb` (the concurrent requests' buffers)."""
+    growth = None if warm_peak is None or load_peak is None else load_peak - warm_peak
+    return {
+        "server_memory_mb": {
+            "pid": sampler.pid, "rss_peak_one_request": _r(warm_peak), "rss_peak_during_load": _r(load_peak),
+            "rss_end": _r(sampler.samples[-1] if sampler.samples else None),
+            "growth_during_load": _r(growth), "vm_hwm": _r(sampler.hwm or None), "samples": len(sampler.samples),
+            "timeline_peak_per_10s": sampler.timeline(),  # [seconds into the load, MiB]
+        },
+        "memory_within_bounds": None if growth is None else bool(growth <= embedding_cache_mb + headroom_mb),
+    }
 
 
 # --------------------------------------------------------------------------- the run
@@ -273,7 +313,9 @@ def check_side_routes(url: str, case: Case, tally: Tally, model_type: str) -> No
             tally.mismatches.append(problem)
 
 
-def client_loop(url: str, case: Case, deadline: float, tally: Tally, download_dir: Path, model_type: str) -> None:
+def client_loop(url: str, case: Case, deadline: float, tally: Tally, download_dir: Path, model_type: str,
+                min_requests: int = 0) -> None:
+    """Requests until `deadline`, and past it (for at most MIN_REQUESTS_GRACE_S) until `min_requests` answers."""
     from gradio_client import Client, handle_file
 
     try:
@@ -284,7 +326,7 @@ def client_loop(url: str, case: Case, deadline: float, tally: Tally, download_di
         return
     n = 0
     try:
-        while time.time() < deadline:
+        while time.time() < deadline or (n < min_requests and time.time() < deadline + MIN_REQUESTS_GRACE_S):
             k = n % len(case.prompts)
             start = time.perf_counter()
             try:
@@ -427,11 +469,13 @@ def run_visitors(checkpoint: Path, visitors: int, arrivals: float, photo_every: 
             app = AppProcess(checkpoint, work / "cache",
                              ["--embedding-cache-mb", embedding_cache_mb, "--encode-queue", encode_queue])
             url, pid = app.url, app.pid
+            app.wait_for_log(ENCODER_READY)  # the encoder's start-up export is not part of the load
         url = url.rstrip("/")
         source = np.asarray(Image.open(sample_photos()[0]).convert("RGB"))
         sampler = MemorySampler(pid)
+        sampler.start()
         warm_up(url, work / "downloads", work)
-        rss_before = sampler.sample()
+        warm_peak = sampler.mark()
         tally = VisitorTally()
         rng = np.random.default_rng(7)
         start = time.time()
@@ -439,16 +483,13 @@ def run_visitors(checkpoint: Path, visitors: int, arrivals: float, photo_every: 
         threads = [threading.Thread(target=visitor, daemon=True, args=(
             url, i, source, start + rng.uniform(0, arrivals), deadline, photo_every, prompt_every, tally, work,
             100 + i)) for i in range(visitors)]
-        sampler.start()
         log(f"{visitors} visitors arriving over {arrivals:g} s, for {duration:g} s")
         for t in threads:
             t.start()
         for t in threads:  # the requests in flight at the deadline get 120 s more, all together
             t.join(timeout=max(0.0, deadline + 120 - time.time()))
         elapsed = time.time() - start
-        sampler.stop()
-        peak = max(sampler.samples) if sampler.samples else None
-        growth = None if peak is None or rss_before is None else peak - rss_before
+        load_peak = sampler.stop()
         served = len(tally.encode_ms) + len(tally.prompt_ms)
         result = {
             "model": "visitors", "visitors": visitors, "arrivals_s": arrivals, "photo_every_s": photo_every,
@@ -462,11 +503,9 @@ def run_visitors(checkpoint: Path, visitors: int, arrivals: float, photo_every: 
                                      "p95": percentile(tally.prompt_ms, 95)},
             "request_with_encode_ms": {"n": len(tally.encode_ms), "p50": percentile(tally.encode_ms, 50),
                                        "p95": percentile(tally.encode_ms, 95)},
-            "server_memory_mb": {"rss_before_load": _r(rss_before), "rss_peak_during_load": _r(peak),
-                                 "growth_during_load": _r(growth), "timeline_peak_per_10s": sampler.timeline()},
+            **memory_figures(warm_peak, load_peak, sampler, embedding_cache_mb, memory_headroom_mb),
             "encode_queue": encode_queue if app is not None else None,
             "bounds": {"embedding_cache_mb": embedding_cache_mb, "memory_headroom_mb": memory_headroom_mb},
-            "memory_within_bounds": None if growth is None else bool(growth <= embedding_cache_mb + memory_headroom_mb),
             "host": {"cpus": os.cpu_count(), "cpu": cpu_model(), "load_average": os.getloadavg()},
         }
         result["passed"] = bool(served and not tally.errors and not tally.mismatches
@@ -497,8 +536,9 @@ def folder_bytes(folder: Path) -> int:
 def run(checkpoint: Path, url: Optional[str] = None, pid: Optional[int] = None, clients: int = 16,
         duration: float = 120.0, model_type: str = "vit_t", embedding_cache_mb: Optional[int] = None,
         image_store_mb: Optional[int] = None, cache_dir: Optional[Path] = None,
-        memory_headroom_mb: float = 512.0, log=None) -> dict:
-    """Run the load test; returns the figures as a dict (see the module docstring)."""
+        memory_headroom_mb: float = 512.0, log=None, min_requests: int = 0) -> dict:
+    """Run the load test; returns the figures as a dict (see the module docstring). Each client goes on
+    past `duration` until it has `min_requests` answers (a fixed amount of work on a slow host)."""
     from mobilesam_app.startup import AppConfig
 
     log = log or (lambda msg: None)
@@ -530,6 +570,7 @@ def run(checkpoint: Path, url: Optional[str] = None, pid: Optional[int] = None, 
                 raise starting["error"]
             app = starting["app"]
             url, pid = app.url, app.pid
+            app.wait_for_log(ENCODER_READY)  # the encoder's start-up export is not part of the load
             log(f"app started at {url} (pid {pid}) after {time.time() - t0:.1f} s")
         elif pid is None:
             from urllib.parse import urlparse
@@ -541,27 +582,24 @@ def run(checkpoint: Path, url: Optional[str] = None, pid: Optional[int] = None, 
         downloads = work / "downloads"
         downloads.mkdir()
         sampler = MemorySampler(pid)
-        rss_start = sampler.sample()
-        warm_up(url, downloads, work)
-        rss_before = sampler.sample()
-        tally = Tally()
         sampler.start()
+        warm_up(url, downloads, work)
+        warm_peak = sampler.mark()
+        tally = Tally()
         deadline = time.time() + duration
-        threads = [threading.Thread(target=client_loop, args=(url, c, deadline, tally, downloads, model_type),
-                                    daemon=True) for c in cases]
+        threads = [threading.Thread(target=client_loop, daemon=True,
+                                    args=(url, c, deadline, tally, downloads, model_type, min_requests))
+                   for c in cases]
         log(f"running {clients} clients for {duration:g} s")
         start = time.time()
         for t in threads:
             t.start()
         for t in threads:
-            t.join(timeout=duration + 300)
+            t.join(timeout=max(0.0, deadline + MIN_REQUESTS_GRACE_S + 60 - time.time()))
         elapsed = time.time() - start
-        sampler.stop()
+        load_peak = sampler.stop()
         stuck = sum(t.is_alive() for t in threads)
 
-        peak = max(sampler.samples) if sampler.samples else None
-        growth = None if peak is None or rss_before is None else peak - rss_before
-        bound = embedding_cache_mb + memory_headroom_mb
         image_store = folder_bytes(Path(cache_dir) / "images") if cache_dir else None
         served = len(tally.latencies_ms)
         later = sorted(tally.latencies_ms)
@@ -582,17 +620,10 @@ def run(checkpoint: Path, url: Optional[str] = None, pid: Optional[int] = None, 
             "latency_ms_later_requests": {"p50": percentile(later, 50), "p95": percentile(later, 95)},
             "embedding_checks": tally.embedding_checks, "embedding_evicted": tally.embedding_evicted,
             "image_checks": tally.image_checks,
-            "server_memory_mb": {
-                "pid": pid, "rss_at_start": _r(rss_start), "rss_before_load": _r(rss_before),
-                "rss_peak_during_load": _r(peak), "rss_end": _r(sampler.samples[-1] if sampler.samples else None),
-                "growth_during_load": _r(growth), "vm_hwm": _r(sampler.hwm or None),
-                "samples": len(sampler.samples),
-                "timeline_peak_per_10s": sampler.timeline(),  # [seconds into the load, MiB]
-            },
+            **memory_figures(warm_peak, load_peak, sampler, embedding_cache_mb, memory_headroom_mb),
             "bounds": {"embedding_cache_mb": embedding_cache_mb, "image_store_mb": image_store_mb,
                        "memory_headroom_mb": memory_headroom_mb,
                        "image_store_bytes": image_store},
-            "memory_within_bounds": None if growth is None else bool(growth <= bound),
             "image_store_within_bounds": None if image_store is None else image_store <= image_store_mb * 2**20,
             "host": {"cpus": os.cpu_count(), "cpu": cpu_model(), "load_average": os.getloadavg(), "url": url,
                      "model_type": model_type},
@@ -625,11 +656,14 @@ def parse_args(argv=None):
     parser.add_argument("--model-type", default="vit_t")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--duration", type=float, default=120.0, help="seconds")
+    parser.add_argument("--min-requests", type=int, default=0,
+                        help="each client goes on past --duration until it has this many answers")
     parser.add_argument("--embedding-cache-mb", type=int, help="app flag (default: the app's default)")
     parser.add_argument("--image-store-mb", type=int, help="app flag (default: the app's default)")
     parser.add_argument("--cache-dir", type=Path, help="app --cache-dir (default: a temporary folder)")
     parser.add_argument("--memory-headroom-mb", type=float, default=512.0,
-                        help="allowed RSS growth during the load beyond the embedding cache bound")
+                        help="allowed RSS peak under the load beyond one request's peak and the embedding cache "
+                             "bound")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--encode-queue", type=int, help="app flag, with --visitors (default: the app's default)")
     parser.add_argument("--visitors", type=int, help="visitors with pauses instead of the closed loop (see above)")
@@ -649,7 +683,8 @@ def main(argv=None) -> int:
         print(json.dumps(result, indent=None if args.json else 1))
         return 0 if result["passed"] else 1
     result = run(args.checkpoint, args.url, args.pid, args.clients, args.duration, args.model_type,
-                 args.embedding_cache_mb, args.image_store_mb, args.cache_dir, args.memory_headroom_mb, log)
+                 args.embedding_cache_mb, args.image_store_mb, args.cache_dir, args.memory_headroom_mb, log,
+                 args.min_requests)
     if args.json:
         print(json.dumps(result))
     else:
@@ -661,8 +696,8 @@ def main(argv=None) -> int:
               f"max {result['latency_ms']['max']} ms; each client's first request (with its encode) p50 "
               f"{result['latency_ms_first_request']['p50']} ms, later requests p50 "
               f"{result['latency_ms_later_requests']['p50']} ms, p95 {result['latency_ms_later_requests']['p95']} ms")
-        print(f"server RSS {mem['rss_before_load']} MiB before, peak {mem['rss_peak_during_load']} MiB "
-              f"(+{mem['growth_during_load']}), VmHWM {mem['vm_hwm']} MiB; embedding cache bound "
+        print(f"server RSS peak {mem['rss_peak_one_request']} MiB for one request, {mem['rss_peak_during_load']} "
+              f"MiB under the load (+{mem['growth_during_load']}), VmHWM {mem['vm_hwm']} MiB; embedding cache bound "
               f"{result['bounds']['embedding_cache_mb']} MiB")
         for line in result["error_samples"] + result["mismatch_samples"]:
             print("  " + line)

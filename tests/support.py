@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -167,7 +168,6 @@ def free_port() -> int:
 
 def wait_for_http(url: str, proc: Optional[subprocess.Popen] = None, timeout: float = 300.0) -> None:
     """Wait until `url` answers; fail early if `proc` (the server) exits first."""
-    import time
     import urllib.request
 
     deadline = time.time() + timeout
@@ -209,6 +209,11 @@ def _checkpoint_in(args) -> Optional[Path]:
     return Path(args[args.index("--checkpoint") + 1]) if "--checkpoint" in args[:-1] else None
 
 
+def _model_type_in(args) -> str:
+    args = [str(a) for a in args]
+    return args[args.index("--model-type") + 1] if "--model-type" in args[:-1] else "vit_t"
+
+
 class AppProcess:
     """`python app.py` on a free local port with `--cache-dir cache_dir` (and `--checkpoint checkpoint`
     when given) and `extra_args`, its output in `log_path`; stop() ends it. With `tmp`, that is the
@@ -225,7 +230,7 @@ class AppProcess:
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         model_checkpoint = checkpoint if checkpoint is not None else _checkpoint_in(extra_args)
-        if seed_onnx and model_checkpoint is not None and "--model-type" not in map(str, extra_args):
+        if seed_onnx and model_checkpoint is not None and _model_type_in(extra_args) == "vit_t":
             self._copy_exports(onnx_seed(model_checkpoint))
         self.log_path = self.cache_dir / (log_name or f"app-{self.port}.log")
         env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
@@ -262,6 +267,16 @@ class AppProcess:
             return self.log_path.read_text(errors="replace")[-chars:]
         except OSError:
             return ""
+
+    def wait_for_log(self, text: str, timeout: float = 600.0) -> None:
+        """Until the app's output contains `text` (e.g. a background export's end); TimeoutError if not."""
+        deadline = time.time() + timeout
+        while text not in self.log_tail(10**7):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the app exited (code {self.proc.returncode}):\n{self.log_tail()}")
+            if time.time() > deadline:
+                raise TimeoutError(f"no {text!r} in the app's output after {timeout:g} s:\n{self.log_tail()}")
+            time.sleep(0.2)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
