@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import bench_parser, emit, find_sample, machine, mask_iou, median  # noqa: E402
 
-from support import AppProcess, chromium, load_photo  # noqa: E402
+from support import AppProcess, chromium, load_photo, object_masks  # noqa: E402
 
 # Runs "Add boxes" in the page and resolves when all objects are decoded and the next frame drawn:
 # {ms, decodeMs (sum of the decoder's own times), decodes}.
@@ -56,16 +56,6 @@ def random_boxes(n: int, width: int, height: int, seed: int = 0) -> list:
         x0, y0 = rng.uniform(0, width - w), rng.uniform(0, height - h)
         out.append([round(x0), round(y0), round(x0 + w), round(y0 + h)])
     return out
-
-
-def object_masks(page) -> list:
-    import base64
-
-    masks = []
-    for bits in page.evaluate("() => window.msam.getObjectMasksBase64()"):
-        data = np.frombuffer(base64.b64decode(bits["data"]), dtype=np.uint8)
-        masks.append(data.reshape(bits["height"], bits["width"]).astype(bool))
-    return masks
 
 
 def main() -> None:
@@ -102,7 +92,7 @@ def main() -> None:
                     raise SystemExit(f"{name}: {r['added']} boxes added, {r['decoded']} decoded of {args.boxes}")
                 if rep:
                     runs[name].append(r)
-                masks[name] = object_masks(page)
+                masks[name] = list(object_masks(page).values())
         ious = [mask_iou(a, b) for a, b in zip(masks["one_by_one"], masks["batched"])]
         decoder = {k: info.get(k) for k in ("decoderUrl", "ort") if k in info}
     result = {"image": photo.name, "size": [width, height], "boxes": args.boxes, "batch": batch,

@@ -94,6 +94,15 @@ def start_app(checkpoint: Path, cache_dir: Path, port: int, encoder: str = "", r
     raise TimeoutError("the app did not start")
 
 
+def stop_app(proc) -> None:
+    """End a process start_app (or a baseline server) started: terminate, then kill after 20 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def wait_encoder_export(cache_dir: Path, timeout: float = 900) -> bool:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -134,11 +143,7 @@ def measure(args, photos, encoder: str):
                 upload.set_input_files(str(path))
                 results.append(page.evaluate("() => window.__fm"))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_app(proc)
     return results, errors, ready, page_open
 
 

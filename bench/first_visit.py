@@ -37,7 +37,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, CHROMIUM, CHROMIUM_ARGS, emit, free_port, machine  # noqa: E402
-from first_mask import start_app, wait_encoder_export  # noqa: E402
+from first_mask import start_app, stop_app, wait_encoder_export  # noqa: E402
 from support import wait_for_http  # noqa: E402
 
 # In the page, from the input's change event: click the centre as soon as the page takes a click
@@ -240,11 +240,7 @@ def measure(root: Path, args, photos: list, official: bool = False) -> dict:
             finally:
                 context.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_app(proc)
         shutil.rmtree(profile, ignore_errors=True)
     return {"first_visit": first, "return_visit": again, "encoder_export_ready": ready}
 

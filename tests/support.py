@@ -586,8 +586,7 @@ class Page:
     def mask(self):
         bits = self.page.evaluate("() => window.msam.getMaskBitsBase64()")
         assert bits is not None, "no mask in the browser"
-        data = np.frombuffer(base64.b64decode(bits["data"]), dtype=np.uint8)
-        return data.reshape(bits["height"], bits["width"]).astype(bool)
+        return mask_from_bits(bits)
 
     def segment_everything(self, points_per_side):
         """Open the segment-everything panel, run it with this grid; the locator of its result picture."""
@@ -628,13 +627,16 @@ def page_with_photo(browser, app_url, name):
     return page, image, image.shape[:2]
 
 
-def object_masks(page):
-    """{object id: H×W bool mask} of the objects with prompts, from the page."""
-    out = {}
-    for bits in page.page.evaluate("() => window.msam.getObjectMasksBase64()"):
-        data = np.frombuffer(base64.b64decode(bits["data"]), dtype=np.uint8)
-        out[bits["id"]] = data.reshape(bits["height"], bits["width"]).astype(bool)
-    return out
+def mask_from_bits(bits: dict) -> np.ndarray:
+    """The H×W bool mask of the page's base64 mask bits ({width, height, data}, web/exports.js)."""
+    data = np.frombuffer(base64.b64decode(bits["data"]), dtype=np.uint8)
+    return data.reshape(bits["height"], bits["width"]).astype(bool)
+
+
+def object_masks(page) -> dict:
+    """{object id: H×W bool mask} of the objects with prompts, from `page` (a Page, or a Playwright page)."""
+    page = getattr(page, "page", page)
+    return {bits["id"]: mask_from_bits(bits) for bits in page.evaluate("() => window.msam.getObjectMasksBase64()")}
 
 
 class ComparePage(Page):
@@ -650,8 +652,7 @@ class ComparePage(Page):
     def compare_mask(self):
         bits = self.page.evaluate("() => window.msam.getCompareMaskBitsBase64()")
         assert bits is not None, "no comparison mask in the browser"
-        data = np.frombuffer(base64.b64decode(bits["data"]), dtype=np.uint8)
-        return data.reshape(bits["height"], bits["width"]).astype(bool)
+        return mask_from_bits(bits)
 
     def sam_canvas_point(self, x, y, size):
         box = self.page.locator("#msam-root .msam-pane-b canvas").bounding_box()

@@ -5,7 +5,6 @@ The store writes atomically and fsyncs the file and its folder; the page shows o
 the server confirmed the write (POST /msam/store/<id>). The app-level tests run two app processes on one
 --cache-dir (two replicas on one volume) and SIGKILL one of them at random moments.
 """
-import base64
 import io
 import json
 import os
@@ -26,7 +25,7 @@ from mobilesam_app import store as store_mod
 from mobilesam_app.startup import default_store_dir
 from mobilesam_app.store import ImageStore, image_id_of
 
-from support import AppProcess, mask_iou
+from support import AppProcess, mask_from_bits, mask_iou
 
 EXAMPLES = ROOT / "examples"
 
@@ -239,17 +238,8 @@ def test_a_link_copied_just_before_a_sigkill_opens_on_the_other_replica(replicas
         reopened = opened.evaluate("() => window.msam.getMaskBitsBase64()")
         # A's page decoded the embedding of the resized copy it sent first; B encodes the stored original
         # (tests/test_first_visit.py bounds that difference): the same mask up to a few edge pixels
-        assert mask_iou(_bits(reopened), _bits(original)) >= 0.99
+        assert mask_iou(mask_from_bits(reopened), mask_from_bits(original)) >= 0.99
         opened.close()
     finally:
         a.stop()
     assert_store_has_no_corrupt_file(cache / "images")
-
-
-
-
-
-def _bits(bits: dict) -> np.ndarray:
-    """The page's getMaskBitsBase64() as an H×W bool mask."""
-    data = np.frombuffer(base64.b64decode(bits["data"]), dtype=np.uint8)
-    return data.reshape(bits["height"], bits["width"]).astype(bool)
