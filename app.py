@@ -196,7 +196,7 @@ def main(argv=None) -> None:
     demo = build_demo(service, example_thumbnails(EXAMPLES, thumbs_dir))
     routes = server.make_routes(lambda: service.decoder_files, service.embedding_bytes,
                                 service.engine.store.path_of, encode_resized=service.encode_resized,
-                                ensure_stored=service.engine.store.ensure_durable)
+                                ensure_stored=service.engine.store.ensure_durable, health=service.engine.health)
     decoder_path = next(iter(service.decoder_files.values()))
     head = server.page_head({"ortBase": server.ort_base_url(), "decoderUrl": server.decoder_url(decoder_path),
                              "encodeUrl": "/msam/encode",

@@ -17,6 +17,8 @@ few requests it also fetches its embedding (`/msam/embedding/...`) and its store
 explicit "queue full". The server's memory (VmRSS, VmHWM from /proc) is sampled throughout: its
 peak under the load may exceed its peak for one warm-up request (model, runtime, one encoder run)
 by the embedding cache bound + --memory-headroom-mb at most (the concurrent requests' buffers).
+The app's GET /msam/health gives the encoder's runs and their time: the load's encodes per second
+are reported against what the encoder does for one image alone (measured in the warm-up).
 
     python bench/load.py --checkpoint PATH --visitors 64 --arrivals 120 --photo-every 120
                          --prompt-every 15 --duration 300 [--encode-queue N]
@@ -64,7 +66,6 @@ SCORE_ATOL = 2e-3
 EMBEDDING_MIN_COSINE = 0.999
 CHECK_EVERY = 5  # fetch the embedding and the stored image every this many requests of a client
 EMBEDDING_MB = 4  # one cached embedding: float32 1×256×64×64
-ENCODER_READY = "mobilesam.accel.encoder: image encoder:"  # the app's log line once its encoder is chosen
 MIN_REQUESTS_GRACE_S = 240.0  # how long past the deadline a client may take to reach --min-requests
 
 
@@ -363,18 +364,63 @@ def client_loop(url: str, case: Case, deadline: float, tally: Tally, download_di
             pass
 
 
-def warm_up(url: str, download_dir: Path, work_dir: Path) -> None:
-    """One request with a picture no client uses, so the baseline memory includes a first encode."""
+def server_health(url: str) -> Optional[dict]:
+    """The app's GET /msam/health (Engine.health), or None from a server without it."""
+    status, body = http_get(f"{url}/msam/health", timeout=30)
+    return json.loads(body) if status == 200 else None
+
+
+def wait_for_encoder(url: str, timeout: float = 900.0) -> None:
+    """Until the app's fast encoder is ready (its start-up export is not part of what is measured)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        health = server_health(url)
+        if health is None or health["encoder"]["ready"]:
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"the app's encoder was not ready after {timeout:g} s")
+
+
+def warm_up(url: str, download_dir: Path, work_dir: Path, requests: int = 3) -> Optional[float]:
+    """`requests` requests one after the other, each with its own picture that no client uses: the
+    baseline memory includes an encode, and the encoder's time for one image alone (ms, from the
+    server's health figures of all but the first, or None without them) is returned."""
     from gradio_client import Client, handle_file
 
-    image = np.asarray(Image.open(sample_photos()[0]).convert("RGB").resize((320, 240)))
-    path = work_dir / "warmup.jpg"
-    Image.fromarray(image).save(path, format="JPEG")
+    source = Image.open(sample_photos()[0]).convert("RGB")
     client = Client(url, verbose=False, download_files=str(download_dir), analytics_enabled=False)
     try:
-        client.predict(handle_file(str(path)), json.dumps({"points": [[160, 120, 1]]}), api_name="/segment")
+        for i in range(requests):
+            path = work_dir / f"warmup{i}.jpg"
+            source.resize((320 + 16 * i, 240 + 12 * i)).save(path, format="JPEG")
+            if i == 1:
+                before = server_health(url)
+            client.predict(handle_file(str(path)), json.dumps({"points": [[160, 120, 1]]}), api_name="/segment")
+        after = server_health(url)
     finally:
         client.close()
+    if requests < 2 or before is None or after is None:
+        return None
+    runs = after["encoder"]["encodes"] - before["encoder"]["encodes"]
+    return (after["encoder"]["encode_ms_total"] - before["encoder"]["encode_ms_total"]) / runs if runs else None
+
+
+def encoder_figures(before: Optional[dict], after: Optional[dict], elapsed_s: float,
+                    alone_ms: Optional[float]) -> dict:
+    """The encoder's work during the load from the server's health figures before and after it: runs,
+    runs per second against what one image alone (`alone_ms`) would allow, mean time per run."""
+    if before is None or after is None or not elapsed_s:
+        return {}
+    runs = after["encoder"]["encodes"] - before["encoder"]["encodes"]
+    busy_ms = after["encoder"]["encode_ms_total"] - before["encoder"]["encode_ms_total"]
+    per_s = runs / elapsed_s
+    return {"encoder": {
+        "backend": after["encoder"]["backend"], "encodes": runs, "encodes_per_s": round(per_s, 3),
+        "encode_ms_alone": _r(alone_ms), "encode_ms_under_load": _r(busy_ms / runs) if runs else None,
+        "encodes_per_s_alone": round(1000 / alone_ms, 3) if alone_ms else None,
+        "ratio_to_alone": round(per_s * alone_ms / 1000, 3) if alone_ms else None,
+        "busy_fraction": round(busy_ms / 1000 / elapsed_s, 3),
+    }}
 
 
 # --------------------------------------------------------------------------- visitors with pauses
@@ -469,13 +515,14 @@ def run_visitors(checkpoint: Path, visitors: int, arrivals: float, photo_every: 
             app = AppProcess(checkpoint, work / "cache",
                              ["--embedding-cache-mb", embedding_cache_mb, "--encode-queue", encode_queue])
             url, pid = app.url, app.pid
-            app.wait_for_log(ENCODER_READY)  # the encoder's start-up export is not part of the load
         url = url.rstrip("/")
         source = np.asarray(Image.open(sample_photos()[0]).convert("RGB"))
+        wait_for_encoder(url)
         sampler = MemorySampler(pid)
         sampler.start()
-        warm_up(url, work / "downloads", work)
+        alone_ms = warm_up(url, work / "downloads", work)
         warm_peak = sampler.mark()
+        health_before = server_health(url)
         tally = VisitorTally()
         rng = np.random.default_rng(7)
         start = time.time()
@@ -490,6 +537,7 @@ def run_visitors(checkpoint: Path, visitors: int, arrivals: float, photo_every: 
             t.join(timeout=max(0.0, deadline + 120 - time.time()))
         elapsed = time.time() - start
         load_peak = sampler.stop()
+        health_after = server_health(url)
         served = len(tally.encode_ms) + len(tally.prompt_ms)
         result = {
             "model": "visitors", "visitors": visitors, "arrivals_s": arrivals, "photo_every_s": photo_every,
@@ -504,6 +552,7 @@ def run_visitors(checkpoint: Path, visitors: int, arrivals: float, photo_every: 
             "request_with_encode_ms": {"n": len(tally.encode_ms), "p50": percentile(tally.encode_ms, 50),
                                        "p95": percentile(tally.encode_ms, 95)},
             **memory_figures(warm_peak, load_peak, sampler, embedding_cache_mb, memory_headroom_mb),
+            **encoder_figures(health_before, health_after, elapsed, alone_ms),
             "encode_queue": encode_queue if app is not None else None,
             "bounds": {"embedding_cache_mb": embedding_cache_mb, "memory_headroom_mb": memory_headroom_mb},
             "host": {"cpus": os.cpu_count(), "cpu": cpu_model(), "load_average": os.getloadavg()},
@@ -570,7 +619,6 @@ def run(checkpoint: Path, url: Optional[str] = None, pid: Optional[int] = None, 
                 raise starting["error"]
             app = starting["app"]
             url, pid = app.url, app.pid
-            app.wait_for_log(ENCODER_READY)  # the encoder's start-up export is not part of the load
             log(f"app started at {url} (pid {pid}) after {time.time() - t0:.1f} s")
         elif pid is None:
             from urllib.parse import urlparse
@@ -581,10 +629,12 @@ def run(checkpoint: Path, url: Optional[str] = None, pid: Optional[int] = None, 
         url = url.rstrip("/")
         downloads = work / "downloads"
         downloads.mkdir()
+        wait_for_encoder(url)
         sampler = MemorySampler(pid)
         sampler.start()
-        warm_up(url, downloads, work)
+        alone_ms = warm_up(url, downloads, work)
         warm_peak = sampler.mark()
+        health_before = server_health(url)
         tally = Tally()
         deadline = time.time() + duration
         threads = [threading.Thread(target=client_loop, daemon=True,
@@ -598,6 +648,7 @@ def run(checkpoint: Path, url: Optional[str] = None, pid: Optional[int] = None, 
             t.join(timeout=max(0.0, deadline + MIN_REQUESTS_GRACE_S + 60 - time.time()))
         elapsed = time.time() - start
         load_peak = sampler.stop()
+        health_after = server_health(url)
         stuck = sum(t.is_alive() for t in threads)
 
         image_store = folder_bytes(Path(cache_dir) / "images") if cache_dir else None
@@ -621,6 +672,7 @@ def run(checkpoint: Path, url: Optional[str] = None, pid: Optional[int] = None, 
             "embedding_checks": tally.embedding_checks, "embedding_evicted": tally.embedding_evicted,
             "image_checks": tally.image_checks,
             **memory_figures(warm_peak, load_peak, sampler, embedding_cache_mb, memory_headroom_mb),
+            **encoder_figures(health_before, health_after, elapsed, alone_ms),
             "bounds": {"embedding_cache_mb": embedding_cache_mb, "image_store_mb": image_store_mb,
                        "memory_headroom_mb": memory_headroom_mb,
                        "image_store_bytes": image_store},
@@ -699,6 +751,12 @@ def main(argv=None) -> int:
         print(f"server RSS peak {mem['rss_peak_one_request']} MiB for one request, {mem['rss_peak_during_load']} "
               f"MiB under the load (+{mem['growth_during_load']}), VmHWM {mem['vm_hwm']} MiB; embedding cache bound "
               f"{result['bounds']['embedding_cache_mb']} MiB")
+        enc = result.get("encoder")
+        if enc:
+            print(f"encoder ({enc['backend']}): {enc['encodes']} runs, {enc['encodes_per_s']}/s against "
+                  f"{enc['encodes_per_s_alone']}/s for one image alone ({enc['encode_ms_alone']} ms; ratio "
+                  f"{enc['ratio_to_alone']}); {enc['encode_ms_under_load']} ms per run under the load, busy "
+                  f"{enc['busy_fraction']:.0%} of the time")
         for line in result["error_samples"] + result["mismatch_samples"]:
             print("  " + line)
         print("PASSED" if result["passed"] else "FAILED")

@@ -120,6 +120,8 @@ class Engine:
         self._encode_lock = threading.Lock()
         self.max_queued = max_queued
         self._queued = 0  # encodes submitted and not finished
+        self.encodes = 0  # encoder runs since start-up, and their total time (health())
+        self.encode_ms_total = 0.0
         self._queue_lock = threading.Lock()
         self.parameter_count = sum(p.numel() for p in model.image_encoder.parameters())
 
@@ -180,6 +182,8 @@ class Engine:
             embedding, input_size = _embed(self.encoder, image)
             elapsed_ms = (time.perf_counter() - start) * 1000
             memory.trim()  # give the encoder run's freed temporaries back to the system
+            self.encodes += 1
+            self.encode_ms_total += elapsed_ms
         height, width = original_size or image.shape[:2]
         encoded = EncodedImage(image_id, height, width, input_size[0], input_size[1], embedding, elapsed_ms,
                                from_copy=original_size is not None)
@@ -188,6 +192,18 @@ class Engine:
         if keep_image:
             self.store.put_later(image_id, image)  # PNG compression (~0.1 s) after the reply, not before
         return encoded
+
+    def health(self) -> dict:
+        """What a load balancer or a benchmark asks (GET /msam/health): whether the encoder is ready
+        (its start-up export done) and in use, its queue, its runs so far and their total time, and the
+        embedding cache's fill."""
+        return {
+            "model": self.model_type,
+            "encoder": {"backend": self.encoder.active, "ready": self.encoder.prepared, "queued": self._queued, "max_queued": self.max_queued,
+                        "encodes": self.encodes, "encode_ms_total": round(self.encode_ms_total, 1)},
+            "embedding_cache": {"entries": len(self.cache), "bytes": self.cache.nbytes,
+                                "max_bytes": self.cache.max_bytes},
+        }
 
     def predictor_for(self, encoded: EncodedImage) -> SamPredictor:
         """A predictor primed with a cached embedding (no encoder run); one per call, so thread-safe."""

@@ -366,11 +366,13 @@ MODEL_FILES = VerifiedFiles()
 def make_routes(models: Callable[[], Dict[str, Path]], embedding_bytes: Callable[[str, str, str], Optional[bytes]],
                 image_path: Callable[[str], Optional[Path]],
                 encode_resized: Optional[Callable[[bytes, str, str], dict]] = None,
-                ensure_stored: Optional[Callable[[str], Optional[bool]]] = None):
+                ensure_stored: Optional[Callable[[str], Optional[bool]]] = None,
+                health: Optional[Callable[[], dict]] = None):
     """Starlette routes; the callables look up decoder files, embeddings (model, image id, wire format
     "f16" / "u8" -> bytes) and stored images, encode a resized upload (bytes, width, height -> client
-    info; ImageLoadError for bad input), and (`ensure_stored`, ImageStore.ensure_durable) write an
-    image to the store now: True once on disk, False if it cannot be, None for an unknown image."""
+    info; ImageLoadError for bad input), (`ensure_stored`, ImageStore.ensure_durable) write an
+    image to the store now: True once on disk, False if it cannot be, None for an unknown image, and
+    (`health`, Engine.health) tell GET /msam/health how the server is doing."""
 
     ORT_FILES.prepare(*ORT_RUNTIME_FILES)
 
@@ -474,7 +476,15 @@ def make_routes(models: Callable[[], Dict[str, Path]], embedding_bytes: Callable
         return Response(json.dumps({"image_id": image_id, "stored": True}), media_type="application/json",
                         headers={"Cache-Control": "no-store"})
 
+    async def health_route(request: Request):
+        """GET: JSON for load balancers and benchmarks (Engine.health). The server answers requests before
+        its fast encoder is ready (with PyTorch's meanwhile): `encoder.ready` tells when that is over."""
+        body = await run_in_threadpool(health) if health is not None else {}
+        return Response(json.dumps({"status": "ok", **body}), media_type="application/json",
+                        headers={"Cache-Control": "no-store"})
+
     return extra + [
+        Route("/msam/health", health_route),
         Route("/msam/store/{image_id}", store_image, methods=["POST"]),
         Route("/web/ort/{tag}/{name}", tagged_ort_file),
         Route("/web/ort/{name}", ort_file),

@@ -268,16 +268,6 @@ class AppProcess:
         except OSError:
             return ""
 
-    def wait_for_log(self, text: str, timeout: float = 600.0) -> None:
-        """Until the app's output contains `text` (e.g. a background export's end); TimeoutError if not."""
-        deadline = time.time() + timeout
-        while text not in self.log_tail(10**7):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the app exited (code {self.proc.returncode}):\n{self.log_tail()}")
-            if time.time() > deadline:
-                raise TimeoutError(f"no {text!r} in the app's output after {timeout:g} s:\n{self.log_tail()}")
-            time.sleep(0.2)
-
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()

@@ -45,6 +45,8 @@ def test_encoder_queue_is_bounded_and_cached_images_skip_it(vit_t_model, tmp_pat
         with pytest.raises(EncoderBusy) as busy:
             engine.encode(noise(3, (64, 48)))
         assert busy.value.ahead == 2
+        health = engine.health()["encoder"]
+        assert (health["queued"], health["max_queued"], health["encodes"]) == (2, 2, 1)
         start = time.perf_counter()
         assert engine.encode(noise(0, (64, 48))) is done  # cached: no wait behind the stuck encodes
         assert time.perf_counter() - start < 1.0
@@ -54,6 +56,11 @@ def test_encoder_queue_is_bounded_and_cached_images_skip_it(vit_t_model, tmp_pat
             t.join(60)
     assert len(results) == 2 and engine.queued == 0
     assert not engine.queued  # room again
+    health = engine.health()
+    assert health["encoder"]["encodes"] == 3 and health["encoder"]["queued"] == 0  # the refused one never ran
+    assert health["encoder"]["encode_ms_total"] >= sum(r.encode_ms for r in results)
+    assert health["embedding_cache"]["entries"] == 3
+    assert health["embedding_cache"]["bytes"] == sum(e.nbytes for e in [done, *results])
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +70,14 @@ def small_queue_app(vit_t_checkpoint, tmp_path_factory):
         yield app
     finally:
         app.stop()
+
+
+def http_json(url: str) -> dict:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert response.headers["Cache-Control"] == "no-store"
+        return json.loads(response.read())
 
 
 def test_prompts_on_encoded_images_pass_encodes_and_a_full_queue_says_busy(small_queue_app, tmp_path):
@@ -103,6 +118,11 @@ def test_prompts_on_encoded_images_pass_encodes_and_a_full_queue_says_busy(small
     for t in flood:
         t.join(300)
     first.close()
+    health = http_json(url + "/msam/health")
+    assert health["status"] == "ok" and health["model"] == "vit_t"
+    assert health["encoder"]["ready"] and health["encoder"]["backend"] == "onnxruntime"
+    assert health["encoder"]["max_queued"] == 3 and health["encoder"]["queued"] == 0
+    assert health["encoder"]["encodes"] == 1 + len(finished)  # the refused uploads were never encoded
     assert np.asarray(Image.open(mask_path)).shape == (480, 640)
     assert errors, "6 encodes at once on a queue of 3: some must be refused"
     assert all("busy" in e and "ahead of yours in the encoder's queue" in e for e in errors), errors

@@ -127,6 +127,11 @@ class ImageEncoder:
             return "torch"
         return self.backend
 
+    @property
+    def prepared(self) -> bool:
+        """Whether the backend's preparation (the ONNX export) is over, whatever its outcome (`active`)."""
+        return self._ready.is_set()
+
     def wait_ready(self, timeout: Optional[float] = None) -> bool:
         """Wait for the backend's preparation (the ONNX export); True when it is in use."""
         self._ready.wait(timeout)
