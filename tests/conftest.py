@@ -1,6 +1,8 @@
 """Fixtures: stand-in checkpoints built once per test session (tests/standin.py), the models, the
 running app. Shared helpers (goldens, photos, mask IoU, app process, Chromium) are in support.py."""
+import hashlib
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 
 import pytest
@@ -49,17 +51,76 @@ def vit_b_checkpoint(checkpoint_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
-def vit_t_model(vit_t_checkpoint):
+def vit_t_model(vit_t_checkpoint, _reference_embeddings):
     from mobilesam import sam_model_registry
 
-    return sam_model_registry["vit_t"](checkpoint=str(vit_t_checkpoint))
+    return _reference_embeddings.remember(sam_model_registry["vit_t"](checkpoint=str(vit_t_checkpoint)))
 
 
 @pytest.fixture(scope="session")
-def vit_b_model(vit_b_checkpoint):
+def vit_b_model(vit_b_checkpoint, _reference_embeddings):
     from mobilesam import sam_model_registry
 
-    return sam_model_registry["vit_b"](checkpoint=str(vit_b_checkpoint))
+    return _reference_embeddings.remember(sam_model_registry["vit_b"](checkpoint=str(vit_b_checkpoint)))
+
+
+class ReferenceEmbeddings:
+    """The session's reference predictors encode each image once. Many tests compare the app with
+    `SamPredictor` on the same photos (truck.jpg above all), and an eager ViT-B encode takes ~10 s
+    here: `SamPredictor.set_torch_image` on the session's models (`remember`) keeps the embedding of
+    each input it has encoded (by the input's bytes) and gives it back through `set_image_embedding`.
+    The same input to the same unchanged model gives the same embedding, so no comparison changes;
+    the encoders themselves are tested on their first call (the goldens) and in their own tests."""
+
+    MAX_ENTRIES = 48  # 4 MiB each
+
+    def __init__(self) -> None:
+        self.models: set = set()
+        self.embeddings: OrderedDict = OrderedDict()
+        self.hits = self.misses = 0
+
+    def remember(self, model):
+        self.models.add(id(model))
+        return model
+
+    def wrap(self, set_torch_image):
+        def memo_set_torch_image(predictor, transformed_image, original_image_size):
+            if id(predictor.model) not in self.models:
+                return set_torch_image(predictor, transformed_image, original_image_size)
+            pixels = transformed_image.detach().cpu().contiguous().numpy()
+            key = (id(predictor.model), pixels.shape, str(pixels.dtype), hashlib.sha256(pixels.tobytes()).hexdigest())
+            if key in self.embeddings:
+                self.hits += 1
+                self.embeddings.move_to_end(key)
+                predictor.set_image_embedding(self.embeddings[key], original_image_size)
+                predictor.input_size = tuple(int(s) for s in transformed_image.shape[-2:])
+                return None
+            self.misses += 1
+            set_torch_image(predictor, transformed_image, original_image_size)
+            self.embeddings[key] = predictor.features
+            while len(self.embeddings) > self.MAX_ENTRIES:
+                self.embeddings.popitem(last=False)
+            return None
+        return memo_set_torch_image
+
+
+@pytest.fixture(scope="session")
+def _reference_embeddings():
+    from mobilesam.predictor import SamPredictor
+
+    memo = _MEMO[0] = ReferenceEmbeddings()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SamPredictor, "set_torch_image", memo.wrap(SamPredictor.set_torch_image))
+        yield memo
+
+
+_MEMO: list = [None]
+
+
+def pytest_terminal_summary(terminalreporter):
+    memo = _MEMO[0]
+    if memo is not None:
+        terminalreporter.write_line(f"reference embeddings: {memo.misses} encoded, {memo.hits} reused")
 
 
 @pytest.fixture(scope="session")
@@ -87,6 +148,22 @@ def browser():
     """Headless Chromium (support.chromium) for one test module; tests open their own pages."""
     with chromium() as b:
         yield b
+
+
+@pytest.fixture(autouse=True)
+def _close_the_tests_pages(request):
+    """Close the browser contexts (pages) a test opened when it ends. Every Gradio page keeps an
+    animation-frame loop running while idle (Gradio's own, ~8 % of a core here per page), so pages
+    left open until the module's end would slow the tests after them."""
+    if "browser" not in request.fixturenames:
+        yield
+        return
+    browser = request.getfixturevalue("browser")
+    before = set(browser.contexts)  # a module's own page (opened by a wider fixture) stays
+    yield
+    for context in browser.contexts:
+        if context not in before:
+            context.close()
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import pytest
 pytest.importorskip("onnxruntime")
 
 from conftest import load_sample, mask_iou  # noqa: E402
+from mobilesam.accel.encoder import ImageEncoder  # noqa: E402
 from mobilesam.accel.mask_generator import FastSamAutomaticMaskGenerator  # noqa: E402
 from mobilesam.automatic_mask_generator import SamAutomaticMaskGenerator  # noqa: E402
 from mobilesam.utils.amg import rle_to_mask  # noqa: E402
@@ -19,6 +20,20 @@ SETTINGS = dict(points_per_side=6, points_per_batch=32, pred_iou_thresh=0.35, st
 @pytest.fixture(scope="module")
 def image():
     return np.ascontiguousarray(load_sample("truck.jpg")[::4, ::4])  # 450×300: quick
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(vit_t_checkpoint, tmp_path_factory):
+    """A copy of the session's onnxruntime encoder export (support.onnx_seed; the export itself is
+    tested in test_accel_encoder.py): these tests compare the records, not the export."""
+    import shutil
+
+    from support import onnx_seed
+
+    folder = tmp_path_factory.mktemp("onnx")
+    for path in onnx_seed(vit_t_checkpoint).iterdir():
+        shutil.copy2(path, folder / path.name)
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +57,9 @@ def test_low_res_filtering_with_crops_and_small_regions(vit_t_model, image):
     assert ours == official.generate(image)
 
 
-def test_fast_generator_gives_the_same_records(vit_t_model, image, torch_records, tmp_path_factory):
-    fast = FastSamAutomaticMaskGenerator(vit_t_model, cache_dir=tmp_path_factory.mktemp("onnx"),
+def test_fast_generator_gives_the_same_records(vit_t_model, image, torch_records, onnx_dir):
+    encoder = ImageEncoder(vit_t_model, "vit_t", backend="onnxruntime", cache_dir=onnx_dir, background=False)
+    fast = FastSamAutomaticMaskGenerator(vit_t_model, image_encoder=encoder, cache_dir=onnx_dir,
                                          **SETTINGS).generate(image)
     assert len(fast) == len(torch_records)
     for ours, theirs in zip(fast, torch_records):
@@ -61,11 +77,12 @@ def test_the_official_generator_takes_no_backend_arguments(vit_t_model):
         SamAutomaticMaskGenerator(vit_t_model, backend="fast")
 
 
-def test_engine_segment_everything_uses_the_fast_backend(vit_t_model, image, tmp_path, torch_records):
+def test_engine_segment_everything_uses_the_fast_backend(vit_t_model, image, tmp_path, torch_records, onnx_dir):
     from mobilesam_app.engine import Engine
     from mobilesam_app.store import ImageStore
 
-    engine = Engine(vit_t_model, "vit_t", ImageStore(tmp_path / "images"), encoder_backend="onnxruntime")
+    engine = Engine(vit_t_model, "vit_t", ImageStore(tmp_path / "images"), encoder_backend="onnxruntime",
+                    onnx_dir=onnx_dir)
     records = engine.segment_everything(image, **SETTINGS)
     assert len(records) == len(torch_records)
     for ours, theirs in zip(records, torch_records):
