@@ -4,11 +4,13 @@ port, and headless Chromium (the system one, through Playwright; never `playwrig
 
 Benchmarks import it too (bench/_common.py puts tests/ on sys.path); it imports nothing from bench/.
 """
+import atexit
 import base64
 import contextlib
 import json
 import lzma
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 from urllib.parse import urlparse
 
 import numpy as np
@@ -197,6 +199,7 @@ def onnx_seed(checkpoint: Path) -> Path:
         from mobilesam_app.startup import AppConfig
 
         folder = Path(tempfile.mkdtemp(prefix="mobilesam-test-onnx-"))
+        atexit.register(shutil.rmtree, folder, True)  # (ignore_errors) 30 MB a session otherwise left behind
         model = load_model_from(checkpoint, "vit_t", "cpu")
         cached_decoder(checkpoint, "vit_t", folder, variant="fast", weights=AppConfig.decoder_weights, sam=model)
         cached_encoder(model, "vit_t", folder)
@@ -219,19 +222,19 @@ class AppProcess:
     when given) and `extra_args`, its output in `log_path`; stop() ends it. With `tmp`, that is the
     app's temporary folder (TMPDIR), so the cache lies outside both the app's temporary folder and
     its working directory, as the default ~/.cache/mobilesam does (Gradio serves only files from those
-    two and from the folders the app allows). With `seed_onnx` (a vit_t checkpoint), a fresh cache
-    folder gets a copy of the session's ONNX exports (`onnx_seed`)."""
+    two and from the folders the app allows). With a vit_t checkpoint, a fresh cache folder gets a
+    copy of the session's ONNX exports (`onnx_seed`) named in `seed_onnx` ("decoder", "encoder")."""
 
     def __init__(self, checkpoint: Optional[Path], cache_dir: Path, extra_args=(), port: Optional[int] = None,
                  startup_timeout: float = 300.0, tmp: Optional[Path] = None,
-                 log_name: Optional[str] = None, seed_onnx: bool = True) -> None:
+                 log_name: Optional[str] = None, seed_onnx: Sequence[str] = ("decoder", "encoder")) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         model_checkpoint = checkpoint if checkpoint is not None else _checkpoint_in(extra_args)
         if seed_onnx and model_checkpoint is not None and _model_type_in(extra_args) == "vit_t":
-            self._copy_exports(onnx_seed(model_checkpoint))
+            self._copy_exports(onnx_seed(model_checkpoint), seed_onnx)
         self.log_path = self.cache_dir / (log_name or f"app-{self.port}.log")
         env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
         if tmp is not None:
@@ -249,13 +252,12 @@ class AppProcess:
             self.stop()
             raise
 
-    def _copy_exports(self, seed: Path) -> None:
-        import shutil
-
+    def _copy_exports(self, seed: Path, kinds: Sequence[str]) -> None:
         target = self.cache_dir / "onnx"
         target.mkdir(parents=True, exist_ok=True)
         for path in seed.iterdir():
-            if path.is_file() and not (target / path.name).exists():
+            wanted = any(f"-{kind}-" in path.name for kind in kinds)  # "-decoder-", "-encoder-" (+ .sha256)
+            if wanted and path.is_file() and not (target / path.name).exists():
                 shutil.copy2(path, target / path.name)
 
     @property
