@@ -14,7 +14,8 @@ every client's content hash differs) and its own prompts. It calls the `segment`
 (IoU >= 0.99, same size, same scores), so a mix-up between sessions cannot go unnoticed. Every
 few requests it also fetches its embedding (`/msam/embedding/...`) and its stored image
 (`/msam/image/...`) by its own content id and checks them. The only acceptable failure is an
-explicit "queue full". The server's memory (VmRSS, VmHWM from /proc) is sampled throughout: its
+explicit refusal: Gradio's "queue is full" or the app's "The server is busy" (the encoder's queue
+full). The server's memory (VmRSS, VmHWM from /proc) is sampled throughout: its
 peak under the load may exceed its peak for one warm-up request (model, runtime, one encoder run)
 by the embedding cache bound + --memory-headroom-mb at most (the concurrent requests' buffers).
 The app's GET /msam/health gives the encoder's runs and their time: the load's encodes per second
@@ -241,6 +242,13 @@ def memory_figures(warm_peak: Optional[float], load_peak: Optional[float], sampl
 
 # --------------------------------------------------------------------------- the run
 
+def refused_for_load(message: str) -> bool:
+    """An explicit refusal for load, the only failure allowed: Gradio's "queue is full" or the app's
+    "The server is busy: N images are ahead of yours" (its encoder's queue is full)."""
+    message = message.lower()
+    return "queue is full" in message or "server is busy" in message
+
+
 @dataclass
 class Tally:
     latencies_ms: List[float] = field(default_factory=list)
@@ -335,7 +343,7 @@ def client_loop(url: str, case: Case, deadline: float, tally: Tally, download_di
             except Exception as exc:  # noqa: BLE001
                 message = f"{type(exc).__name__}: {exc}"
                 with tally.lock:
-                    if "queue is full" in message.lower():
+                    if refused_for_load(message):
                         tally.queue_full += 1
                     else:
                         tally.errors.append(f"client {case.index}: {message[:300]}")
@@ -470,7 +478,7 @@ def visitor(url: str, index: int, source: np.ndarray, start_at: float, deadline:
                 except Exception as exc:  # noqa: BLE001
                     message = f"{type(exc).__name__}: {exc}"
                     with tally.lock:
-                        if "busy" in message.lower():
+                        if refused_for_load(message):
                             tally.busy += 1
                         else:
                             tally.errors.append(f"visitor {index}: {message[:300]}")
@@ -742,7 +750,7 @@ def main(argv=None) -> int:
     else:
         mem = result["server_memory_mb"]
         print(f"{result['requests_served']} requests in {result['elapsed_s']} s by {result['clients']} clients "
-              f"({result['throughput_rps']} req/s); errors {result['errors']}, queue full {result['queue_full']}, "
+              f"({result['throughput_rps']} req/s); errors {result['errors']}, queue full or busy {result['queue_full']}, "
               f"mask mix-ups {result['mismatches']}")
         print(f"latency p50 {result['latency_ms']['p50']} ms, p95 {result['latency_ms']['p95']} ms, "
               f"max {result['latency_ms']['max']} ms; each client's first request (with its encode) p50 "
