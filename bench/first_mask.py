@@ -42,7 +42,7 @@ WATCH = """
     const onChange = (e) => {
       if (e.target && e.target.type === "file" && marks.change == null) marks.change = performance.now();
     };
-    document.addEventListener("change", onChange, true);
+    window.addEventListener("change", onChange, true); // before web/upload.js, which holds the event back
     const deadline = performance.now() + 300000;
     const poll = async () => {
       const s = window.msam.getState();
@@ -55,7 +55,7 @@ WATCH = """
         await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
         marks.drawn = performance.now();
         const st = window.msam.getState();
-        document.removeEventListener("change", onChange, true);
+        window.removeEventListener("change", onChange, true);
         resolve({ marks, lastDecodeMs: st.lastDecodeMs, encodeMs: info.encode_ms, embeddingUrl: info.embedding_url,
                   prepareMs: app.model ? app.model.prepareMs : null, provider: app.model ? app.model.provider : null,
                   hasMask: st.selectedIndex >= 0 });

@@ -48,7 +48,9 @@ WATCH = """
     const marks = {};
     const start = window.msam && window.msam._app;
     const before = start ? start.info : null; // the previous photo's (a ready page): not clicked, not measured
-    document.addEventListener("change", (e) => {
+    // on window, capturing: before the page's own listener (web/upload.js stops the user's event and
+    // hands it on to the upload box later), so that the mark is the user's choice
+    window.addEventListener("change", (e) => {
       if (e.target && e.target.type === "file" && marks.change == null) marks.change = performance.now();
     }, true);
     const deadline = performance.now() + 300000;
@@ -159,7 +161,9 @@ WATCH_OFFICIAL = """
 () => {
   window.__fv = new Promise((resolve, reject) => {
     const marks = {};
-    document.addEventListener("change", (e) => {
+    // on window, capturing: before the page's own listener (web/upload.js stops the user's event and
+    // hands it on to the upload box later), so that the mark is the user's choice
+    window.addEventListener("change", (e) => {
       if (e.target && e.target.type === "file" && marks.change == null) marks.change = performance.now();
     }, true);
     const deadline = performance.now() + 300000;
