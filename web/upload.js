@@ -177,15 +177,14 @@ export class ResizedUpload {
   }
 }
 
-/** `fn` callable once (later calls do nothing); `.done` once called. */
+/** `fn` callable once (later calls do nothing). */
 function once(fn) {
-  const wrapped = () => {
-    if (wrapped.done) return;
-    wrapped.done = true;
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
     fn();
   };
-  wrapped.done = false;
-  return wrapped;
 }
 
 /** A drop of `file` (as the user's drop: the upload box reads dataTransfer.files). */
