@@ -67,7 +67,7 @@ def vit_b_model(vit_b_checkpoint, _reference_embeddings):
 class ReferenceEmbeddings:
     """The session's reference predictors encode each image once. Many tests compare the app with
     `SamPredictor` on the same photos (truck.jpg above all), and an eager ViT-B encode takes ~10 s
-    here: `SamPredictor.set_torch_image` on the session's models (`remember`) keeps the embedding of
+    on 2 CPU cores: `SamPredictor.set_torch_image` on the session's models (`remember`) keeps the embedding of
     each input it has encoded (by the input's bytes) and gives it back through `set_image_embedding`.
     The same input to the same unchanged model gives the same embedding, so no comparison changes;
     the encoders themselves are tested on their first call (the goldens) and in their own tests."""
@@ -153,7 +153,7 @@ def browser():
 @pytest.fixture(autouse=True)
 def _close_the_tests_pages(request):
     """Close the browser contexts (pages) a test opened when it ends. Every Gradio page keeps an
-    animation-frame loop running while idle (Gradio's own, ~8 % of a core here per page), so pages
+    animation-frame loop running while idle (Gradio's own, ~8 % of a 2-vCPU host's core per page), so pages
     left open until the module's end would slow the tests after them."""
     if "browser" not in request.fixturenames:
         yield
