@@ -196,10 +196,11 @@ def main(argv=None) -> None:
     demo = build_demo(service, example_thumbnails(EXAMPLES, thumbs_dir))
     routes = server.make_routes(lambda: service.decoder_files, service.embedding_bytes,
                                 service.engine.store.path_of, encode_resized=service.encode_resized,
-                                ensure_stored=service.engine.store.ensure_durable, health=service.engine.health)
+                                ensure_stored=service.engine.store.ensure_durable, health=service.engine.health,
+                                decode_prompt=service.decode_for_page)
     decoder_path = next(iter(service.decoder_files.values()))
     head = server.page_head({"ortBase": server.ort_base_url(), "decoderUrl": server.decoder_url(decoder_path),
-                             "encodeUrl": "/msam/encode",
+                             "encodeUrl": "/msam/encode", "decodeUrl": "/msam/decode/",
                              "crossOriginIsolated": True, "model": args.model_type})
     demo.queue(max_size=64, default_concurrency_limit=4).launch(
         server_name=args.host, server_port=args.port, share=args.share, head=head, ssr_mode=False,

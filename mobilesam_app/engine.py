@@ -12,6 +12,7 @@ import torch
 
 from mobilesam.modeling import Sam
 from mobilesam.predictor import SamPredictor
+from mobilesam.utils.onnx import SamOnnxLowResModel, web_prompt_inputs
 from .embedding_codec import encode_u8, transcode, wire_format
 from mobilesam.utils.transforms import ResizeLongestSide
 from . import memory
@@ -124,6 +125,7 @@ class Engine:
         self.encode_ms_total = 0.0
         self._queue_lock = threading.Lock()
         self.parameter_count = sum(p.numel() for p in model.image_encoder.parameters())
+        self._low_res_decoder = SamOnnxLowResModel(self.model)
 
     def encode(self, image: np.ndarray, image_id: Optional[str] = None, exact: bool = False) -> EncodedImage:
         """Embedding of a uint8 H×W×3 RGB image, from the cache when the same picture was seen. With
@@ -214,6 +216,22 @@ class Engine:
     def predict(self, encoded: EncodedImage, **prompt) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """SamPredictor.predict on the cached embedding; `prompt` as its keyword arguments."""
         return self.predictor_for(encoded).predict(**prompt)
+
+    def low_res_masks(self, encoded: EncodedImage, point_coords: Optional[np.ndarray] = None,
+                      point_labels: Optional[np.ndarray] = None,
+                      box: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """What the page's decoder gives for one prompt, computed here (the official computation,
+        SamOnnxLowResModel, fed as the web demo feeds it): iou predictions [4] and low-res mask
+        logits [4,256,256] of all four mask tokens. Points ([K,2] with labels [K]) and box ([4])
+        are in original-image pixels. No encoder work: it never waits behind an encode."""
+        coords, labels = web_prompt_inputs(point_coords, point_labels, box, encoded.original_size,
+                                           self.transform.target_length)
+        device = next(self.model.parameters()).device
+        inputs = [torch.from_numpy(a).to(device) for a in (encoded.embedding, coords, labels)]
+        no_mask = torch.zeros(1, 1, 256, 256, device=device), torch.zeros(1, device=device)
+        with torch.inference_mode():
+            scores, masks = self._low_res_decoder(*inputs, *no_mask)
+        return scores[0].cpu().numpy(), masks[0].cpu().numpy()
 
     def segment_everything(self, image: np.ndarray, points_per_side: int = 16, points_per_batch: int = 64,
                            progress: Optional[Callable[[int, int], None]] = None, **options) -> list:

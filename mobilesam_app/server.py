@@ -367,12 +367,15 @@ def make_routes(models: Callable[[], Dict[str, Path]], embedding_bytes: Callable
                 image_path: Callable[[str], Optional[Path]],
                 encode_resized: Optional[Callable[[bytes, str, str], dict]] = None,
                 ensure_stored: Optional[Callable[[str], Optional[bool]]] = None,
-                health: Optional[Callable[[], dict]] = None):
+                health: Optional[Callable[[], dict]] = None,
+                decode_prompt: Optional[Callable[[str, bytes], Optional[bytes]]] = None):
     """Starlette routes; the callables look up decoder files, embeddings (model, image id, wire format
     "f16" / "u8" -> bytes) and stored images, encode a resized upload (bytes, width, height -> client
     info; ImageLoadError for bad input), (`ensure_stored`, ImageStore.ensure_durable) write an
     image to the store now: True once on disk, False if it cannot be, None for an unknown image, and
-    (`health`, Engine.health) tell GET /msam/health how the server is doing."""
+    (`health`, Engine.health) tell GET /msam/health how the server is doing, and (`decode_prompt`,
+    Service.decode_for_page) decode one prompt for a page whose decoder is still loading (image id,
+    JSON bytes -> mask_codec bytes; None for an image not encoded; ValueError for a bad prompt)."""
 
     ORT_FILES.prepare(*ORT_RUNTIME_FILES)
 
@@ -464,6 +467,26 @@ def make_routes(models: Callable[[], Dict[str, Path]], embedding_bytes: Callable
 
     extra = [Route("/msam/encode", encode, methods=["POST"])] if encode_resized is not None else []
 
+    async def decode(request: Request):
+        """POST: the masks of one prompt, while the page's own decoder loads (web/bridge.js)."""
+        data = await read_body(request, MAX_PROMPT_BYTES)
+        if data is None:
+            return JSONResponse({"error": f"the prompt is over {MAX_PROMPT_BYTES} bytes"}, status_code=413)
+        try:
+            body = await run_in_threadpool(decode_prompt, request.path_params["image_id"], data)
+        except ValueError as exc:
+            return JSONResponse({"error": f"Invalid prompt: {exc}"}, status_code=400)
+        if body is None:
+            return JSONResponse({"error": "embedding not found: encode the image first"}, status_code=404)
+        headers = {"Cache-Control": "no-store", "X-Masks-Format": "mslr;v=1"}
+        if accepts_encoding(request.headers.get("accept-encoding", ""), "gzip"):
+            body = gzip.compress(body, compresslevel=6)
+            headers.update({"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
+        return Response(body, media_type="application/octet-stream", headers=headers)
+
+    if decode_prompt is not None:
+        extra.append(Route("/msam/decode/{image_id}", decode, methods=["POST"]))
+
     async def store_image(request: Request):
         """POST: the page asks before it shows a share link; 200 only once the image is on disk."""
         image_id = request.path_params["image_id"]
@@ -509,6 +532,9 @@ async def read_body(request: Request, limit: int) -> Optional[bytes]:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+MAX_PROMPT_BYTES = 64 * 1024  # a page's prompt is a few hundred bytes
 
 
 def _not_found(message: str = "not found") -> PlainTextResponse:

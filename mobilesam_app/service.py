@@ -23,7 +23,8 @@ from mobilesam.utils.sa1b import sa1b_json
 from . import compare as cmp
 from .engine import EncodedImage, EncoderBusy, Engine
 from .images import ImageLoadError, load_rgb_image
-from .prompts import parse_prompts
+from .mask_codec import encode_low_res
+from .prompts import RequestError, parse_prompts
 from .resized_upload import ResizedUploads
 from .server import decoder_url
 from .store import LRUCache, is_image_id
@@ -194,6 +195,25 @@ class Service:
                 return self.engine.predict(encoded, **prompt)
         except ValueError as exc:
             raise user_error(f"Invalid prompts: {exc}") from exc
+
+    def decode_for_page(self, image_id: str, body: bytes) -> Optional[bytes]:
+        """POST /msam/decode/<image id>: one prompt (`{"points": [[x, y, label], ...], "box": [x0, y0,
+        x1, y1] | null}`, original-image pixels, as `parse_prompts` reads it) decoded here while the
+        page's own decoder is still loading: the page decoder's outputs in mask_codec's format. None
+        when the image's embedding is not in the cache (the page then waits for its own decoder);
+        RequestError for a malformed prompt. It never encodes, so it never waits behind an encode."""
+        encoded = self.engine.cache.get(image_id) if is_image_id(image_id) else None
+        if encoded is None:
+            return None
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RequestError("the prompt must be UTF-8 JSON") from None
+        prompt = parse_prompts(text, encoded.original_size)
+        with self._predict_slots:
+            scores, logits = self.engine.low_res_masks(encoded, prompt.get("point_coords"), prompt.get("point_labels"),
+                                                       prompt.get("box"))
+        return encode_low_res(scores, logits)
 
     def encode_file(self, image_file) -> EncodedImage:
         """The encoding of an API call's image file: from the cache without reading the file when this

@@ -428,17 +428,10 @@ def _transform():
 
 def web_inputs(prompt: dict, previous: dict, height: int, width: int, embedding: np.ndarray) -> dict:
     """Decoder inputs as the official web demo builds them from a golden prompt set."""
-    coords, labels = [], []
-    if "point_coords" in prompt:
-        coords.append(_transform().apply_coords(np.array(prompt["point_coords"], dtype=np.float64), (height, width)))
-        labels.append(np.array(prompt["point_labels"], dtype=np.float64))
-    if "box" in prompt:
-        coords.append(_transform().apply_coords(np.array(prompt["box"], dtype=np.float64).reshape(2, 2),
-                                             (height, width)))
-        labels.append(np.array([2, 3], dtype=np.float64))
-    else:
-        coords.append(np.zeros((1, 2)))
-        labels.append(np.array([-1.0]))
+    from mobilesam.utils.onnx import web_prompt_inputs
+
+    coords, labels = web_prompt_inputs(prompt.get("point_coords"), prompt.get("point_labels"), prompt.get("box"),
+                                       (height, width))
     if "mask_from" in prompt:
         earlier = previous[prompt["mask_from"]]
         mask_input = earlier["low_res_masks"][np.argmax(earlier["iou_predictions"])][None, None]
@@ -448,8 +441,8 @@ def web_inputs(prompt: dict, previous: dict, height: int, width: int, embedding:
         has_mask = np.zeros(1)
     return {
         "image_embeddings": embedding.astype(np.float32),
-        "point_coords": np.concatenate(coords)[None].astype(np.float32),
-        "point_labels": np.concatenate(labels)[None].astype(np.float32),
+        "point_coords": coords,
+        "point_labels": labels,
         "mask_input": mask_input.astype(np.float32),
         "has_mask_input": has_mask.astype(np.float32),
         "orig_im_size": np.array([height, width], dtype=np.float32),

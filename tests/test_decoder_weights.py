@@ -20,10 +20,9 @@ from conftest import DECODER_INPUT_IOU_SLACK, DECODER_INPUT_MIN_MASK_IOU, ROOT  
 from mobilesam.accel.fast_decoder import run_fast_decoder  # noqa: E402
 from mobilesam.export import WEIGHT_STORAGE, quantize_int8_per_channel  # noqa: E402
 from mobilesam.onnx_cache import cached_decoder, cached_decoder_name  # noqa: E402
-from mobilesam.utils.transforms import ResizeLongestSide  # noqa: E402
-from support import IMG_SIZE, chosen, fast_decoder_golden_runs, mask_iou, upsample_like_sam  # noqa: E402
+from mobilesam.utils.onnx import web_prompt_inputs  # noqa: E402
+from support import chosen, fast_decoder_golden_runs, mask_iou, upsample_like_sam  # noqa: E402
 
-TRANSFORM = ResizeLongestSide(IMG_SIZE)
 
 PHOTOS = sorted((ROOT / "examples").glob("*.jpg"))
 # Thresholds per storage: (mean mask IoU, min mask IoU, max |Δ iou_predictions|), each below what
@@ -100,18 +99,8 @@ def _photo_prompts(height: int, width: int) -> list:
 
 
 def _photo_feeds(embedding, height, width, points, labels, box, mask_input) -> dict:
-    coords, labs = [], []
-    if points is not None:
-        coords.append(TRANSFORM.apply_coords(points.astype(np.float64), (height, width)))
-        labs.append(labels.astype(np.float64))
-    if box is not None:
-        coords.append(TRANSFORM.apply_coords(box.reshape(2, 2).astype(np.float64), (height, width)))
-        labs.append(np.array([2.0, 3.0]))
-    else:
-        coords.append(np.zeros((1, 2)))
-        labs.append(np.array([-1.0]))
-    return {"image_embeddings": embedding, "point_coords": np.concatenate(coords)[None].astype(np.float32),
-            "point_labels": np.concatenate(labs)[None].astype(np.float32),
+    coords, labs = web_prompt_inputs(points, labels, box, (height, width))
+    return {"image_embeddings": embedding, "point_coords": coords, "point_labels": labs,
             "mask_input": (np.zeros((1, 1, 256, 256)) if mask_input is None else mask_input).astype(np.float32),
             "has_mask_input": np.array([0.0 if mask_input is None else 1.0], np.float32)}
 

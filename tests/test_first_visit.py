@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, SAMPLES, golden_index, golden_prompt_kwargs, load_sample, mask_iou
+from support import mask_from_bits
 
 PHOTOS = ["truck.jpg", "groceries.jpg", "dogs.jpg", "picture1.jpg", "picture3.jpg"]
 
@@ -246,3 +247,46 @@ def test_dropped_or_pasted_photo_goes_resized_then_original(page, app_url, how, 
     with urllib.request.urlopen(f"{app_url}/msam/image/{image_id}.png", timeout=60) as r:
         stored = np.asarray(Image.open(io.BytesIO(r.read())).convert("RGB"))
     assert np.array_equal(stored, image)  # the original arrived through the upload box
+
+
+def test_click_while_the_decoder_loads_gets_the_servers_mask_then_the_pages(browser, app_url, vit_t_model):
+    """On a first visit the decoder's download takes seconds: a click made meanwhile is answered by the
+    server's decode of the same prompt (POST /msam/decode/<id>, web/bridge.js), drawn before the
+    decoder is there; once it is, the page decodes the click itself and the mask stays the same."""
+    from mobilesam import SamPredictor
+
+    name = "truck.jpg"
+    image = load_sample(name)
+    h, w = image.shape[:2]
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    held = []
+    page.route("**/msam/models/**", lambda route: held.append(route))  # the decoder's download waits until released
+    decodes = []
+    page.on("request", lambda r: decodes.append(r.url) if "/msam/decode/" in r.url else None)
+    page.goto(app_url)
+    page.wait_for_function("() => window.msam && window.msam._app", timeout=120_000)
+    page.evaluate("""() => { window.__clicked = new Promise((resolve) => {
+        const poll = () => { const app = window.msam._app;
+          if (app.info && app.info.local) { window.msam.addPoint(app.info.width / 2, app.info.height / 2, 1);
+            resolve(app.entry.points.length); } else requestAnimationFrame(poll); };
+        poll(); }); }""")
+    page.locator("#msam-upload input[type=file]").first.set_input_files(str(SAMPLES / name))
+    assert page.evaluate("() => window.__clicked") == 1
+    page.wait_for_function("() => window.msam.getState().maskFrom === 'server'", timeout=120_000)
+    state = page.evaluate("() => window.msam.getState()")
+    assert held and not state["ready"] and state["selectedIndex"] >= 0  # drawn while the decoder waits
+    server_mask = mask_from_bits(page.evaluate("() => window.msam.getMaskBitsBase64()"))
+    predictor = SamPredictor(vit_t_model)
+    predictor.set_image(image)
+    masks, scores, _ = predictor.predict(point_coords=np.array([[w / 2, h / 2]], np.float32),
+                                         point_labels=np.array([1]), multimask_output=True)
+    assert mask_iou(server_mask, masks[int(np.argmax(scores))]) >= 0.97  # from the resized copy's embedding
+
+    for route in held:
+        route.continue_()
+    page.wait_for_function("() => { const s = window.msam.getState(); return s.ready && s.maskFrom === 'page'; }",
+                           timeout=120_000)
+    page_mask = mask_from_bits(page.evaluate("() => window.msam.getMaskBitsBase64()"))
+    assert mask_iou(page_mask, server_mask) >= 0.99
+    assert len(decodes) == 1  # one click, one server decode; the page's own decoder does the rest
+    page.close()

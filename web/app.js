@@ -19,6 +19,7 @@ import { CompareSession } from "./compare.js";
 import { renderComparePanel, copySummary } from "./compare-panel.js";
 import { AppView } from "./ui.js";
 import { DecodeQueue } from "./scheduler.js";
+import { ServerDecoder } from "./bridge.js";
 import { ResizedUpload } from "./upload.js";
 import * as exports from "./exports.js";
 import { ObjectList, parseObjectsLink, makeEntry, MAX_OBJECTS } from "./objects.js";
@@ -47,6 +48,7 @@ export class MsamApp {
     this.info = null;
     this.image = null;
     this.ready = false;
+    this.bridge = null; // until ready: the server's decoder of the image (bridge.js), or null
     this.loadToken = 0;
     this.imageToken = 0; // changes with the image (decodes of another image are dropped)
     this.loading = Promise.resolve();
@@ -69,6 +71,7 @@ export class MsamApp {
       model: () => this.model,
       compare: this.compare,
       ready: () => this.ready,
+      bridge: () => (this.ready ? null : this.bridge),
       current: () => this.entry,
       imageToken: () => this.imageToken,
       refine: () => this.refine,
@@ -253,6 +256,7 @@ export class MsamApp {
     const token = ++this.loadToken; // a load in flight is for an image no longer wanted
     this.resetPrompts();
     this.ready = false;
+    this.bridge = null;
     this.imageToken++;
     this.info = { width, height, image_id: null, local: true, file_name: fileName || undefined };
     this.image = photo;
@@ -314,6 +318,7 @@ export class MsamApp {
       this.compare.drop();
     }
     this.ready = false;
+    this.bridge = null;
     this.info = keep && !info.file_name ? { ...info, file_name: this.info.file_name } : info;
     this.image = localPhoto;
     const model = this.ensureModel();
@@ -334,6 +339,11 @@ export class MsamApp {
       }
     }
     this.setStatus("Loading image embedding…", "busy");
+    // clicks made before the embedding and the decoder are here get the server's masks meanwhile
+    if (this.config.decodeUrl && info.image_id) {
+      this.bridge = new ServerDecoder(this.config.decodeUrl, info.image_id);
+      this.queue.pump();
+    }
 
     // The photo and the embedding load at once; prompts need only the embedding, so the decoder
     // gets it (and starts its per-image work) as soon as it arrives, whichever comes first.
@@ -901,6 +911,7 @@ export class MsamApp {
       selectedIndex: idx,
       multimask: isMultimask(e.points, e.box),
       scores: e.result && has ? Array.from(e.result.scores) : null,
+      maskFrom: e.result && has ? (e.result.server ? "server" : "page") : null, // whose decoder (bridge.js)
       refine: this.refine,
       lastDecodeMs: this.queue.lastDecodeMs,
       decodeCount: this.queue.decodeCount,

@@ -31,6 +31,8 @@ export class DecodeQueue {
    * @param {() => {decode: Function}} host.model MobileSAM's decoder (a MaskModel)
    * @param {import("./compare.js").CompareSession} host.compare the comparison model (compare.js)
    * @param {() => boolean} host.ready whether the image's embedding is in place
+   * @param {() => ({decode: Function}|null)} [host.bridge] until then, the server's decoder of the image
+   *   (bridge.js ServerDecoder), or null
    * @param {() => object} host.current the current prompt entry
    * @param {() => number} host.imageToken changes with the image (decodes of another image are dropped)
    * @param {() => boolean} host.refine whether "refine with previous mask" is on (previews)
@@ -70,7 +72,7 @@ export class DecodeQueue {
   needsDecode(entry) {
     if (!hasPrompts(entry)) return false;
     const cmp = this.host.compare;
-    return (!entry.result && !entry.error) || (cmp.active() && !(entry.cmp && entry.cmp.key === cmp.key));
+    return ((!entry.result || entry.result.server) && !entry.error) || (cmp.active() && !(entry.cmp && entry.cmp.key === cmp.key));
   }
 
   /** A new committed state: it becomes current (the preview of the old one goes), decoded in turn. */
@@ -203,7 +205,10 @@ export class DecodeQueue {
           for (const e of this.commits) if (e.token !== token) e.pending = false;
           this.commits = this.commits.filter((e) => e.token === token);
           this.previewReq = null;
-          break;
+          const ask = this.#bridgeRequest();
+          if (!ask) break;
+          await this.#askServer(ask);
+          continue;
         }
         const entry = this.commits.shift();
         if (entry) {
@@ -230,6 +235,34 @@ export class DecodeQueue {
   }
 
   /**
+   * While the image's embedding or the page's decoder is on its way: the current entry's masks from
+   * the server (host.bridge), shown until the page's decoder decodes the entry in its turn (it stays
+   * queued). Once per entry (a failure leaves it to the page's decoder); not for a refining entry
+   * (its mask input is the page's). Returns {server, entry} to ask, or null.
+   */
+  #bridgeRequest() {
+    const server = this.host.bridge?.();
+    const entry = this.host.current();
+    if (!server || !entry || entry.bridged || entry.refine || entry.cancelled || entry.result || entry.error
+        || !this.commits.includes(entry)) return null;
+    return { server, entry };
+  }
+
+  async #askServer({ server, entry }) {
+    entry.bridged = true;
+    const token = this.host.imageToken();
+    try {
+      const res = await server.decode({ points: entry.points, box: entry.box });
+      if (token === this.host.imageToken() && !entry.result && !entry.cancelled) {
+        entry.result = res;
+        if (entry === this.host.current()) this.host.onChange();
+      }
+    } catch (e) {
+      console.warn("[msam] the server's decode failed; the page's decoder will answer:", errText(e));
+    }
+  }
+
+  /**
    * Decode `prompts` with MobileSAM (when `needA`) and, in compare mode, with the comparison model
    * (when `needB`), both at once. Returns {a: result|Error|null, b: {key, result}|{key, error}|null}.
    */
@@ -250,7 +283,7 @@ export class DecodeQueue {
 
   async #decodeEntry(entry) {
     const host = this.host, cmp = host.compare;
-    const needA = !entry.result;
+    const needA = !entry.result || !!entry.result.server;
     const needB = cmp.active() && !(entry.cmp && entry.cmp.key === cmp.key);
     const token = host.imageToken();
     try {
@@ -284,7 +317,7 @@ export class DecodeQueue {
   /** Whether a committed entry can share a decoder run with others: a box alone (what a pasted list
    * of boxes commits: the same prompt length for all), no mask input, MobileSAM's decode only. */
   #batchable(entry) {
-    return !!entry.box && !entry.points.length && !entry.cancelled && !entry.refine && !entry.result && !entry.error
+    return !!entry.box && !entry.points.length && !entry.cancelled && !entry.refine && (!entry.result || entry.result.server) && !entry.error
       && !this.host.compare.active();
   }
 

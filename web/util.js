@@ -15,6 +15,7 @@ export function getConfig() {
     proxy: c.proxy,
     encodeUrl: c.encodeUrl || null, // POST a photo's resized copy here (upload.js); none: the upload box's path
     resizedUpload: c.resizedUpload !== false,
+    decodeUrl: c.decodeUrl || null, // POST a prompt here while the page's decoder loads (bridge.js); none: it waits
   };
 }
 

@@ -22,8 +22,9 @@ three multimask outputs) or C = 1 with ``return_single_mask``. N is dynamic.
 ``iou_predictions`` [1,4] and ``low_res_masks`` [1,4,256,256] only (the page upsamples the chosen
 mask itself, which keeps the model small in work and the output small in size).
 """
-from typing import Tuple
+from typing import Optional, Tuple
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -37,6 +38,29 @@ DECODER_OUTPUT_NAMES = ("masks", "iou_predictions", "low_res_masks")
 DECODER_EXTRA_OUTPUT_NAMES = ("masks", "iou_predictions", "stability_scores", "areas", "low_res_masks")
 BROWSER_INPUT_NAMES = DECODER_INPUT_NAMES[:-1]
 BROWSER_OUTPUT_NAMES = ("iou_predictions", "low_res_masks")
+
+
+def web_prompt_inputs(point_coords: Optional[np.ndarray], point_labels: Optional[np.ndarray],
+                      box: Optional[np.ndarray], original_size: Tuple[int, int],
+                      target_length: int = 1024) -> Tuple[np.ndarray, np.ndarray]:
+    """``point_coords`` [1,N,2] and ``point_labels`` [1,N] (float32) as the official web demo feeds
+    the decoder one prompt: points (original-image pixels, [K,2] with labels [K]) mapped to the
+    `target_length` frame as ``ResizeLongestSide.apply_coords`` maps them, then the box's corners
+    labelled 2 and 3, or, without a box, a padding point (0, 0) labelled -1."""
+    from .transforms import ResizeLongestSide
+
+    transform = ResizeLongestSide(target_length)
+    coords, labels = [], []
+    if point_coords is not None:
+        coords.append(transform.apply_coords(np.asarray(point_coords, np.float64).reshape(-1, 2), original_size))
+        labels.append(np.asarray(point_labels, np.float64).reshape(-1))
+    if box is not None:
+        coords.append(transform.apply_coords(np.asarray(box, np.float64).reshape(2, 2), original_size))
+        labels.append(np.array([2.0, 3.0]))
+    else:
+        coords.append(np.zeros((1, 2)))
+        labels.append(np.array([-1.0]))
+    return (np.concatenate(coords)[None].astype(np.float32), np.concatenate(labels)[None].astype(np.float32))
 
 
 def stability_score(masks: torch.Tensor, mask_threshold: float, threshold_offset: float) -> torch.Tensor:

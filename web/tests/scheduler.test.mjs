@@ -57,6 +57,7 @@ function setup() {
     model: () => model,
     compare,
     ready: () => h.ready,
+    bridge: () => h.bridge || null,
     current: () => h.current,
     imageToken: () => h.token,
     refine: () => h.refine,
@@ -341,6 +342,67 @@ test("clicks made before the embedding is ready wait for it, in order; abandon d
   await idle;
   assert.equal(e3.pending, false);
   assert.deepEqual(q.commits, []);
+});
+
+test("before the embedding is ready, the current click gets the server's masks, then the page decoder's", async () => {
+  const { q, model, h, commit } = setup();
+  const server = fakeModel("server");
+  h.ready = false;
+  const e1 = commit(entry(h.current, [pt(1, 1)]));
+  await tick();
+  assert.equal(server.calls.length, 0, "no server decoder yet: the click waits");
+  assert.equal(e1.result, null);
+  h.bridge = server; // the image's info arrived: the app pumps the queue
+  q.pump();
+  await tick();
+  assert.equal(server.calls.length, 1);
+  assert.deepEqual(server.calls[0].prompts.points, [pt(1, 1)]);
+  const e2 = commit(entry(e1, [pt(1, 1), pt(2, 2)])); // while the server answers
+  const changes = h.changes;
+  server.calls[0].resolve({ ...result(7), server: true });
+  await tick();
+  assert.equal(e1.result.server, true, "kept for the history meanwhile");
+  assert.equal(h.changes, changes, "not the current entry any more: nothing to redraw");
+  assert.equal(server.calls.length, 2, "then the newest click, once");
+  assert.deepEqual(server.calls[1].prompts.points, [pt(1, 1), pt(2, 2)]);
+  server.calls[1].reject(new Error("HTTP 404"));
+  await tick();
+  assert.equal(e2.result, null, "a failed server decode leaves it to the page's decoder");
+  assert.equal(server.calls.length, 2, "each entry is asked once");
+  assert.deepEqual(q.commits, [e1, e2], "both stay queued for the page's decoder");
+  assert.equal(model.calls.length, 0);
+
+  h.ready = true; // the embedding and the decoder are there
+  q.pump();
+  await tick();
+  assert.equal(model.calls.length, 1, "the server's result is decoded again by the page");
+  assert.deepEqual(model.calls[0].prompts.points, [pt(1, 1)]);
+  model.calls[0].resolve(result(1));
+  await tick();
+  model.calls[1].resolve(result(2));
+  await q.idle();
+  assert.equal(e1.result.server, undefined);
+  assert.equal(e1.result.lowRes[0], 1);
+  assert.equal(e2.result.lowRes[0], 2);
+  assert.equal(server.calls.length, 2);
+});
+
+test("a refining click and a click of an image since left are not sent to the server", async () => {
+  const { q, h, commit } = setup();
+  const server = fakeModel("server");
+  h.ready = false;
+  h.bridge = server;
+  const e1 = commit(entry(h.current, [pt(1, 1)], null, true));
+  await tick();
+  assert.equal(server.calls.length, 0, "its mask input is the page decoder's");
+  assert.deepEqual(q.commits, [e1]);
+  const e2 = commit(entry(e1, [pt(1, 1), pt(2, 2)]));
+  await tick();
+  assert.equal(server.calls.length, 1);
+  h.token = 2; // a new photo while the server answers
+  server.calls[0].resolve({ ...result(7), server: true });
+  await tick();
+  assert.equal(e2.result, null);
 });
 
 test("compare mode entered after refined clicks decodes their chain, each model refining its own mask", async () => {

@@ -1,0 +1,127 @@
+"""The server's decode for a page whose own decoder is still loading (POST /msam/decode/<image id>,
+Service.decode_for_page): the official computation on the cached embedding, sent in a compact format
+(mobilesam_app/mask_codec.py) whose masks keep IoU >= 0.999, and clear errors for bad requests."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from conftest import ROOT
+from mobilesam_app import server
+from mobilesam_app.engine import Engine
+from mobilesam_app.mask_codec import decode_low_res, encode_low_res
+from mobilesam_app.service import Service
+from mobilesam_app.store import ImageStore
+from support import mask_iou, upsample_like_sam
+
+PHOTOS = ("truck.jpg", "groceries.jpg")
+
+
+def prompts(h: int, w: int) -> list:
+    """(points [[x, y, label]], box or None): a click, clicks in and out, a box, a box and a click."""
+    box = [0.25 * w, 0.3 * h, 0.75 * w, 0.8 * h]
+    return [
+        ([[0.5 * w, 0.55 * h, 1]], None),
+        ([[0.5 * w, 0.5 * h, 1], [0.2 * w, 0.2 * h, 0]], None),
+        ([], box),
+        ([[0.45 * w, 0.55 * h, 0]], box),
+    ]
+
+
+@pytest.fixture(scope="module")
+def service(vit_t_model, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("page_decode")
+    engine = Engine(vit_t_model, "vit_t", ImageStore(tmp / "images"), encoder_backend="torch")
+    return Service(engine, {}, output_dir=tmp / "out")
+
+
+@pytest.fixture(scope="module")
+def encoded(service) -> list:
+    return [service.engine.encode(np.asarray(Image.open(ROOT / "examples" / name).convert("RGB")))
+            for name in PHOTOS]
+
+
+def _body(points, box) -> bytes:
+    return json.dumps({"points": points, "box": box}).encode()
+
+
+def test_the_servers_masks_are_the_predictors(service, encoded):
+    """All four mask tokens' low-res logits and scores: the predictor's three multimask outputs for a
+    click alone, its single output otherwise (the same split the page's decoder makes)."""
+    for enc in encoded:
+        predictor = service.engine.predictor_for(enc)
+        for points, box in prompts(enc.height, enc.width):
+            pts = np.array([p[:2] for p in points]) if points else None
+            labels = np.array([p[2] for p in points]) if points else None
+            scores, logits = service.engine.low_res_masks(enc, pts, labels, None if box is None else np.array(box))
+            assert scores.shape == (4,) and logits.shape == (4, 256, 256)
+            multimask = len(points) == 1 and box is None
+            _, iou, low_res = predictor.predict(pts, labels, None if box is None else np.array(box),
+                                                multimask_output=multimask)
+            which = slice(1, 4) if multimask else slice(0, 1)
+            np.testing.assert_allclose(logits[which], low_res, atol=2e-3, rtol=0)
+            np.testing.assert_allclose(scores[which], iou, atol=1e-4)
+
+
+def test_the_wire_format_keeps_the_masks(service, encoded):
+    """float16 logits: every mask, upsampled as the page upsamples it, keeps IoU >= 0.999 against the
+    float32 logits' mask; scores are exact."""
+    ious = []
+    for enc in encoded:
+        for points, box in prompts(enc.height, enc.width):
+            data = service.decode_for_page(enc.image_id, _body(points, box))
+            scores, logits = decode_low_res(data)
+            pts = np.array([p[:2] for p in points]) if points else None
+            labels = np.array([p[2] for p in points]) if points else None
+            exact_scores, exact = service.engine.low_res_masks(enc, pts, labels, None if box is None else np.array(box))
+            np.testing.assert_array_equal(scores, exact_scores.astype(np.float32))
+            np.testing.assert_array_equal(logits, exact.astype(np.float16).astype(np.float32))
+            ours = upsample_like_sam(logits[None], enc.height, enc.width)[0] > 0
+            ref = upsample_like_sam(exact[None], enc.height, enc.width)[0] > 0
+            ious += [mask_iou(a, b) for a, b in zip(ours, ref)]
+    print(f"server masks vs float32: {len(ious)} masks, mean IoU {np.mean(ious):.5f}, min {min(ious):.5f}")
+    assert min(ious) >= 0.999
+
+
+def test_codec_refuses_what_is_not_masks():
+    data = encode_low_res(np.arange(4), np.zeros((4, 256, 256)))
+    assert len(data) == 16 + 16 + 2 * 4 * 256 * 256
+    for bad, why in [(data[:10], "too short"), (b"XXXX" + data[4:], "format version 1"),
+                     (data[:-1], "bytes for masks")]:
+        with pytest.raises(ValueError, match=why):
+            decode_low_res(bad)
+
+
+def test_the_route_answers_masks_and_clear_errors(service, encoded):
+    routes = server.make_routes(lambda: {}, lambda m, i, f: None, lambda i: None,
+                                decode_prompt=service.decode_for_page)
+    client = TestClient(Starlette(routes=routes))
+    enc = encoded[0]
+    url = f"/msam/decode/{enc.image_id}"
+    points, box = prompts(enc.height, enc.width)[0]
+    ok = client.post(url, content=_body(points, box), headers={"Accept-Encoding": "gzip"})
+    assert ok.status_code == 200 and ok.headers["content-encoding"] == "gzip"
+    assert ok.headers["cache-control"] == "no-store"
+    assert int(ok.headers["content-length"]) < len(ok.content)  # compressed on the wire
+    scores, _ = decode_low_res(ok.content)
+    assert np.array_equal(scores, decode_low_res(service.decode_for_page(enc.image_id, _body(points, box)))[0])
+
+    w, h = enc.width, enc.height
+    bad = [
+        (f"/msam/decode/{'0' * 32}", _body(points, box), 404, "encode the image first"),
+        ("/msam/decode/not-an-id", _body(points, box), 404, "encode the image first"),
+        (url, b"{not json", 400, "Invalid prompt"),
+        (url, b"\xff\xfe", 400, "UTF-8"),
+        (url, _body([[w + 5, 10, 1]], None), 400, "Invalid prompt"),
+        (url, _body([], [1, 2, 3]), 400, "box must be"),
+        (url, _body([], None), 400, "empty prompt"),
+        (url, b"x" * (server.MAX_PROMPT_BYTES + 1), 413, "over"),
+    ]
+    for path, body, status, why in bad:
+        r = client.post(path, content=body)
+        assert r.status_code == status, (path, body[:40], r.text)
+        assert why in r.json()["error"], r.text
+    assert client.post(url, content=_body(points, box)).status_code == 200  # still serving
