@@ -52,12 +52,12 @@ def assert_next_request_works(client):
     assert Image.open(mask_path).size == (800, 534)
 
 
-def raw_get(url: str, path: str):
-    """GET `path` exactly as written (no client-side normalisation of `..` or %-escapes)."""
+def raw_get(url: str, path: str, method: str = "GET", body: bytes = None):
+    """GET `path` exactly as written (no client-side normalisation of `..` or %-escapes); or `method`."""
     parsed = urlparse(url)
     conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
     try:
-        conn.request("GET", path)
+        conn.request(method, path, body=body)
         r = conn.getresponse()
         return r.status, r.read()
     finally:
@@ -454,6 +454,8 @@ def test_shared_image_ids_cannot_be_enumerated(app_url, client):
     status, body = raw_get(app_url, f"/msam/image/{image_id}.png")
     assert status == 200 and np.array_equal(np.asarray(Image.open(io.BytesIO(body)).convert("RGB")), image)
     assert raw_get(app_url, f"/msam/embedding/vit_t/{image_id}.f16")[0] == 200
+    prompt = b'{"points": [[10, 10, 1]], "box": null}'
+    assert raw_get(app_url, f"/msam/decode/{image_id}", "POST", prompt)[0] == 200  # web/bridge.js's route
 
     # 128-bit content hashes: a one-pixel change gives an unrelated id.
     other = image.copy()
@@ -468,6 +470,7 @@ def test_shared_image_ids_cannot_be_enumerated(app_url, client):
     for guess in guesses:
         assert raw_get(app_url, f"/msam/image/{guess}.png")[0] == 404, guess
         assert raw_get(app_url, f"/msam/embedding/vit_t/{guess}.f16")[0] == 404, guess
+        assert raw_get(app_url, f"/msam/decode/{guess}", "POST", prompt)[0] == 404, guess
     assert raw_get(app_url, f"/msam/embedding/vit_h/{image_id}.f16")[0] == 404
 
 

@@ -55,6 +55,7 @@ export class DecodeQueue {
     this.decodeCount = 0; // MobileSAM's decodes (commits and previews)
     this.batchedCount = 0; // of which decoded in batches (several committed boxes a call)
     this.lastDecodeMs = null;
+    this.asking = false; // a server decode (bridge.js) is in flight
   }
 
   // ---------------------------------------------------------------- prompt states
@@ -206,9 +207,8 @@ export class DecodeQueue {
           this.commits = this.commits.filter((e) => e.token === token);
           this.previewReq = null;
           const ask = this.#bridgeRequest();
-          if (!ask) break;
-          await this.#askServer(ask);
-          continue;
+          if (ask) this.#askServer(ask); // not awaited: the page's decoder goes ahead once it is ready
+          break;
         }
         const entry = this.commits.shift();
         if (entry) {
@@ -243,23 +243,29 @@ export class DecodeQueue {
   #bridgeRequest() {
     const server = this.host.bridge?.();
     const entry = this.host.current();
-    if (!server || !entry || entry.bridged || entry.refine || entry.cancelled || entry.result || entry.error
+    if (!server || this.asking || !entry || entry.bridged || entry.refine || entry.cancelled || entry.result || entry.error
         || !this.commits.includes(entry)) return null;
     return { server, entry };
   }
 
+  /** Ask the server for `entry`'s masks; its answer is shown unless the page's decoder answered first.
+   * A newer entry committed meanwhile is sent once this answer is in (one request at a time). */
   async #askServer({ server, entry }) {
     entry.bridged = true;
+    this.asking = true;
     const token = this.host.imageToken();
     try {
       const res = await server.decode({ points: entry.points, box: entry.box });
-      if (token === this.host.imageToken() && !entry.result && !entry.cancelled) {
+      if (token === this.host.imageToken() && !entry.result && !entry.error && !entry.cancelled) {
         entry.result = res;
         if (entry === this.host.current()) this.host.onChange();
       }
     } catch (e) {
       console.warn("[msam] the server's decode failed; the page's decoder will answer:", errText(e));
+    } finally {
+      this.asking = false;
     }
+    this.pump();
   }
 
   /**

@@ -387,6 +387,27 @@ test("before the embedding is ready, the current click gets the server's masks, 
   assert.equal(server.calls.length, 2);
 });
 
+test("the page's decoder does not wait for the server's answer, and a late answer does not replace its mask", async () => {
+  const { q, model, h, commit } = setup();
+  const server = fakeModel("server");
+  h.ready = false;
+  h.bridge = server;
+  const e1 = commit(entry(h.current, [pt(1, 1)]));
+  await tick();
+  assert.equal(server.calls.length, 1);
+  h.ready = true; // the embedding and the decoder arrive while the server is still answering
+  q.pump();
+  await tick();
+  assert.equal(model.calls.length, 1);
+  model.calls[0].resolve(result(1));
+  await q.idle();
+  assert.equal(e1.result.lowRes[0], 1);
+  server.calls[0].resolve({ ...result(7), server: true });
+  await tick();
+  assert.equal(e1.result.lowRes[0], 1, "the page decoder's mask stays");
+  assert.equal(e1.result.server, undefined);
+});
+
 test("a refining click and a click of an image since left are not sent to the server", async () => {
   const { q, h, commit } = setup();
   const server = fakeModel("server");
