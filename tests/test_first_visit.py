@@ -275,6 +275,7 @@ def test_click_while_the_decoder_loads_gets_the_servers_mask_then_the_pages(brow
     page.wait_for_function("() => window.msam.getState().maskFrom === 'server'", timeout=120_000)
     state = page.evaluate("() => window.msam.getState()")
     assert held and not state["ready"] and state["selectedIndex"] >= 0  # drawn while the decoder waits
+    assert "the server answers clicks meanwhile" in page.locator("#msam-root").inner_text()
     server_mask = mask_from_bits(page.evaluate("() => window.msam.getMaskBitsBase64()"))
     predictor = SamPredictor(vit_t_model)
     predictor.set_image(image)

@@ -373,7 +373,10 @@ export class MsamApp {
       this.#failed("The mask decoder is not configured (MSAM_CONFIG.decoderUrl)");
       return;
     }
-    if (!model.backend) this.setStatus("Loading the mask decoder…", "busy");
+    if (!model.backend) {
+      this.setStatus(this.bridge ? "Loading the mask decoder; the server answers clicks meanwhile…"
+        : "Loading the mask decoder…", "busy");
+    }
     try {
       await model.loading;
     } catch (e) {
