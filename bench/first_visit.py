@@ -184,7 +184,7 @@ def visit(context, url: str, args, photo: Path, second: Path = None) -> dict:
 
 # The app's requests so far (resource timings, seconds from page open): the copy's encode, the
 # server's decode, the embedding, the decoder and the runtime.
-TIMELINE = """
+TIMELINE = r"""
 () => performance.getEntriesByType("resource")
   .filter((r) => /\/msam\/(encode|decode|embedding|models)|\.wasm/.test(r.name))
   .map((r) => ({ name: r.name.replace(location.origin, "").slice(0, 60), start: +(r.startTime / 1000).toFixed(3),
