@@ -48,19 +48,23 @@ def _body(points, box) -> bytes:
     return json.dumps({"points": points, "box": box}).encode()
 
 
+def _arrays(points, box) -> tuple:
+    """(point_coords [K,2] or None, point_labels [K] or None, box [4] or None) as the predictor takes them."""
+    if not points:
+        return None, None, None if box is None else np.array(box)
+    return np.array([p[:2] for p in points]), np.array([p[2] for p in points]), None if box is None else np.array(box)
+
+
 def test_the_servers_masks_are_the_predictors(service, encoded):
     """All four mask tokens' low-res logits and scores: the predictor's three multimask outputs for a
     click alone, its single output otherwise (the same split the page's decoder makes)."""
     for enc in encoded:
         predictor = service.engine.predictor_for(enc)
         for points, box in prompts(enc.height, enc.width):
-            pts = np.array([p[:2] for p in points]) if points else None
-            labels = np.array([p[2] for p in points]) if points else None
-            scores, logits = service.engine.low_res_masks(enc, pts, labels, None if box is None else np.array(box))
+            scores, logits = service.engine.low_res_masks(enc, *_arrays(points, box))
             assert scores.shape == (4,) and logits.shape == (4, 256, 256)
             multimask = len(points) == 1 and box is None
-            _, iou, low_res = predictor.predict(pts, labels, None if box is None else np.array(box),
-                                                multimask_output=multimask)
+            _, iou, low_res = predictor.predict(*_arrays(points, box), multimask_output=multimask)
             which = slice(1, 4) if multimask else slice(0, 1)
             np.testing.assert_allclose(logits[which], low_res, atol=2e-3, rtol=0)
             np.testing.assert_allclose(scores[which], iou, atol=1e-4)
@@ -74,9 +78,7 @@ def test_the_wire_format_keeps_the_masks(service, encoded):
         for points, box in prompts(enc.height, enc.width):
             data = service.decode_for_page(enc.image_id, _body(points, box))
             scores, logits = decode_low_res(data)
-            pts = np.array([p[:2] for p in points]) if points else None
-            labels = np.array([p[2] for p in points]) if points else None
-            exact_scores, exact = service.engine.low_res_masks(enc, pts, labels, None if box is None else np.array(box))
+            exact_scores, exact = service.engine.low_res_masks(enc, *_arrays(points, box))
             np.testing.assert_array_equal(scores, exact_scores.astype(np.float32))
             np.testing.assert_array_equal(logits, exact.astype(np.float16).astype(np.float32))
             ours = upsample_like_sam(logits[None], enc.height, enc.width)[0] > 0

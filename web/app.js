@@ -8,6 +8,7 @@
 //   objects (objects.js ObjectList): the photo's objects, each with its own prompt history; the
 //     selected one is `entry` here. objects-export.js: exports of all of them.
 //   upload  (upload.js ResizedUpload): a chosen photo sent resized first, shown here meanwhile
+//   bridge  (bridge.js ServerDecoder): until the page's decoder is ready, clicks decoded by the server
 //   stored  (links.js StoredImages): which images the server confirmed stored (links to them are durable)
 // Nothing in here throws to the page: errors go to the status line. main.js creates it and
 // exposes it as window.msam.
