@@ -12,7 +12,7 @@ offset     content                     meaning
 12         4 zero bytes                (alignment)
 16         float32[M] scores           iou predictions, exact
 16 + 4M    uint8[M·H·W] high bytes     of the float16 logits, in order
-16 + 5M·H·W... uint8[M·H·W] low bytes  (after all the high bytes)
+16+4M+MHW  uint8[M·H·W] low bytes      of the same values, in the same order
 =========  ==========================  =================================================
 
 524,320 bytes before HTTP compression; the byte planes (high bytes first) let gzip take ~20 % more

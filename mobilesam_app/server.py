@@ -130,6 +130,7 @@ def ort_version() -> str:
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 TAG_LENGTH = 16  # hex digits of a SHA-256 in the content-addressed URLs
+MAX_PROMPT_BYTES = 64 * 1024  # POST /msam/decode: a page's prompt is a few hundred bytes
 _ort_tag_cache: Dict[tuple, str] = {}
 
 
@@ -532,9 +533,6 @@ async def read_body(request: Request, limit: int) -> Optional[bytes]:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-MAX_PROMPT_BYTES = 64 * 1024  # a page's prompt is a few hundred bytes
 
 
 def _not_found(message: str = "not found") -> PlainTextResponse:
