@@ -207,7 +207,7 @@ def main(argv=None) -> None:
         max_file_size="50mb", show_error=True,
         # the API's mask / annotation files and the examples' thumbnails (under --cache-dir)
         allowed_paths=[str(service.output_dir), str(thumbs_dir)],
-        app_kwargs={"routes": routes, "middleware": server.middleware(head)})
+        app_kwargs={"routes": routes, "middleware": server.middleware(head, server.page_body())})
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@ Starts app.py (this checkout; its cache folder persists between runs, so exports
 waits for its fast encoder. The link is emulated with the DevTools protocol
 (Network.emulateNetworkConditions: --down / --up Mbit/s, --rtt ms). Then:
 
-- first visit (a fresh profile): page open -> upload control there, -> decoder ready; the photo is
-  chosen as soon as the upload control is there and the centre clicked as soon as the page takes a
-  click; photo chosen -> first mask drawn, and page open -> first mask drawn (the whole visit);
+- first visit (a fresh profile): page open -> first upload control there (the early control of
+  web/early.js when the page has one, else the upload box), -> decoder ready; the photo is chosen as
+  soon as that control is there and the centre clicked as soon as the photo is on screen; photo
+  chosen -> first mask drawn, and page open -> first mask drawn (the whole visit);
 - on the same page, now ready, another photo (new content) chosen -> first mask drawn;
 - a return visit (the same profile, its HTTP cache kept): the same as the first visit.
 
@@ -26,6 +27,7 @@ of the project (e.g. the commit before a change, with web/node_modules); --no-ba
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -60,8 +62,9 @@ WATCH = """
     const deadline = performance.now() + (window.__fvTimeout || 300000);
     const poll = async () => {
       const app = window.msam && window.msam._app;
+      // the click: once the photo is on screen (the page's view attached), as a visitor clicks it
       if (marks.change != null && app && app.info && app.info.width && marks.click == null
-          && app.image && app.image !== before) {
+          && app.image && app.image !== before && app.view) {
         const before = app.entry;
         window.msam.addPoint(app.info.width / 2, app.info.height / 2, 1);
         if (app.entry !== before) marks.click = performance.now();
@@ -123,20 +126,30 @@ def emulate(context, page, args) -> None:
         "uploadThroughput": args.up * 1e6 / 8})
 
 
-def open_page(context, url: str, args, upload_selector: str, page_ready_js: str):
-    """A new page of `url` over the emulated link, waiting for its upload control, then for
-    `page_ready_js`: (page, upload locator, ms from page open to the upload control, page errors)."""
+# The first upload control a visitor can use: the early one (web/early.js, shown with the page's HTML)
+# when the page has it, else the upload box. 'early' or 'box'.
+FIRST_CONTROL = """
+() => { const pick = document.querySelector("#msam-early .msam-early-pick");
+        if (pick && pick.offsetParent !== null) return "early";
+        return document.querySelector(%s) ? "box" : null; }
+"""
+EARLY_INPUT = "#msam-early input[type=file]"
+
+
+def open_page(context, url: str, args, upload_selector: str):
+    """A new page of `url` over the emulated link, waiting for its first upload control (the early
+    control if the page has one, else `upload_selector`): (page, locator of that first control,
+    locator of `upload_selector`, ms from page open to the first control, page errors)."""
     page = context.new_page()
     page.set_viewport_size({"width": 1400, "height": 1000})
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     emulate(context, page, args)
     page.goto(url, wait_until="commit")
-    upload = page.locator(upload_selector).first
-    upload.wait_for(state="attached", timeout=120_000)
+    first = page.wait_for_function(FIRST_CONTROL % json.dumps(upload_selector), timeout=120_000).json_value()
     control_ms = page.evaluate("() => performance.now()")
-    page.wait_for_function(page_ready_js, timeout=120_000)
-    return page, upload, control_ms, errors
+    upload = page.locator(upload_selector).first
+    return page, (page.locator(EARLY_INPUT) if first == "early" else upload), upload, control_ms, errors
 
 
 def finish(page, out: dict, errors: list) -> dict:
@@ -149,10 +162,9 @@ def finish(page, out: dict, errors: list) -> dict:
 def visit(context, url: str, args, photo: Path, second: Path = None) -> dict:
     """One visit: open the page, choose `photo` as soon as the upload control is there, click the
     centre; with `second`, then choose that one on the ready page. Times in seconds."""
-    page, upload, control_ms, errors = open_page(context, url, args, "#msam-upload input[type=file]",
-                                                 "() => window.msam && window.msam._app")
-    page.evaluate(WATCH)
-    upload.set_input_files(str(photo))
+    page, control, upload, control_ms, errors = open_page(context, url, args, "#msam-upload input[type=file]")
+    page.evaluate(WATCH)  # (before the page's own modules may have run)
+    control.set_input_files(str(photo))
     first = page.evaluate("() => window.__fv")
     page.wait_for_function("() => window.msam._app.model && window.msam._app.model.loadTimings", timeout=120_000)
     decoder = page.evaluate("() => window.msam._app.model.loadTimings")
@@ -226,9 +238,10 @@ WATCH_OFFICIAL = """
 
 def visit_official(context, url: str, args, photo: Path, second: Path = None) -> dict:
     """`visit` on the baseline page (bench/official_demo.py)."""
-    page, upload, control_ms, errors = open_page(context, url, args, "#upload", "() => window.demo")
+    page, control, upload, control_ms, errors = open_page(context, url, args, "#upload")
+    page.wait_for_function("() => window.demo", timeout=120_000)
     page.evaluate(WATCH_OFFICIAL)
-    upload.set_input_files(str(photo))
+    control.set_input_files(str(photo))
     m = page.evaluate("() => window.__fv")["marks"]
     page.wait_for_function("() => window.demo.readyAt || window.demo.error", timeout=120_000)
     d = page.evaluate("() => ({readyAt: window.demo.readyAt, fetchMs: window.demo.fetchMs})")
@@ -260,12 +273,18 @@ def start_official_demo(checkpoint: Path, cache: Path, port: int):
 
 
 def browser_executable(args, folder: Path) -> str:
-    """Chromium, or with --browser-nice N a wrapper running it at that CPU priority: the browser and the
-    server share this machine's cores here, while a visitor's browser has its own."""
+    """Chromium, or with --browser-nice N a wrapper that runs it at that CPU priority: the browser and
+    the server share this machine's cores here, while a visitor's browser has its own. Playwright
+    starts Chromium in a session of its own, and with the kernel's autogroup scheduling
+    (/proc/sys/kernel/sched_autogroup_enabled) a session's processes share the CPU with other sessions
+    as one group whatever their nice values (Chromium also sets its processes' nice values itself):
+    the wrapper sets the group's nice (/proc/self/autogroup), and the processes' too."""
     if not args.browser_nice:
         return CHROMIUM
     wrapper = folder.parent / (folder.name + "-chromium.sh")
-    wrapper.write_text(f'#!/bin/sh\nexec nice -n {int(args.browser_nice)} {CHROMIUM} "$@"\n')
+    nice = int(args.browser_nice)
+    wrapper.write_text(f'#!/bin/sh\necho {nice} > /proc/self/autogroup 2>/dev/null\n'
+                       f'exec nice -n {nice} {CHROMIUM} "$@"\n')
     wrapper.chmod(0o755)
     return str(wrapper)
 
@@ -311,8 +330,9 @@ def main(argv=None) -> int:
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "mobilesam" / "bench-first-visit")
     parser.add_argument("--browser-nice", type=int, default=0,
-                        help="run Chromium at this nice value (the server's encodes run at 10): on a machine that "
-                             "runs both, the browser then takes less of the server's CPU, as on separate machines")
+                        help="run Chromium at this nice value, its autogroup's too (the server's encodes run at "
+                             "10): on a machine that runs both, the browser then takes less of the server's CPU, as "
+                             "on separate machines (19: the browser yields)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 

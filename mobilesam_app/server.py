@@ -74,21 +74,25 @@ class IsolationHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
-class EarlyHeadMiddleware:
-    """Writes the page's head additions (`page_head`) into the HTML of "/" as it is served.
+class EarlyPageMiddleware:
+    """Writes the page's head additions (`page_head`) and the early upload control (`page_body`)
+    into the HTML of "/" as it is served.
 
-    Gradio adds a Blocks' `head` to the page only once its own JavaScript has started, about a
-    second after the page opens on these machines; written into the HTML, the decoder worker
-    starts right away and onnxruntime-web's runtime and the decoder download while Gradio boots.
-    Gradio's own copy, added later, changes nothing: the config is the same, the guarded stub keeps
-    the real API, and a module already run is not run again. Other responses pass untouched.
+    Gradio adds a Blocks' `head` to the page only once its own JavaScript has started, a second or
+    more after the page opens; written into the HTML, the decoder worker starts right away and
+    onnxruntime-web's runtime and the decoder download while Gradio boots. Gradio's own copy, added
+    later, changes nothing: the config is the same, the guarded stub keeps the real API, and a module
+    already run is not run again. The early control, first in <body>, takes a photo before Gradio's
+    upload box exists (web/early.js). Other responses pass untouched.
     """
 
     HEAD = re.compile(rb"<head(\s[^>]*)?>", re.IGNORECASE)
+    BODY = re.compile(rb"<body(\s[^>]*)?>", re.IGNORECASE)
 
-    def __init__(self, app, head: str) -> None:
+    def __init__(self, app, head: str, body: str = "") -> None:
         self.app = app
         self.snippet = head.encode()
+        self.body_snippet = body.encode()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope.get("method") != "GET" or scope.get("path") != "/":
@@ -106,20 +110,28 @@ class EarlyHeadMiddleware:
             chunks.append(message.get("body", b""))
             if message.get("more_body"):
                 return
-            body = b"".join(chunks)
+            body = original = b"".join(chunks)
             headers = list(start.get("headers", []))
             names = {k.lower(): v for k, v in headers}
             if (start.get("status") == 200 and names.get(b"content-type", b"").startswith(b"text/html")
                     and b"content-encoding" not in names):
-                match = self.HEAD.search(body)
-                if match:
-                    body = body[:match.end()] + b"\n" + self.snippet + body[match.end():]
+                body = self._insert_after(self.HEAD, self.snippet, body)
+                if self.body_snippet:  # the <body> tag after </head> (not a "<body" in the head's scripts)
+                    body = self._insert_after(self.BODY, self.body_snippet, body, max(body.lower().find(b"</head>"), 0))
+                if body is not original:
                     headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
                     headers.append((b"content-length", str(len(body)).encode()))
             await send({**start, "headers": headers})
             await send({"type": "http.response.body", "body": body})
 
         await self.app(scope, receive, rewrite)
+
+    @staticmethod
+    def _insert_after(tag: "re.Pattern", snippet: bytes, body: bytes, start: int = 0) -> bytes:
+        """`body` with `snippet` on a line of its own after the first match of `tag` from `start` (as it
+        was without one)."""
+        match = tag.search(body, start)
+        return body[:match.end()] + b"\n" + snippet + body[match.end():] if match else body
 
 
 def ort_version() -> str:
@@ -184,6 +196,21 @@ def page_head(config: dict) -> str:
     return (f"<script>window.MSAM_CONFIG = {payload};\n{stub}</script>\n"
             f'<link rel="stylesheet" href="/web/style.css">\n'
             f'<script type="module" src="/web/main.js"></script>\n')
+
+
+EARLY_CONTROL = """<div id="msam-early" class="msam-early">
+<label class="msam-early-pick">Choose a photo<input type="file" accept="image/*"></label>
+<span class="msam-early-note">or drop it here: it is sent while the page loads</span>
+</div>"""
+
+
+def page_body() -> str:
+    """The early upload control for the top of <body>: its markup and web/early.js, inline (it runs
+    before any script is fetched; the stylesheet of page_head styles it)."""
+    script = (WEB_DIR / "early.js").read_text()
+    if "</" in script:
+        raise ValueError("web/early.js must not contain '</' (it is written inside a <script> element)")
+    return f"{EARLY_CONTROL}\n<script>{script}</script>\n"
 
 
 def _compressed_copies(data: bytes) -> Dict[str, bytes]:
@@ -539,7 +566,8 @@ def _not_found(message: str = "not found") -> PlainTextResponse:
     return PlainTextResponse(message, status_code=404)
 
 
-def middleware(head: Optional[str] = None) -> list:
-    """The isolation headers on every response; with `head` (page_head's), that written into "/"."""
-    extra = [Middleware(EarlyHeadMiddleware, head=head)] if head else []
+def middleware(head: Optional[str] = None, body: str = "") -> list:
+    """The isolation headers on every response; with `head` (page_head's) and `body` (page_body's),
+    those written into "/"."""
+    extra = [Middleware(EarlyPageMiddleware, head=head, body=body)] if head else []
     return [Middleware(IsolationHeadersMiddleware)] + extra

@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from conftest import SAMPLES
+from conftest import ROOT, SAMPLES
 from mobilesam_app import server
 from mobilesam_app.images import browser_shows_as_loaded, load_rgb_image
 
@@ -311,22 +311,29 @@ def test_an_image_sent_as_a_data_url_goes_through_the_apps_own_checks(tmp_path):
 
 # --------------------------------------------------------------------------- head written into the page
 
-def test_head_is_written_into_the_index_html_only():
+def test_head_and_early_control_are_written_into_the_index_html_only():
     from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
     head = server.page_head({"decoderUrl": "/msam/models/d.onnx", "ortBase": "/web/ort/"})
-    page = "<!doctype html><html><head lang='en'><title>x</title></head><body>app</body></html>"
+    body = server.page_body()
+    # a "<body" in the head's scripts is not the page's body
+    page = ("<!doctype html><html><head lang='en'><title>x</title><script>'<body>'</script></head>"
+            "<body style='margin: 0'>app</body></html>")
     app = Starlette(routes=[
         Route("/", lambda r: HTMLResponse(page)),
         Route("/other", lambda r: HTMLResponse(page)),
         Route("/gz", lambda r: Response(b"<head>", media_type="text/html", headers={"Content-Encoding": "gzip"})),
         Route("/text", lambda r: PlainTextResponse("<head>"))],
-        middleware=server.middleware(head))
+        middleware=server.middleware(head, body))
     client = TestClient(app)
     r = client.get("/")
     assert r.status_code == 200 and int(r.headers["content-length"]) == len(r.content)
     assert r.text.startswith("<!doctype html><html><head lang='en'>\n" + head)
-    assert r.text.endswith("<title>x</title></head><body>app</body></html>") and r.text.count("/web/main.js") == 1
+    assert r.text.endswith("<title>x</title><script>'<body>'</script></head><body style='margin: 0'>\n"
+                           + body + "app</body></html>")
+    assert r.text.count("/web/main.js") == 1 and r.text.count('id="msam-early"') == 1
+    # the early control's script is web/early.js, inline, and it is valid inside <script>
+    assert (ROOT / "web" / "early.js").read_text() in body and body.count("</script>") == 1
     assert r.headers["cross-origin-embedder-policy"] == "require-corp"  # isolation headers still there
     assert client.get("/other").text == page
     assert client.get("/text").text == "<head>"

@@ -4,6 +4,7 @@ of a resized upload restores the original; the examples are thumbnails."""
 import base64
 import io
 import json
+import re
 import subprocess
 import time
 import urllib.request
@@ -290,4 +291,52 @@ def test_click_while_the_decoder_loads_gets_the_servers_mask_then_the_pages(brow
     page_mask = mask_from_bits(page.evaluate("() => window.msam.getMaskBitsBase64()"))
     assert mask_iou(page_mask, server_mask) >= 0.99
     assert len(decodes) == 1  # one click, one server decode; the page's own decoder does the rest
+    page.close()
+
+
+def test_a_photo_chosen_before_gradios_page_has_loaded_is_encoded_and_its_original_follows(
+        browser, app_url, vit_t_model):
+    """On a slow link Gradio's upload box appears seconds after the page opens. The early control, in
+    the page's HTML (web/early.js), takes a photo at once: its resized copy is encoded while Gradio's
+    JavaScript is still held back; once the page is there the photo is shown, a click on it gets the
+    mask, the early control is gone, and the original follows into the upload box (the share link
+    restores the original, full size)."""
+    from mobilesam import SamPredictor
+
+    name = "groceries.jpg"
+    image = load_sample(name)
+    h, w = image.shape[:2]
+    page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    held = []
+    page.route(re.compile(r"/assets/index-[^/]+\.js$"), lambda route: held.append(route))  # Gradio's page waits
+    page.goto(app_url, wait_until="commit")
+    pick = page.locator("#msam-early .msam-early-pick")
+    pick.wait_for(state="visible", timeout=60_000)
+    page.locator("#msam-early input[type=file]").set_input_files(str(SAMPLES / name))
+    page.wait_for_function("() => { const a = window.msam && window.msam._app; return !!(a && a.info && a.info.image_id); }",
+                           timeout=120_000)
+    assert held and page.locator("#msam-upload").count() == 0  # encoded before Gradio's page existed
+    assert "Sending groceries.jpg" in page.locator("#msam-early").inner_text()
+    sent = page.evaluate("() => window.msam._app.upload.last")
+    assert (sent["height"], sent["width"]) == (h, w) and sent["bytes"] < (SAMPLES / name).stat().st_size
+
+    for route in held:
+        route.continue_()
+    page.wait_for_selector("#msam-root canvas", timeout=120_000)
+    page.wait_for_function("() => window.msam.getState().ready", timeout=120_000)
+    assert page.locator("#msam-early").count() == 0  # gone once the upload box is there
+    page.evaluate("([x, y]) => window.msam.addPoint(x, y, 1)", [w / 2, h / 2])
+    page.wait_for_function("() => window.msam.getState().selectedIndex >= 0", timeout=120_000)
+    got = mask_from_bits(page.evaluate("() => window.msam.getMaskBitsBase64()"))
+    predictor = SamPredictor(vit_t_model)
+    predictor.set_image(image)
+    masks, scores, _ = predictor.predict(point_coords=np.array([[w / 2, h / 2]], np.float32),
+                                         point_labels=np.array([1]), multimask_output=True)
+    assert mask_iou(got, masks[int(np.argmax(scores))]) >= 0.97  # from the resized copy's embedding
+
+    page.wait_for_function("() => window.msam.getShareLink()", timeout=120_000)
+    image_id = parse_qs(urlparse(page.evaluate("() => window.msam.getShareLink()")).query)["image"][0]
+    with urllib.request.urlopen(f"{app_url}/msam/image/{image_id}.png", timeout=60) as r:
+        stored = np.asarray(Image.open(io.BytesIO(r.read())).convert("RGB"))
+    assert np.array_equal(stored, image)  # the original, through the upload box
     page.close()

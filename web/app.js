@@ -27,7 +27,10 @@ import { ObjectList, parseObjectsLink, makeEntry, MAX_OBJECTS } from "./objects.
 import { parseBoxes } from "./boxes.js";
 import { objectsDocument, labelMapPng, zipStore, objectFileName } from "./objects-export.js";
 import { StoredImages } from "./links.js";
-import { getConfig, errText, normalizeInfo, loadPhoto, modelLabel } from "./util.js";
+import { getConfig, errText, normalizeInfo, loadPhoto, modelLabel, sleep } from "./util.js";
+
+const SERVER_ANSWERS = "Loading the mask decoder; the server answers clicks meanwhile…";
+const SERVER_FIRST_MAX_MS = 2000; // how long the embedding's fetch waits for the server's masks (see _setImage)
 
 // A prompt state: objects.js makeEntry.
 /** Whether server info names an image (not null / "{}" / invalid). */
@@ -339,17 +342,21 @@ export class MsamApp {
         seg.setPlaceholder("Loading image…");
       }
     }
-    this.setStatus("Loading image embedding…", "busy");
     // clicks made before the embedding and the decoder are here get the server's masks meanwhile
     if (this.config.decodeUrl && info.image_id) {
       this.bridge = new ServerDecoder(this.config.decodeUrl, info.image_id);
       this.queue.pump();
     }
+    this.setStatus(this.bridge && !model.backend ? SERVER_ANSWERS : "Loading image embedding…", "busy");
 
     // The photo and the embedding load at once; prompts need only the embedding, so the decoder
-    // gets it (and starts its per-image work) as soon as it arrives, whichever comes first.
+    // gets it (and starts its per-image work) as soon as it arrives, whichever comes first. While the
+    // page's decoder is still on its way, the server's masks for a click made meanwhile come first
+    // (a third of the embedding's bytes, on the same link); the embedding follows them.
     const imgP = localPhoto ? Promise.resolve(localPhoto) : loadPhoto(info);
-    const embP = fetchEmbeddingBytes(info.embedding_url); // decoded in the decoder's worker
+    const before = model.backend ? null : Promise.race([this.queue.serverAnswered(), sleep(SERVER_FIRST_MAX_MS)]);
+    const embP = before ? before.then(() => fetchEmbeddingBytes(info.embedding_url))
+      : fetchEmbeddingBytes(info.embedding_url); // decoded in the decoder's worker
     embP.catch(() => {});
     const shownP = imgP.then((img) => {
       if (stale()) return;
@@ -375,8 +382,7 @@ export class MsamApp {
       return;
     }
     if (!model.backend) {
-      this.setStatus(this.bridge ? "Loading the mask decoder; the server answers clicks meanwhile…"
-        : "Loading the mask decoder…", "busy");
+      this.setStatus(this.bridge ? SERVER_ANSWERS : "Loading the mask decoder…", "busy");
     }
     try {
       await model.loading;

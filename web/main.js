@@ -22,6 +22,7 @@ import { MsamApp } from "./app.js";
 import { parsePrompts, formatPrompts } from "./prompts.js";
 import { maskBitsBase64 } from "./exports.js";
 import { blobToDataURL, errText, el } from "./util.js";
+import { retireEarlyControl } from "./upload.js";
 
 // -------------------------------------------------------------------- bootstrap
 
@@ -46,6 +47,8 @@ const api = {
   parsePrompts: safe((search) => parsePrompts(search ?? location.search)),
   formatPrompts: safe((p) => formatPrompts(p)),
   whenIdle: () => app.whenIdle().catch(() => {}),
+  /** A photo (File) chosen before the upload box was there (web/early.js): as if chosen in it. */
+  choosePhoto: safe((file) => app.upload.choose(file)),
   /** Full-size mask of the committed prompts as a grayscale PNG data URL (a Promise; null without image). */
   getMaskDataURL: () => app.maskPng().then((png) => (png ? blobToDataURL(png) : null)).catch((e) => {
     app.setStatus(errText(e), "error");
@@ -108,6 +111,7 @@ if (typeof window !== "undefined") {
   }
   const tryAttach = () => {
     try { app.attach(); } catch (e) { console.warn("[msam] attach failed", e); }
+    retireEarlyControl();
   };
   let scheduled = false;
   const mo = new MutationObserver(() => {

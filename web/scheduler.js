@@ -56,6 +56,7 @@ export class DecodeQueue {
     this.batchedCount = 0; // of which decoded in batches (several committed boxes a call)
     this.lastDecodeMs = null;
     this.asking = false; // a server decode (bridge.js) is in flight
+    this.answered = Promise.resolve(); // settles when that decode has
   }
 
   // ---------------------------------------------------------------- prompt states
@@ -253,6 +254,8 @@ export class DecodeQueue {
   async #askServer({ server, entry }) {
     entry.bridged = true;
     this.asking = true;
+    let settle;
+    this.answered = new Promise((r) => { settle = r; });
     const token = this.host.imageToken();
     try {
       const res = await server.decode({ points: entry.points, box: entry.box });
@@ -264,8 +267,14 @@ export class DecodeQueue {
       console.warn("[msam] the server's decode failed; the page's decoder will answer:", errText(e));
     } finally {
       this.asking = false;
+      settle();
     }
     this.pump();
+  }
+
+  /** Resolves once no server decode (host.bridge) is in flight: at once when none is. */
+  serverAnswered() {
+    return this.answered;
   }
 
   /**

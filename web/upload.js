@@ -9,16 +9,23 @@
 //
 // A photo dropped on the upload box, or pasted (Ctrl/Cmd+V) on the page outside a text field, takes
 // the same path; the original then follows through the upload box's file input (the clipboard
-// button of the upload box stays on the upload box's own path).
+// button of the upload box stays on the upload box's own path). So does a photo chosen in the early
+// control (web/early.js, `choose`) before Gradio's page has loaded: its original follows once the
+// upload box is there, and the early control goes then (`retireEarlyControl`).
 //
 // Anything unusual (compare mode on, several files, not a JPEG/PNG/WebP, transparency, a failed
 // decode or request) leaves the photo to the upload box's usual path: nothing is lost.
+
+import { sleep } from "./util.js";
 
 const TYPES = new Set(["image/jpeg", "image/png", "image/webp"]);
 const UPLOAD_INPUT = "#msam-upload input[type=file]";
 const DROP_TARGET = "#msam-upload .upload-container"; // where the upload box takes drops
 const CLEAR_BUTTON = '#msam-upload button[aria-label="Clear"], #msam-upload button[title="Clear"]';
 const COMPARE_TOGGLE = "#msam-compare-toggle input[type=checkbox]";
+const UPLOAD_BOX = "#msam-upload";
+const EARLY_CONTROL = "#msam-early"; // web/early.js
+const UPLOAD_BOX_WAIT_MS = 300_000; // how long a photo chosen early waits for the upload box (a slow link)
 
 export class ResizedUpload {
   /**
@@ -44,6 +51,8 @@ export class ResizedUpload {
     doc.addEventListener("change", this.onChange, true);
     doc.addEventListener("drop", this.onDrop, true);
     doc.addEventListener("paste", this.onPaste, true);
+    // the resize worker started now (its module fetched and run) rather than when a photo is chosen
+    if (this.enabled()) this.#ensureWorker();
   }
 
   enabled() {
@@ -52,6 +61,14 @@ export class ResizedUpload {
     if (/[?&]upload=original(&|$)/.test(location.search)) return false;
     const compare = document.querySelector(COMPARE_TOGGLE);
     return !(compare && compare.checked) && typeof OffscreenCanvas !== "undefined" && typeof Worker !== "undefined";
+  }
+
+  /** A photo chosen before the upload box exists (the early control): sent resized if it can be, and
+   * handed on to the upload box once that is there. */
+  choose(file) {
+    const handOn = () => this.#handOnFile(file, UPLOAD_BOX_WAIT_MS);
+    if (this.#single([file])) this.#start(file, handOn);
+    else handOn(); // the upload box's usual path
   }
 
   /** The one file of `files` if it can take this path now, else null. */
@@ -90,13 +107,17 @@ export class ResizedUpload {
   }
 
   /** Hand a dropped or pasted `file` on to the upload box as if chosen in it: its file input (once
-   * its clear button has emptied it, when it shows a photo: the photo shown here stays), else a drop. */
-  async #handOnFile(file) {
+   * its clear button has emptied it, when it shows a photo: the photo shown here stays), else a drop.
+   * `waitMs`: how long to wait for the upload box to appear (a photo chosen before it existed). */
+  async #handOnFile(file, waitMs = 0) {
+    for (const t0 = performance.now(); !document.querySelector(UPLOAD_BOX) && performance.now() - t0 < waitMs;) {
+      await sleep(100);
+    }
     let input = document.querySelector(UPLOAD_INPUT);
     if (!input) {
       document.querySelector(CLEAR_BUTTON)?.click();
       for (let i = 0; i < 100 && !input; i++) {
-        await new Promise((r) => setTimeout(r, 20));
+        await sleep(20);
         input = document.querySelector(UPLOAD_INPUT);
       }
     }
@@ -125,7 +146,7 @@ export class ResizedUpload {
     }
   }
 
-  #resize(file) {
+  #ensureWorker() {
     if (!this.worker) {
       this.worker = new Worker(new URL("./resize-worker.js", import.meta.url), { type: "module", name: "msam-resize" });
       this.worker.onmessage = (e) => {
@@ -139,10 +160,15 @@ export class ResizedUpload {
         this.worker = null;
       };
     }
+    return this.worker;
+  }
+
+  #resize(file) {
+    const worker = this.#ensureWorker();
     const id = this.nextId++;
     return new Promise((resolve) => {
       this.pending.set(id, resolve);
-      this.worker.postMessage({ id, file, type: "image/jpeg", quality: 0.92 });
+      worker.postMessage({ id, file, type: "image/jpeg", quality: 0.92 });
     });
   }
 
@@ -175,6 +201,11 @@ export class ResizedUpload {
     // copy's answer came 0.9-1.9 s later on an emulated 5 Mbit/s uplink (bench/first_visit.py).
     handOn();
   }
+}
+
+/** Remove the early upload control (web/early.js) once Gradio's upload box is on the page. */
+export function retireEarlyControl(doc = document) {
+  if (doc.querySelector(UPLOAD_BOX)) doc.querySelector(EARLY_CONTROL)?.remove();
 }
 
 /** `fn` callable once (later calls do nothing). */

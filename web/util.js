@@ -19,6 +19,11 @@ export function getConfig() {
   };
 }
 
+/** A promise that resolves after `ms` milliseconds. */
+export function sleep(ms) {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
 export function errText(e) {
   if (!e) return "unknown error";
   return typeof e === "string" ? e : e.message || String(e);

@@ -493,3 +493,26 @@ test("boxes committed together are decoded in batches of batchMax; an error fail
   assert.equal(q.batchedCount, 3);
   assert.deepEqual(h.errors, ["Decoder failed: out of memory"]);
 });
+
+test("serverAnswered settles at once with no server decode in flight, else when it has (answer or failure)", async () => {
+  const { q, h, commit } = setup();
+  const server = fakeModel("server");
+  const settled = (p) => Promise.race([p.then(() => true), tick().then(() => false)]);
+  assert.equal(await settled(q.serverAnswered()), true, "none in flight");
+  h.ready = false;
+  h.bridge = server;
+  const e1 = commit(entry(h.current, [pt(1, 1)]));
+  await tick();
+  assert.equal(server.calls.length, 1);
+  const first = q.serverAnswered();
+  assert.equal(await settled(first), false, "the server is answering");
+  server.calls[0].resolve({ ...result(7), server: true });
+  assert.equal(await settled(first), true);
+  commit(entry(e1, [pt(1, 1), pt(2, 2)]));
+  await tick();
+  assert.equal(server.calls.length, 2);
+  const second = q.serverAnswered();
+  assert.equal(await settled(second), false);
+  server.calls[1].reject(new Error("HTTP 404"));
+  assert.equal(await settled(second), true, "a failed decode settles it too");
+});
