@@ -201,7 +201,8 @@ TIMELINE = r"""
   .filter((r) => /\/msam\/(encode|decode|embedding|models)|\.wasm/.test(r.name))
   .map((r) => ({ name: r.name.replace(location.origin, "").slice(0, 60), start: +(r.startTime / 1000).toFixed(3),
                  firstByte: +(r.responseStart / 1000).toFixed(3), end: +(r.responseEnd / 1000).toFixed(3),
-                 bytes: r.encodedBodySize }))
+                 bytes: r.encodedBodySize,
+                 server: Object.fromEntries((r.serverTiming || []).map((t) => [t.name, t.duration])) }))
 """
 
 

@@ -35,6 +35,13 @@ def test_onnxruntime_encoder_matches_goldens(vit_t_model, onnx_encoder, key):
     assert min(golden_mask_ious(vit_t_model, embedding, "vit_t", key)) >= 0.999
 
 
+def test_encoder_threads_sleep_between_steps(onnx_encoder):
+    """The session's worker threads do not spin (measured: more encodes under load, docs/reliability.md)."""
+    options = onnx_encoder._session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.enable_cpu_mem_arena is False
+
+
 def test_encoder_export_is_cached(vit_t_model, onnx_encoder):
     path = cached_encoder(vit_t_model, "vit_t", onnx_encoder.cache_dir)
     assert path.parent == onnx_encoder.cache_dir and path.with_name(path.name + ".sha256").is_file()

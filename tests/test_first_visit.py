@@ -173,10 +173,13 @@ def test_click_before_ready_and_share_link_restore_the_original(browser, page, a
 
 
 def test_bad_resized_upload_is_refused_clearly(app_url):
+    headers = {}
+
     def post(body, query):
         req = urllib.request.Request(f"{app_url}/msam/encode?{query}", data=body, method="POST")
         try:
             with urllib.request.urlopen(req, timeout=60) as r:
+                headers["Server-Timing"] = r.headers.get("Server-Timing")
                 return r.status, json.load(r)
         except urllib.error.HTTPError as e:
             return e.code, json.load(e)
@@ -191,6 +194,11 @@ def test_bad_resized_upload_is_refused_clearly(app_url):
     assert status == 400 and "MP" in body["error"]
     status, body = post(buf.getvalue(), "width=4032&height=3024")
     assert status == 200 and body["width"] == 4032 and body["pending_original"] is True
+    # where the server's time went, for the page's resource timings: the encode's is the info's
+    timing = dict(part.strip().split(";dur=") for part in headers["Server-Timing"].split(","))
+    assert set(timing) == {"receive", "encode", "total"}
+    assert float(timing["encode"]) == pytest.approx(body["encode_ms"], abs=0.1)
+    assert float(timing["total"]) >= float(timing["receive"]) >= 0
 
 
 def test_examples_are_thumbnails(page, app_url):

@@ -149,6 +149,11 @@ class ImageEncoder:
             # no CPU memory arena: an encode's ~0.5 GB of temporaries go back after each run instead of
             # staying reserved (the server's memory bound under load, tests/test_load.py)
             options.enable_cpu_mem_arena = False
+            # worker threads that sleep rather than spin between an encode's parallel steps: when the
+            # cores are shared (requests, other processes), a spinning thread holds a core the other
+            # needs, and each step waits for its slowest thread (2.7 -> 2.0 s per encode beside one
+            # busy process on 2 cores, the same alone; docs/benchmarks.md)
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._session = self._new_session(
                 lambda: onnxruntime.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"]))
             logger.info("image encoder: onnxruntime float32 (%s)", path.name)
