@@ -47,6 +47,19 @@ def page(browser, app_url):
     page.close()
 
 
+def centre_click_mask(model, image: np.ndarray) -> np.ndarray:
+    """The official predictor's mask for one click at the centre of `image`, chosen as the page's
+    auto mode chooses (the best-scored of the three)."""
+    from mobilesam import SamPredictor
+
+    h, w = image.shape[:2]
+    predictor = SamPredictor(model)
+    predictor.set_image(image)
+    masks, scores, _ = predictor.predict(point_coords=np.array([[w / 2, h / 2]], np.float32),
+                                         point_labels=np.array([1]), multimask_output=True)
+    return masks[int(np.argmax(scores))]
+
+
 def test_resize_is_pillows(tmp_path):
     """web/resize.js gives Pillow's bytes (ResizeLongestSide.apply_image) on the same pixels: shrinking
     with antialiasing, a thin strip, and enlarging."""
@@ -127,8 +140,6 @@ def test_click_before_ready_and_share_link_restore_the_original(browser, page, a
     """Choosing a photo in the upload box: the page shows it and takes a click at once; the click is
     answered once the embedding is there (the mask equals PyTorch's on the original), and the share
     link, offered once the original is stored, restores the original photo."""
-    from mobilesam import SamPredictor
-
     name = "dogs.jpg"
     image = load_sample(name)
     h, w = image.shape[:2]
@@ -143,12 +154,7 @@ def test_click_before_ready_and_share_link_restore_the_original(browser, page, a
     page.wait_for_function("() => window.msam.getState().selectedIndex >= 0", timeout=120_000)
     bits = page.evaluate("() => window.msam.getMaskBitsBase64()")
     got = np.frombuffer(base64.b64decode(bits["data"] if isinstance(bits, dict) else bits), np.uint8)
-    predictor = SamPredictor(vit_t_model)
-    predictor.set_image(image)
-    masks, scores, _ = predictor.predict(point_coords=np.array([[w / 2, h / 2]], np.float32),
-                                         point_labels=np.array([1]), multimask_output=True)
-    expected = masks[int(np.argmax(scores))]  # the browser's auto mode
-    assert mask_iou(got.reshape(h, w).astype(bool), expected) >= 0.97
+    assert mask_iou(got.reshape(h, w).astype(bool), centre_click_mask(vit_t_model, image)) >= 0.97
 
     page.wait_for_function("() => window.msam.getShareLink()", timeout=120_000)
     link = page.evaluate("() => window.msam.getShareLink()")
@@ -262,11 +268,8 @@ def test_click_while_the_decoder_loads_gets_the_servers_mask_then_the_pages(brow
     """On a first visit the decoder's download takes seconds: a click made meanwhile is answered by the
     server's decode of the same prompt (POST /msam/decode/<id>, web/bridge.js), drawn before the
     decoder is there; once it is, the page decodes the click itself and the mask stays the same."""
-    from mobilesam import SamPredictor
-
     name = "truck.jpg"
     image = load_sample(name)
-    h, w = image.shape[:2]
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     held = []
     page.route("**/msam/models/**", lambda route: held.append(route))  # the decoder's download waits until released
@@ -286,11 +289,7 @@ def test_click_while_the_decoder_loads_gets_the_servers_mask_then_the_pages(brow
     assert held and not state["ready"] and state["selectedIndex"] >= 0  # drawn while the decoder waits
     assert "the server answers clicks meanwhile" in page.locator("#msam-root").inner_text()
     server_mask = mask_from_bits(page.evaluate("() => window.msam.getMaskBitsBase64()"))
-    predictor = SamPredictor(vit_t_model)
-    predictor.set_image(image)
-    masks, scores, _ = predictor.predict(point_coords=np.array([[w / 2, h / 2]], np.float32),
-                                         point_labels=np.array([1]), multimask_output=True)
-    assert mask_iou(server_mask, masks[int(np.argmax(scores))]) >= 0.97  # from the resized copy's embedding
+    assert mask_iou(server_mask, centre_click_mask(vit_t_model, image)) >= 0.97  # from the resized copy's embedding
 
     for route in held:
         route.continue_()
@@ -309,8 +308,6 @@ def test_a_photo_chosen_before_gradios_page_has_loaded_is_encoded_and_its_origin
     JavaScript is still held back; once the page is there the photo is shown, a click on it gets the
     mask, the early control is gone, and the original follows into the upload box (the share link
     restores the original, full size)."""
-    from mobilesam import SamPredictor
-
     name = "groceries.jpg"
     image = load_sample(name)
     h, w = image.shape[:2]
@@ -336,11 +333,7 @@ def test_a_photo_chosen_before_gradios_page_has_loaded_is_encoded_and_its_origin
     page.evaluate("([x, y]) => window.msam.addPoint(x, y, 1)", [w / 2, h / 2])
     page.wait_for_function("() => window.msam.getState().selectedIndex >= 0", timeout=120_000)
     got = mask_from_bits(page.evaluate("() => window.msam.getMaskBitsBase64()"))
-    predictor = SamPredictor(vit_t_model)
-    predictor.set_image(image)
-    masks, scores, _ = predictor.predict(point_coords=np.array([[w / 2, h / 2]], np.float32),
-                                         point_labels=np.array([1]), multimask_output=True)
-    assert mask_iou(got, masks[int(np.argmax(scores))]) >= 0.97  # from the resized copy's embedding
+    assert mask_iou(got, centre_click_mask(vit_t_model, image)) >= 0.97  # from the resized copy's embedding
 
     page.wait_for_function("() => window.msam.getShareLink()", timeout=120_000)
     image_id = parse_qs(urlparse(page.evaluate("() => window.msam.getShareLink()")).query)["image"][0]
