@@ -62,6 +62,15 @@ def test_click_box_undo_download_and_bad_upload(browser, app_url, predictor_vit_
         page.page.mouse.move(*page.canvas_point(x, 500, size))
     page.idle()
     assert page.state()["decodeCount"] > 3
+
+    # a click where the pointer rests takes the preview's masks (no decode of its own), and they are
+    # the predictor's for the committed prompts
+    before = page.state()
+    page.page.mouse.click(*page.canvas_point(1350, 500, size))
+    page.idle()
+    state = page.state()
+    assert state["previewReuses"] == before["previewReuses"] + 1 and state["decodeCount"] == before["decodeCount"]
+    assert mask_iou(page.mask(), torch_mask(predictor_vit_t, state)) >= 0.99
     assert page.server_requests_since(start) == [], "prompts must be decoded in the browser"
 
     with page.page.expect_download() as download:

@@ -925,6 +925,7 @@ export class MsamApp {
       refine: this.refine,
       lastDecodeMs: this.queue.lastDecodeMs,
       decodeCount: this.queue.decodeCount,
+      previewReuses: this.queue.previewReuses,
       batchedDecodes: this.queue.batchedCount,
       ready: this.ready,
       idle: this.isIdle(),

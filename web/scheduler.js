@@ -22,6 +22,16 @@ export function selectedLowRes(entry, result = entry && entry.result) {
 
 const hasPrompts = (entry) => !!(entry.points.length || entry.box);
 
+const samePoints = (a, b) => a.length === b.length && a.every((p, i) => p.x === b[i].x && p.y === b[i].y && p.label === b[i].label);
+const sameBox = (a, b) => (!a && !b) || (!!a && !!b && a.x0 === b.x0 && a.y0 === b.y0 && a.x1 === b.x1 && a.y1 === b.y1);
+
+/** Whether preview decode `p` ({entry, points, box, refine, token}) computed exactly what committing
+ * `entry` asks: the same prompts after the same entry, on the same image, neither with a mask input. */
+function previewAnswers(p, entry) {
+  return !!p && p.entry === entry.prev && p.token === entry.token && !p.refine && !entry.refine
+    && samePoints(p.points, entry.points) && sameBox(p.box, entry.box);
+}
+
 /** Most prompt states decoded in one decoder run (a pasted list of boxes; bench/batch_boxes.py). */
 export const DECODE_BATCH = 8;
 
@@ -51,6 +61,11 @@ export class DecodeQueue {
     this.hoverPt = null; // {x, y} under the pointer (hover preview on), or null
     this.dragBox = null; // the box being dragged, or null
     this.preview = null; // {entry, result, cmp, points, box}: the last preview decoded
+    // The last preview decoded ({entry, points, box, refine, token, result, cmp}), kept after the
+    // pointer leaves: a click where the pointer rests commits the prompts it previewed and takes this
+    // result instead of decoding them again (previewAnswers), also when it lands after the click.
+    this.lastPreview = null;
+    this.previewReuses = 0; // committed states answered by a preview's decode
     this.batchMax = DECODE_BATCH; // committed states decoded together (1: one by one)
     this.decodeCount = 0; // MobileSAM's decodes (commits and previews)
     this.batchedCount = 0; // of which decoded in batches (several committed boxes a call)
@@ -66,6 +81,7 @@ export class DecodeQueue {
     this.commits = [];
     this.previewReq = null;
     this.preview = null;
+    this.lastPreview = null;
     this.hoverPt = null;
     this.dragBox = null;
   }
@@ -89,11 +105,22 @@ export class DecodeQueue {
     for (const entry of entries) {
       if (!hasPrompts(entry)) continue;
       if (entry.refine) this.ensureDecoded(entry.prev); // each model refines its own previous mask
-      entry.pending = true;
       entry.token = this.host.imageToken(); // until the image's embedding is ready, it waits
+      if (previewAnswers(this.lastPreview, entry)) this.#takePreview(this.lastPreview, entry);
+      if (!this.needsDecode(entry)) continue;
+      entry.pending = true;
       this.commits.push(entry);
     }
     this.pump();
+  }
+
+  /** Give committed `entry` the results of preview decode `p` (previewAnswers(p, entry) holds): MobileSAM's,
+   * and the comparison model's if it is the current one. */
+  #takePreview(p, entry) {
+    entry.result = p.result;
+    const cmp = this.host.compare;
+    if (p.cmp && p.cmp.result && p.cmp.key === cmp.key) entry.cmp = p.cmp;
+    this.previewReuses++;
   }
 
   /** Queue an entry's missing decodes (unless already queued or running). A refining entry's
@@ -395,6 +422,11 @@ export class DecodeQueue {
     }
     this.#noteDecode(a);
     if (b && b.result) cmp.noteDecode(b.result);
+    this.lastPreview = { entry: req.entry, points: req.points, box: req.box, refine, token, result: a, cmp: b };
+    // a click made while this preview ran, where it was previewed: its answer (no second decode)
+    for (const e of this.commits) {
+      if (!e.cancelled && !e.result && previewAnswers(this.lastPreview, e)) this.#takePreview(this.lastPreview, e);
+    }
     if (req.entry === host.current() && this.previewing) {
       this.preview = { entry: req.entry, result: a, cmp: b, points: req.points, box: req.box };
       host.onChange();

@@ -516,3 +516,115 @@ test("serverAnswered settles at once with no server decode in flight, else when 
   server.calls[1].reject(new Error("HTTP 404"));
   assert.equal(await settled(second), true, "a failed decode settles it too");
 });
+
+test("a click where the hover preview was decoded takes the preview's masks: no second decode", async () => {
+  const { q, model, h, commit } = setup();
+  const e1 = commit(entry(h.current, [pt(1, 1)]));
+  model.calls[0].resolve(result(0));
+  await q.idle();
+  q.hover({ x: 5, y: 5 });
+  model.calls[1].resolve(result(1));
+  await q.idle();
+  q.hover(null); // the canvas drops the hover point as the click lands
+  const e2 = commit(entry(e1, [pt(1, 1), pt(5, 5)]));
+  assert.equal(model.calls.length, 2);
+  assert.equal(e2.result.lowRes[0], 1);
+  assert.equal(e2.pending, false);
+  assert.equal(q.isIdle(), true);
+  assert.equal(q.decodeCount, 2);
+  assert.equal(q.previewReuses, 1);
+  // a background click, or a click elsewhere, at the same spot is decoded
+  const e3 = commit(entry(e1, [pt(1, 1), pt(5, 5, 0)]));
+  assert.equal(model.calls.length, 3);
+  model.calls[2].resolve(result(2));
+  await q.idle();
+  assert.equal(e3.result.lowRes[0], 2);
+  assert.equal(q.previewReuses, 1);
+});
+
+test("a click made while its preview decodes waits for that decode and takes it", async () => {
+  const { q, model, h, commit } = setup();
+  const e1 = commit(entry(h.current, [pt(1, 1)]));
+  model.calls[0].resolve(result(0));
+  await q.idle();
+  q.hover({ x: 5, y: 5 });
+  assert.equal(model.calls.length, 2); // the preview runs
+  q.hover(null);
+  const e2 = commit(entry(e1, [pt(1, 1), pt(5, 5)]));
+  assert.equal(e2.pending, true);
+  model.calls[1].resolve(result(1));
+  await q.idle();
+  assert.equal(model.calls.length, 2);
+  assert.equal(e2.result.lowRes[0], 1);
+  assert.equal(e2.pending, false);
+  assert.equal(q.previewReuses, 1);
+  assert.ok(h.changes > 0);
+});
+
+test("a preview is not reused across images, with a mask input, or after another entry", async () => {
+  const { q, model, h, commit } = setup();
+  const e1 = commit(entry(h.current, [pt(1, 1)]));
+  model.calls[0].resolve(result(0));
+  await q.idle();
+  q.hover({ x: 5, y: 5 });
+  model.calls[1].resolve(result(1));
+  await q.idle();
+  // refining: the click's decode takes the previous mask, the preview did not
+  const refined = commit(entry(e1, [pt(1, 1), pt(5, 5)], null, true));
+  assert.equal(model.calls.length, 3);
+  model.calls[2].resolve(result(2));
+  await q.idle();
+  assert.equal(refined.result.lowRes[0], 2);
+  // the same prompts after another entry (undo, then a different history) are decoded
+  h.current = e1;
+  const other = commit(entry(refined, [pt(1, 1), pt(5, 5)]));
+  assert.equal(model.calls.length, 4);
+  model.calls[3].resolve(result(3));
+  await q.idle();
+  // another image: the preview was of the old one
+  h.current = e1;
+  h.token = 2;
+  const again = commit(entry(e1, [pt(1, 1), pt(5, 5)]));
+  assert.equal(model.calls.length, 5);
+  model.calls[4].resolve(result(4));
+  await q.idle();
+  assert.equal(again.result.lowRes[0], 4);
+  assert.equal(other.result.lowRes[0], 3);
+  assert.equal(q.previewReuses, 0);
+});
+
+test("a dragged box's preview answers the box it commits; in compare mode both models' masks are taken", async () => {
+  const { q, model, compare, h, commit } = setup();
+  compare.key = "/emb/vit_b";
+  const e1 = commit(entry(h.current, [pt(1, 1)]));
+  model.calls[0].resolve(result(0));
+  compare.model.calls[0].resolve(result(10));
+  await q.idle();
+  const box = { x0: 2, y0: 3, x1: 40, y1: 50 };
+  q.drag({ ...box });
+  model.calls[1].resolve(result(1));
+  compare.model.calls[1].resolve(result(11));
+  await q.idle();
+  q.drag(null);
+  const e2 = commit(entry(e1, [pt(1, 1)], { ...box }));
+  assert.equal(model.calls.length, 2);
+  assert.equal(compare.model.calls.length, 2);
+  assert.equal(e2.result.lowRes[0], 1);
+  assert.deepEqual(e2.cmp.key, "/emb/vit_b");
+  assert.equal(e2.cmp.result.lowRes[0], 11);
+  // the comparison model changed since the preview: MobileSAM's mask is taken, SAM's is decoded
+  q.drag({ ...box, x1: 41 });
+  model.calls[2].resolve(result(2));
+  compare.model.calls[2].resolve(result(12));
+  await q.idle();
+  q.drag(null);
+  compare.key = "/emb/vit_h";
+  const e3 = commit(entry(e2, [pt(1, 1)], { ...box, x1: 41 }));
+  assert.equal(model.calls.length, 3);
+  assert.equal(compare.model.calls.length, 4); // e2's chain is not asked again: e3's own SAM decode only
+  compare.model.calls.at(-1).resolve(result(13));
+  await q.idle();
+  assert.equal(e3.result.lowRes[0], 2);
+  assert.equal(e3.cmp.key, "/emb/vit_h");
+  assert.equal(q.previewReuses, 2);
+});
