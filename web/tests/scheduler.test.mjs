@@ -517,14 +517,23 @@ test("serverAnswered settles at once with no server decode in flight, else when 
   assert.equal(await settled(second), true, "a failed decode settles it too");
 });
 
+/** A queue whose current entry (one point at (1, 1)) is decoded, with a finished hover preview at
+ * (5, 5) when `previewDone` (else still running): {q, model, h, commit, e1}. */
+async function hoveredAfterOneClick(previewDone = true) {
+  const t = setup();
+  const e1 = t.commit(entry(t.h.current, [pt(1, 1)]));
+  t.model.calls[0].resolve(result(0));
+  await t.q.idle();
+  t.q.hover({ x: 5, y: 5 });
+  if (previewDone) {
+    t.model.calls[1].resolve(result(1));
+    await t.q.idle();
+  }
+  return { ...t, e1 };
+}
+
 test("a click where the hover preview was decoded takes the preview's masks: no second decode", async () => {
-  const { q, model, h, commit } = setup();
-  const e1 = commit(entry(h.current, [pt(1, 1)]));
-  model.calls[0].resolve(result(0));
-  await q.idle();
-  q.hover({ x: 5, y: 5 });
-  model.calls[1].resolve(result(1));
-  await q.idle();
+  const { q, model, commit, e1 } = await hoveredAfterOneClick();
   q.hover(null); // the canvas drops the hover point as the click lands
   const e2 = commit(entry(e1, [pt(1, 1), pt(5, 5)]));
   assert.equal(model.calls.length, 2);
@@ -543,11 +552,7 @@ test("a click where the hover preview was decoded takes the preview's masks: no 
 });
 
 test("a click made while its preview decodes waits for that decode and takes it", async () => {
-  const { q, model, h, commit } = setup();
-  const e1 = commit(entry(h.current, [pt(1, 1)]));
-  model.calls[0].resolve(result(0));
-  await q.idle();
-  q.hover({ x: 5, y: 5 });
+  const { q, model, h, commit, e1 } = await hoveredAfterOneClick(false);
   assert.equal(model.calls.length, 2); // the preview runs
   q.hover(null);
   const e2 = commit(entry(e1, [pt(1, 1), pt(5, 5)]));
@@ -562,13 +567,7 @@ test("a click made while its preview decodes waits for that decode and takes it"
 });
 
 test("a preview is not reused across images, with a mask input, or after another entry", async () => {
-  const { q, model, h, commit } = setup();
-  const e1 = commit(entry(h.current, [pt(1, 1)]));
-  model.calls[0].resolve(result(0));
-  await q.idle();
-  q.hover({ x: 5, y: 5 });
-  model.calls[1].resolve(result(1));
-  await q.idle();
+  const { q, model, h, commit, e1 } = await hoveredAfterOneClick();
   // refining: the click's decode takes the previous mask, the preview did not
   const refined = commit(entry(e1, [pt(1, 1), pt(5, 5)], null, true));
   assert.equal(model.calls.length, 3);
