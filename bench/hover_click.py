@@ -19,13 +19,12 @@ alternating round by round; the ratios are this checkout's over the baseline's.
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, chromium, emit, find_sample, free_port, machine  # noqa: E402
+from _common import ROOT, chromium, emit, find_sample, free_port, machine, median  # noqa: E402
 from first_mask import start_app, stop_app  # noqa: E402
 
 RESTS_MS = (0, 300)
@@ -95,7 +94,7 @@ def measure_page(browser, url: str, photo: Path, clicks: int) -> dict:
                 assert len(state["points"]) == 1 and state["scores"] is not None, "the click has no mask"
                 decodes += state["decodeCount"] - before
                 page.mouse.move(2, 2)  # off the photo: the next move starts a new hover
-            out[rest] = {"click_to_mask_ms_p50": round(statistics.median(times), 1),
+            out[rest] = {"click_to_mask_ms_p50": round(median(times), 1),
                          "decoder_runs_per_click": round(decodes / clicks, 2),
                          "chromium_cpu_s_per_click": round((chromium_cpu_seconds() - cpu0) / clicks, 3)}
         return out
@@ -133,7 +132,7 @@ def main(argv=None) -> int:
             stop_app(proc)
 
     def median_of(name, rest, key):
-        return statistics.median(run[rest][key] for run in runs[name])
+        return median([run[rest][key] for run in runs[name]])
 
     result = {"machine": machine(), "photo": photo.name, "clicks": args.clicks, "rounds": args.rounds,
               "baseline_is": str(args.baseline_root), "rests_ms": {}}
