@@ -37,8 +37,7 @@ class ApiEndpoints:
         loaded, sam_encoded = self.service.sam_encode(self.service.sam_models.default_type, image, encoded.image_id, progress)
         results = []
         for engine, enc in ((self.service.engine, encoded), (loaded.engine, sam_encoded)):
-            masks, scores, _ = engine.predict(enc, **prompt)
-            mask, index = best_mask(masks, scores)
+            mask, scores, index = engine.best_mask(enc, **prompt)
             path = self.service.output_path(f"mask-{engine.model_type}-", ".png")
             save_mask_png(mask, path)
             results.append((path, mask, scores, index, engine, enc))
@@ -56,8 +55,7 @@ class ApiEndpoints:
     def segment_api(self, image_file, prompts_json: str) -> Tuple[str, str]:
         """api_name="segment": (image file, prompts JSON) -> (best mask PNG path, scores JSON)."""
         encoded = self.service.encode_file(image_file)
-        masks, scores, _ = self.service.predict(encoded, prompts_json)
-        mask, index = best_mask(masks, scores)
+        mask, scores, index = self.service.best_mask(encoded, prompts_json)
         path = self.service.output_path(f"mask-{self.service.engine.model_type}-", ".png")
         save_mask_png(mask, path)
         return str(path), scores_json(scores, index)
@@ -90,12 +88,6 @@ class ApiEndpoints:
         image = self.service.load_image(file_path(image_file))
         _, path, _ = self.service.segment_everything(image, points_per_side, progress)
         return str(path)
-
-
-def best_mask(masks: np.ndarray, scores: np.ndarray):
-    """The highest-scoring of C masks (C×H×W bool, C scores): (mask H×W, index)."""
-    index = int(np.argmax(scores))
-    return masks[index], index
 
 
 def save_mask_png(mask: np.ndarray, path) -> None:

@@ -12,11 +12,11 @@ import torch
 
 from mobilesam.modeling import Sam
 from mobilesam.predictor import SamPredictor
-from mobilesam.utils.onnx import SamOnnxLowResModel, web_prompt_inputs
 from .embedding_codec import encode_u8, transcode, wire_format
 from mobilesam.utils.transforms import ResizeLongestSide
 from . import memory
 from .gpu import gpu_task
+from .prompt_decoder import PromptDecoder
 from .store import ImageStore, LRUCache, image_id_of, lower_thread_priority
 
 EMBEDDING_SHAPE = (1, 256, 64, 64)
@@ -51,6 +51,11 @@ class EncodedImage:
     @property
     def original_size(self) -> Tuple[int, int]:
         return self.height, self.width
+
+    @property
+    def input_size(self) -> Tuple[int, int]:
+        """The image's size resized for the encoder (long side 1024), before padding."""
+        return self.input_height, self.input_width
 
     def embedding_f16_bytes(self) -> bytes:
         """Little-endian float16 bytes of the embedding: 2,097,152 bytes."""
@@ -125,7 +130,10 @@ class Engine:
         self.encode_ms_total = 0.0
         self._queue_lock = threading.Lock()
         self.parameter_count = sum(p.numel() for p in model.image_encoder.parameters())
-        self._low_res_decoder = SamOnnxLowResModel(self.model)
+        # prompts on encoded images: the fast decoder in onnxruntime on the onnxruntime encoder's CPU
+        # path (its export beside the encoder's), else PyTorch (mobilesam_app/prompt_decoder.py)
+        self.prompts = PromptDecoder(self.model, model_type, self.encoder.cache_dir,
+                                     fast=self.encoder.backend == "onnxruntime")
 
     def encode(self, image: np.ndarray, image_id: Optional[str] = None, exact: bool = False) -> EncodedImage:
         """Embedding of a uint8 H×W×3 RGB image, from the cache when the same picture was seen. With
@@ -214,8 +222,15 @@ class Engine:
         return predictor
 
     def predict(self, encoded: EncodedImage, **prompt) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """SamPredictor.predict on the cached embedding; `prompt` as its keyword arguments."""
-        return self.predictor_for(encoded).predict(**prompt)
+        """SamPredictor.predict's (masks, scores, low-res logits) on the cached embedding; `prompt`: its
+        point_coords, point_labels, box, multimask_output. No encoder work."""
+        return self.prompts.predict(encoded.image_id, encoded.embedding, encoded.input_size,
+                                    encoded.original_size, **prompt)
+
+    def best_mask(self, encoded: EncodedImage, **prompt) -> Tuple[np.ndarray, np.ndarray, int]:
+        """(the best mask [H,W] bool, scores [C], its index) of `predict`, only that mask upsampled."""
+        return self.prompts.best_mask(encoded.image_id, encoded.embedding, encoded.input_size,
+                                      encoded.original_size, **prompt)
 
     def low_res_masks(self, encoded: EncodedImage, point_coords: Optional[np.ndarray] = None,
                       point_labels: Optional[np.ndarray] = None,
@@ -224,14 +239,8 @@ class Engine:
         SamOnnxLowResModel, fed as the web demo feeds it): iou predictions [4] and low-res mask
         logits [4,256,256] of all four mask tokens. Points ([K,2] with labels [K]) and box ([4])
         are in original-image pixels. No encoder work: it never waits behind an encode."""
-        coords, labels = web_prompt_inputs(point_coords, point_labels, box, encoded.original_size,
-                                           self.transform.target_length)
-        device = next(self.model.parameters()).device
-        inputs = [torch.from_numpy(a).to(device) for a in (encoded.embedding, coords, labels)]
-        no_mask = torch.zeros(1, 1, 256, 256, device=device), torch.zeros(1, device=device)
-        with torch.inference_mode():
-            scores, masks = self._low_res_decoder(*inputs, *no_mask)
-        return scores[0].cpu().numpy(), masks[0].cpu().numpy()
+        return self.prompts.low_res_masks(encoded.image_id, encoded.embedding, encoded.original_size,
+                                          point_coords, point_labels, box)
 
     def segment_everything(self, image: np.ndarray, points_per_side: int = 16, points_per_batch: int = 64,
                            progress: Optional[Callable[[int, int], None]] = None, **options) -> list:

@@ -8,6 +8,7 @@ did is lost, and the server keeps serving.
 import json
 import logging
 import os
+import re
 import tempfile
 import threading
 import time
@@ -188,11 +189,12 @@ class Service:
                 f"Encoders on this server: {a} {encoded.encode_ms / 1000:.2f} s, "
                 f"{b} {sam_encoded.encode_ms / 1000:.2f} s.")
 
-    def predict(self, encoded: EncodedImage, prompts_json: str):
+    def best_mask(self, encoded: EncodedImage, prompts_json: str):
+        """(best mask [H,W] bool, scores [C], its index) for a prompts JSON (`Engine.best_mask`)."""
         try:
             prompt = parse_prompts(prompts_json, encoded.original_size)
             with self._predict_slots:
-                return self.engine.predict(encoded, **prompt)
+                return self.engine.best_mask(encoded, **prompt)
         except ValueError as exc:
             raise user_error(f"Invalid prompts: {exc}") from exc
 
@@ -219,14 +221,12 @@ class Service:
         """The encoding of an API call's image file: from the cache without reading the file when this
         file was seen before (a prompt on an encoded image costs only its decode)."""
         path = file_path(image_file)
-        try:
-            st = os.stat(path)
-            key = (path, st.st_size, st.st_mtime_ns)
-        except OSError:
-            key = None
+        key = file_key(path)
         image_id = None if key is None else self._file_ids.get(key)
         encoded = None if image_id is None else self.engine.cache.get(image_id)
-        if encoded is None or encoded.from_copy:  # the API answers with the official computation
+        # the API answers with the official computation; a stored image that went (pruned, corrupted)
+        # is stored again from the file
+        if encoded is None or encoded.from_copy or not self.engine.store.has(encoded.image_id):
             encoded = self.encode(self.load_image(path), exact=True)
             if key is not None:
                 self._file_ids.put(key, encoded.image_id)
@@ -343,6 +343,23 @@ class SingleFlight:
 def gradio_file_url(path: str) -> str:
     """Where Gradio serves an uploaded file (the page fetched it already for the upload's preview)."""
     return "/gradio_api/file=" + urllib.parse.quote(str(path))
+
+
+def file_key(path: str) -> Optional[tuple]:
+    """What identifies a file's bytes without reading them: its path and size under a folder named
+    by the SHA-256 of its content (Gradio's uploads: `<upload dir>/<sha256>/<name>`, written again,
+    with a new mtime, each time the same bytes are uploaded), else path, size and mtime. None if the
+    file cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if CONTENT_FOLDER.fullmatch(os.path.basename(os.path.dirname(path))):
+        return path, st.st_size
+    return path, st.st_size, st.st_mtime_ns
+
+
+CONTENT_FOLDER = re.compile(r"[0-9a-f]{64}")
 
 
 def file_path(image_file) -> str:

@@ -189,13 +189,13 @@ _ONNX_SEEDS: dict = {}
 
 def onnx_seed(checkpoint: Path) -> Path:
     """A folder holding the ONNX exports an app started with `checkpoint` (vit_t) makes at start-up (the
-    browser's fast decoder with the default weight storage, and the onnxruntime encoder), made once per
-    test session: apps started on a fresh cache folder get a copy instead of exporting again (the
+    browser's fast decoder with the default weight storage, the onnxruntime encoder and the server's
+    float32 fast decoder), made once per test session: apps started on a fresh cache folder get a copy instead of exporting again (the
     exports themselves are tested in test_onnx_export.py, test_fast_decoder.py, test_accel_encoder.py)."""
     checkpoint = Path(checkpoint).resolve()
     if checkpoint not in _ONNX_SEEDS:
         from mobilesam.hub import load_model_from
-        from mobilesam.onnx_cache import cached_decoder, cached_encoder
+        from mobilesam.onnx_cache import cached_decoder, cached_encoder, cached_fast_decoder
         from mobilesam_app.startup import AppConfig
 
         folder = Path(tempfile.mkdtemp(prefix="mobilesam-test-onnx-"))
@@ -203,6 +203,7 @@ def onnx_seed(checkpoint: Path) -> Path:
         model = load_model_from(checkpoint, "vit_t", "cpu")
         cached_decoder(checkpoint, "vit_t", folder, variant="fast", weights=AppConfig.decoder_weights, sam=model)
         cached_encoder(model, "vit_t", folder)
+        cached_fast_decoder(model, "vit_t", folder)  # the server's own prompts (mobilesam_app/prompt_decoder.py)
         _ONNX_SEEDS[checkpoint] = folder
     return _ONNX_SEEDS[checkpoint]
 

@@ -13,9 +13,10 @@ from conftest import ROOT
 from mobilesam_app import server
 from mobilesam_app.engine import Engine
 from mobilesam_app.mask_codec import decode_low_res, encode_low_res
+from mobilesam_app.prompt_decoder import PromptDecoder
 from mobilesam_app.service import Service
 from mobilesam_app.store import ImageStore
-from support import mask_iou, upsample_like_sam
+from support import mask_iou, onnx_seed, upsample_like_sam
 
 PHOTOS = ("truck.jpg", "groceries.jpg")
 
@@ -31,10 +32,16 @@ def prompts(h: int, w: int) -> list:
     ]
 
 
-@pytest.fixture(scope="module")
-def service(vit_t_model, tmp_path_factory):
+@pytest.fixture(scope="module", params=["torch", "onnxruntime"])
+def service(request, vit_t_model, vit_t_checkpoint, tmp_path_factory):
+    """A service whose prompts are decoded by PyTorch, or by the fast decoder in onnxruntime (as on
+    the app's CPU path; its export from the session's ONNX seed)."""
     tmp = tmp_path_factory.mktemp("page_decode")
     engine = Engine(vit_t_model, "vit_t", ImageStore(tmp / "images"), encoder_backend="torch")
+    if request.param == "onnxruntime":
+        engine.prompts = PromptDecoder(vit_t_model, "vit_t", onnx_seed(vit_t_checkpoint), fast=True)
+        assert engine.prompts.wait_ready(300)
+    assert engine.prompts.backend == request.param
     return Service(engine, {}, output_dir=tmp / "out")
 
 
@@ -68,6 +75,29 @@ def test_the_servers_masks_are_the_predictors(service, encoded):
             which = slice(1, 4) if multimask else slice(0, 1)
             np.testing.assert_allclose(logits[which], low_res, atol=2e-3, rtol=0)
             np.testing.assert_allclose(scores[which], iou, atol=1e-4)
+
+
+def test_the_apis_masks_are_the_predictors(service, encoded):
+    """Engine.predict (compare API) and Engine.best_mask (segment API, only the best mask upsampled)
+    give SamPredictor.predict's masks and scores, on every prompt, twice (the second time from the
+    image inputs kept for the image)."""
+    for enc in encoded:
+        predictor = service.engine.predictor_for(enc)
+        for _ in range(2):
+            for points, box in prompts(enc.height, enc.width):
+                for multimask in (True, False):
+                    kwargs = dict(zip(("point_coords", "point_labels", "box"), _arrays(points, box)),
+                                  multimask_output=multimask)
+                    masks, scores, low_res = predictor.predict(**kwargs)
+                    got_masks, got_scores, got_low = service.engine.predict(enc, **kwargs)
+                    assert got_masks.shape == masks.shape and got_masks.dtype == bool
+                    np.testing.assert_allclose(got_scores, scores, atol=1e-4)
+                    np.testing.assert_allclose(got_low, low_res, atol=2e-3, rtol=0)
+                    assert min(mask_iou(a, b) for a, b in zip(got_masks, masks)) >= 0.999
+                    best, best_scores, index = service.engine.best_mask(enc, **kwargs)
+                    assert index == int(np.argmax(scores)) and best.shape == (enc.height, enc.width)
+                    np.testing.assert_allclose(best_scores, scores, atol=1e-4)
+                    assert mask_iou(best, masks[index]) >= 0.999
 
 
 def test_the_wire_format_keeps_the_masks(service, encoded):

@@ -157,3 +157,26 @@ def test_encodes_run_below_the_requests_priority(vit_t_model, tmp_path):
     assert session == "session"
     assert seen[0][0] != threading.get_native_id() and seen[0][1] == ENCODE_NICE
     assert nice() == base
+
+
+def test_an_upload_of_the_same_bytes_again_is_known_without_reading_it(tmp_path):
+    """Gradio writes each upload again (new mtime) under a folder named by its SHA-256: there the path
+    and size identify the bytes, so a prompt's re-sent photo maps to its image id unread; elsewhere a
+    file rewritten in place (new mtime) is read again."""
+    import os
+
+    from mobilesam_app.service import file_key
+
+    folder = tmp_path / ("0123456789abcdef" * 4)
+    folder.mkdir()
+    upload = folder / "photo.jpg"
+    upload.write_bytes(b"jpeg bytes")
+    key = file_key(str(upload))
+    os.utime(upload, ns=(10**9, 10**9))
+    assert file_key(str(upload)) == key
+    local = tmp_path / "photo.jpg"
+    local.write_bytes(b"jpeg bytes")
+    key = file_key(str(local))
+    os.utime(local, ns=(10**9, 10**9))
+    assert file_key(str(local)) != key
+    assert file_key(str(tmp_path / "missing.jpg")) is None

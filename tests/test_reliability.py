@@ -87,7 +87,8 @@ class App:
             client.close()
 
     def decoder_path(self) -> Path:
-        (path,) = (self.cache / "onnx").glob("*-decoder*-v*.onnx")  # the browser's decoder (not the encoder)
+        # the browser's decoder (not the encoder, nor the server's own float32 one, "-decoder-weights-")
+        (path,) = [p for p in (self.cache / "onnx").glob("*-decoder*-v*.onnx") if "-decoder-weights-" not in p.name]
         return path
 
 

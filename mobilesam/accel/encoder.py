@@ -46,6 +46,21 @@ def _finish_exports(timeout: float = 120.0) -> None:
         thread.join(timeout)
 
 
+def start_background_export(target: Callable[[], None], name: str) -> threading.Thread:
+    """Run `target` (an export and its session) on a daemon thread that the interpreter waits for at
+    exit (`_finish_exports`)."""
+    def run() -> None:
+        try:
+            target()
+        finally:
+            _exports_in_flight.discard(threading.current_thread())
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    _exports_in_flight.add(thread)
+    thread.start()
+    return thread
+
+
 def cpu_flags() -> set:
     try:
         with open("/proc/cpuinfo") as f:
@@ -113,9 +128,7 @@ class ImageEncoder:
         self.error: Optional[str] = None
         if self.backend == "onnxruntime":
             if background:
-                thread = threading.Thread(target=self._prepare_onnx, name="mobilesam-encoder-export", daemon=True)
-                _exports_in_flight.add(thread)
-                thread.start()
+                start_background_export(self._prepare_onnx, "mobilesam-encoder-export")
             else:
                 self._prepare_onnx()
         else:
@@ -162,7 +175,6 @@ class ImageEncoder:
             logger.warning("image encoder: onnxruntime unavailable (%s); using PyTorch", self.error)
         finally:
             self._ready.set()
-            _exports_in_flight.discard(threading.current_thread())
 
     def _new_session(self, create: Callable[[], object]) -> object:
         """`create()`, on a thread of its own that first runs `session_thread_setup` when one was given:

@@ -371,8 +371,10 @@ def run_fast_decoder(session, feeds: Dict[str, np.ndarray], cache: Optional[Dict
 
 class FastDecoderSession:
     """The fast decoder in onnxruntime (CPU, float32) for the server's own decoding (segment
-    everything): `set_embedding` once per image (computes the image cache), then `decode` per prompt.
-    Outputs equal the PyTorch decoder's to float rounding (~1e-5 in the logits)."""
+    everything, prompts on encoded images): the per-image work once (`image_inputs`, or
+    `set_embedding` to keep it in the session), then `decode` per prompt. Outputs equal the PyTorch
+    decoder's to float rounding (~1e-5 in the logits). `session.run` is thread-safe: several threads
+    may decode at once, each passing its image's inputs."""
 
     def __init__(self, path: os.PathLike, threads: Optional[int] = None) -> None:
         import onnxruntime
@@ -384,21 +386,30 @@ class FastDecoderSession:
         self._feeds = None
         self._no_mask = (np.zeros((1, 1, 256, 256), np.float32), np.zeros(1, np.float32))
 
-    def set_embedding(self, embedding: np.ndarray) -> None:
+    def image_inputs(self, embedding: np.ndarray) -> Dict[str, np.ndarray]:
+        """The embedding ([1,256,64,64] float32) and its image cache (CACHE_NAMES, 10.5 MB): what
+        `decode(image=...)` takes. Computed once per image; keep it for the image's later prompts."""
         emb = np.ascontiguousarray(embedding, dtype=np.float32).reshape(1, 256, 64, 64)
         feeds = {"image_embeddings": emb, "point_coords": np.zeros((1, 1, 2), np.float32),
                  "point_labels": -np.ones((1, 1), np.float32), "mask_input": self._no_mask[0],
                  "has_mask_input": self._no_mask[1]}
         _, _, cache = run_fast_decoder(self.session, feeds)
-        self._feeds = {"image_embeddings": emb, **cache}
+        return {"image_embeddings": emb, **cache}
+
+    def set_embedding(self, embedding: np.ndarray) -> None:
+        """Keep `image_inputs(embedding)` for the `decode` calls that pass no image."""
+        self._feeds = self.image_inputs(embedding)
 
     def decode(self, point_coords: np.ndarray, point_labels: np.ndarray,
-               mask_input: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+               mask_input: Optional[np.ndarray] = None,
+               image: Optional[Dict[str, np.ndarray]] = None) -> Tuple[np.ndarray, np.ndarray]:
         """Points [N,2] in the 1024 frame (the padding point included, as the web demo feeds them),
-        labels [N] -> iou_predictions [4], low_res_masks [4,256,256]."""
-        if self._feeds is None:
-            raise RuntimeError("set_embedding first")
-        feeds = dict(self._feeds)
+        labels [N] -> iou_predictions [4], low_res_masks [4,256,256]. `image`: `image_inputs` of the
+        image (default: the one `set_embedding` kept)."""
+        image = image if image is not None else self._feeds
+        if image is None:
+            raise RuntimeError("set_embedding first, or pass image=image_inputs(embedding)")
+        feeds = dict(image)
         feeds["point_coords"] = np.asarray(point_coords, np.float32).reshape(1, -1, 2)
         feeds["point_labels"] = np.asarray(point_labels, np.float32).reshape(1, -1)
         if mask_input is None:
