@@ -59,7 +59,7 @@ for folder in (ROOT, ROOT / "tests"):  # the repository, and tests/support.py (s
 
 from mobilesam_app.images import load_rgb_image  # noqa: E402
 from mobilesam_app.store import image_id_of  # noqa: E402
-from support import AppProcess, find_listening_pid, mask_iou, proc_memory_mb  # noqa: E402
+from support import AppProcess, api_client, find_listening_pid, mask_iou, proc_memory_mb  # noqa: E402
 
 SAMPLE_DIRS = [ROOT / "examples", ROOT.parent / "shared" / "samples"]
 MIN_IOU = 0.99
@@ -325,10 +325,10 @@ def check_side_routes(url: str, case: Case, tally: Tally, model_type: str) -> No
 def client_loop(url: str, case: Case, deadline: float, tally: Tally, download_dir: Path, model_type: str,
                 min_requests: int = 0) -> None:
     """Requests until `deadline`, and past it (for at most MIN_REQUESTS_GRACE_S) until `min_requests` answers."""
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     try:
-        client = Client(url, verbose=False, download_files=str(download_dir), analytics_enabled=False)
+        client = api_client(url, download_dir)
     except Exception as exc:  # noqa: BLE001 - every failure is counted
         with tally.lock:
             tally.errors.append(f"client {case.index}: cannot connect: {type(exc).__name__}: {exc}")
@@ -393,10 +393,10 @@ def warm_up(url: str, download_dir: Path, work_dir: Path, requests: int = 3) -> 
     """`requests` requests one after the other, each with its own picture that no client uses: the
     baseline memory includes an encode, and the encoder's time for one image alone (ms, from the
     server's health figures of all but the first, or None without them) is returned."""
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     source = Image.open(sample_photos()[0]).convert("RGB")
-    client = Client(url, verbose=False, download_files=str(download_dir), analytics_enabled=False)
+    client = api_client(url, download_dir)
     try:
         for i in range(requests):
             path = work_dir / f"warmup{i}.jpg"
@@ -447,12 +447,12 @@ class VisitorTally:
 def visitor(url: str, index: int, source: np.ndarray, start_at: float, deadline: float, photo_every: float,
             prompt_every: float, tally: VisitorTally, work: Path, seed: int) -> None:
     """One visitor (see the module docstring); its photos are derive_image variants no one else gets."""
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     rng = np.random.default_rng(seed)
     time.sleep(max(0.0, start_at - time.time()))
     try:
-        client = Client(url, verbose=False, download_files=str(work / "downloads"), analytics_enabled=False)
+        client = api_client(url, work / "downloads")
     except Exception as exc:  # noqa: BLE001
         with tally.lock:
             tally.errors.append(f"visitor {index}: cannot connect: {exc}")

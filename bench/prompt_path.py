@@ -23,6 +23,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.load import AppProcess  # noqa: E402
+from support import api_client  # noqa: E402  (tests/support.py, on the path bench.load sets)
 
 
 def median_ms(fn, repeat: int) -> float:
@@ -44,7 +45,7 @@ def main(argv=None) -> int:
                                                         "a fresh one exports it in the background meanwhile)")
     args = parser.parse_args(argv)
 
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     from mobilesam.hub import load_model_from
     from mobilesam_app.api import save_mask_png
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
     h, w = image.shape[:2]
     prompts = json.dumps({"points": [[w // 2, h // 2, 1]]})
     with AppProcess(args.checkpoint, args.cache_dir or work / "cache") as app:
-        client = Client(app.url, verbose=False, download_files=str(work), analytics_enabled=False)
+        client = api_client(app.url, work)
         end_to_end = median_ms(lambda: client.predict(handle_file(str(args.image)), prompts, api_name="/segment"),
                                args.repeat)
         client.close()

@@ -235,8 +235,8 @@ class Engine:
     def low_res_masks(self, encoded: EncodedImage, point_coords: Optional[np.ndarray] = None,
                       point_labels: Optional[np.ndarray] = None,
                       box: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
-        """What the page's decoder gives for one prompt, computed here (the official computation,
-        SamOnnxLowResModel, fed as the web demo feeds it): iou predictions [4] and low-res mask
+        """What the page's decoder gives for one prompt, computed here (fed as the web demo feeds its
+        decoder, mobilesam_app/prompt_decoder.py): iou predictions [4] and low-res mask
         logits [4,256,256] of all four mask tokens. Points ([K,2] with labels [K]) and box ([4])
         are in original-image pixels. No encoder work: it never waits behind an encode."""
         return self.prompts.low_res_masks(encoded.image_id, encoded.embedding, encoded.original_size,

@@ -6,13 +6,12 @@ import pytest
 from PIL import Image
 
 from conftest import SAMPLES, load_sample, mask_iou
+from support import api_client
 
 
 @pytest.fixture(scope="module")
 def client(app_url):
-    from gradio_client import Client
-
-    return Client(app_url, verbose=False)
+    return api_client(app_url)
 
 
 def expected_best_mask(predictor, image_name, **prompt):

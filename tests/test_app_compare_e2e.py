@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, SAMPLES, load_sample, mask_iou
-from support import ComparePage, torch_mask
+from support import ComparePage, api_client, torch_mask
 
 SHOTS = ROOT / "test-output" / "compare"
 IMAGE = "truck.jpg"
@@ -151,9 +151,7 @@ def test_compare_mode_in_the_browser(browser, compare_app_url, predictors):
 
 @pytest.fixture(scope="module")
 def client(compare_app_url):
-    from gradio_client import Client
-
-    return Client(compare_app_url, verbose=False)
+    return api_client(compare_app_url)
 
 
 @pytest.mark.parametrize("prompts, kwargs", [

@@ -25,7 +25,7 @@ from mobilesam_app import store as store_mod
 from mobilesam_app.startup import default_store_dir
 from mobilesam_app.store import ImageStore, image_id_of
 
-from support import AppProcess, mask_from_bits, mask_iou
+from support import AppProcess, api_client, mask_from_bits, mask_iou
 
 EXAMPLES = ROOT / "examples"
 
@@ -140,10 +140,8 @@ def _segment(client, path: Path, prompts: str):
 def _take_links(url: str, work: Path, seed0: int, stop: threading.Event, links: list, lock: threading.Lock):
     """Upload new pictures to `url` one after another and take a link to each (the store write the
     page asks for before it shows a link); every link handed out goes into `links`."""
-    from gradio_client import Client
-
     try:
-        client = Client(url, verbose=False, download_files=str(work), analytics_enabled=False)
+        client = api_client(url, work)
     except Exception:  # noqa: BLE001 - the server was killed before this client connected
         return
     prompts = json.dumps({"points": [[100, 80, 1]]})
@@ -186,10 +184,7 @@ def test_links_handed_out_survive_a_sigkill_and_open_on_the_other_replica(replic
         for t in takers:
             t.join(timeout=60)
     assert len(links) >= 2, "too few links taken before the kills to test anything"
-
-    from gradio_client import Client
-
-    client = Client(b.url, verbose=False, download_files=str(tmp_path), analytics_enabled=False)
+    client = api_client(b.url, tmp_path)
     try:
         for image_id, image, mask, scores, prompts in links:
             status, body = http(f"{b.url}/msam/image/{image_id}.png")

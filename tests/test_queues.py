@@ -13,7 +13,7 @@ from PIL import Image
 from mobilesam_app.engine import EncoderBusy, Engine
 from mobilesam_app.store import ImageStore
 
-from support import AppProcess
+from support import AppProcess, api_client
 
 
 def noise(seed: int, size=(640, 480)) -> np.ndarray:
@@ -81,13 +81,13 @@ def http_json(url: str) -> dict:
 
 
 def test_prompts_on_encoded_images_pass_encodes_and_a_full_queue_says_busy(small_queue_app, tmp_path):
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     url = small_queue_app.url
     prompts = json.dumps({"points": [[100, 80, 1]]})
     encoded_path = tmp_path / "encoded.png"
     Image.fromarray(noise(100)).save(encoded_path)
-    first = Client(url, verbose=False, download_files=str(tmp_path), analytics_enabled=False)
+    first = api_client(url, tmp_path)
     first.predict(handle_file(str(encoded_path)), prompts, api_name="/segment")  # now encoded (and warm)
 
     finished, errors, lock = {}, [], threading.Lock()
@@ -95,7 +95,7 @@ def test_prompts_on_encoded_images_pass_encodes_and_a_full_queue_says_busy(small
     def encode_new(seed):
         path = tmp_path / f"new-{seed}.png"
         Image.fromarray(noise(seed, (800, 600))).save(path)
-        client = Client(url, verbose=False, download_files=str(tmp_path), analytics_enabled=False)
+        client = api_client(url, tmp_path)
         try:
             client.predict(handle_file(str(path)), prompts, api_name="/segment")
             with lock:

@@ -26,7 +26,7 @@ from conftest import SAMPLES, load_sample
 from mobilesam_app import store as store_mod
 from mobilesam_app.store import ImageStore, LRUCache, image_id_of
 
-from support import AppProcess
+from support import AppProcess, api_client
 
 REQUEST_TIMEOUT_S = 120  # "bounded time" on a shared 2-core machine
 
@@ -71,9 +71,7 @@ class App:
         self.start()
 
     def client(self, tmp_path):
-        from gradio_client import Client
-
-        return Client(self.url, verbose=False, download_files=str(tmp_path), analytics_enabled=False)
+        return api_client(self.url, tmp_path)
 
     def segment(self, tmp_path, image_path, prompts='{"points": [[10, 10, 1]]}'):
         """A normal `segment` request that must complete within REQUEST_TIMEOUT_S."""

@@ -27,6 +27,7 @@ import gradio as gr  # noqa: E402  (imported before hypothesis runs: it raises t
 from mobilesam_app.prompts import RequestError, parse_prompts
 from mobilesam_app.service import MAX_POINTS_PER_SIDE, check_points_per_side
 from mobilesam_app.store import image_id_of
+from support import api_client
 
 GROCERIES = SAMPLES / "groceries.jpg"  # 800×534
 GROCERIES_SIZE = (534, 800)
@@ -35,10 +36,7 @@ NORMAL_PROMPT = '{"points": [[400, 260, 1]]}'
 
 @pytest.fixture(scope="module")
 def client(app_url, tmp_path_factory):
-    from gradio_client import Client
-
-    return Client(app_url, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")),
-                  analytics_enabled=False)
+    return api_client(app_url, tmp_path_factory.mktemp("downloads"))
 
 
 def segment(client, path, prompts=NORMAL_PROMPT):
@@ -182,9 +180,7 @@ def test_pixel_limit_applies_before_decoding(app_url, tmp_path):
     from support import find_listening_pid, proc_memory_mb
 
     pid = find_listening_pid(urlparse(app_url).port)
-    from gradio_client import Client
-
-    client = Client(app_url, verbose=False, download_files=str(tmp_path), analytics_enabled=False)
+    client = api_client(app_url, tmp_path)
     path = tmp_path / "bomb.png"
     path.write_bytes(encoded(Image.new("RGB", (10_000, 6_000)), "PNG"))  # 180 MB of RGB if decoded
     before = proc_memory_mb(pid)["VmRSS"] if pid else None
