@@ -53,6 +53,12 @@ class EncodedImage:
         return self.height, self.width
 
     @property
+    def key(self) -> Tuple[str, bool]:
+        """Which embedding this is: the image id, and whether it was computed from the page's copy
+        (the photo's own encode replaces it later under the same id)."""
+        return self.image_id, self.from_copy
+
+    @property
     def input_size(self) -> Tuple[int, int]:
         """The image's size resized for the encoder (long side 1024), before padding."""
         return self.input_height, self.input_width
@@ -224,12 +230,12 @@ class Engine:
     def predict(self, encoded: EncodedImage, **prompt) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """SamPredictor.predict's (masks, scores, low-res logits) on the cached embedding; `prompt`: its
         point_coords, point_labels, box, multimask_output. No encoder work."""
-        return self.prompts.predict(encoded.image_id, encoded.embedding, encoded.input_size,
+        return self.prompts.predict(encoded.key, encoded.embedding, encoded.input_size,
                                     encoded.original_size, **prompt)
 
     def best_mask(self, encoded: EncodedImage, **prompt) -> Tuple[np.ndarray, np.ndarray, int]:
         """(the best mask [H,W] bool, scores [C], its index) of `predict`, only that mask upsampled."""
-        return self.prompts.best_mask(encoded.image_id, encoded.embedding, encoded.input_size,
+        return self.prompts.best_mask(encoded.key, encoded.embedding, encoded.input_size,
                                       encoded.original_size, **prompt)
 
     def low_res_masks(self, encoded: EncodedImage, point_coords: Optional[np.ndarray] = None,
@@ -239,7 +245,7 @@ class Engine:
         decoder, mobilesam_app/prompt_decoder.py): iou predictions [4] and low-res mask
         logits [4,256,256] of all four mask tokens. Points ([K,2] with labels [K]) and box ([4])
         are in original-image pixels. No encoder work: it never waits behind an encode."""
-        return self.prompts.low_res_masks(encoded.image_id, encoded.embedding, encoded.original_size,
+        return self.prompts.low_res_masks(encoded.key, encoded.embedding, encoded.original_size,
                                           point_coords, point_labels, box)
 
     def segment_everything(self, image: np.ndarray, points_per_side: int = 16, points_per_batch: int = 64,

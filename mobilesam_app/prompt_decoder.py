@@ -12,7 +12,7 @@ Only the mask a caller keeps is upsampled to the photo's size (`best_mask`).
 import logging
 import threading
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Hashable, Optional, Tuple
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ class PromptDecoder:
         self.model_type = model_type
         self._eager = SamOnnxLowResModel(model)
         self._session = None  # FastDecoderSession once ready
-        self._images: LRUCache[str, Dict[str, np.ndarray]] = LRUCache(
+        self._images: LRUCache[Hashable, Dict[str, np.ndarray]] = LRUCache(
             IMAGE_INPUTS_BYTES, lambda inputs: sum(a.nbytes for a in inputs.values()))
         self._ready = threading.Event()
         if fast:
@@ -69,20 +69,21 @@ class PromptDecoder:
         self._ready.wait(timeout)
         return self._session is not None
 
-    def low_res_masks(self, image_id: str, embedding: np.ndarray, original_size: Tuple[int, int],
+    def low_res_masks(self, image_key: Hashable, embedding: np.ndarray, original_size: Tuple[int, int],
                       point_coords: Optional[np.ndarray] = None, point_labels: Optional[np.ndarray] = None,
                       box: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
         """iou predictions [4] and low-res mask logits [4,256,256] of all four mask tokens for one prompt
-        (points [K,2] with labels [K], box [4], in original-image pixels), fed as the web demo feeds
-        the decoder (SamOnnxLowResModel, the official computation)."""
+        (points [K,2] with labels [K], box [4], in original-image pixels) on `embedding`, fed as the
+        web demo feeds the decoder (SamOnnxLowResModel, the official computation). `image_key` names
+        the embedding: its per-image part is kept under it."""
         coords, labels = web_prompt_inputs(point_coords, point_labels, box, original_size,
                                            self.model.image_encoder.img_size)
         session = self._session
         if session is not None:
-            inputs = self._images.get(image_id)
+            inputs = self._images.get(image_key)
             if inputs is None:
                 inputs = session.image_inputs(embedding)
-                self._images.put(image_id, inputs)
+                self._images.put(image_key, inputs)
             return session.decode(coords[0], labels[0], image=inputs)
         device = next(self.model.parameters()).device
         feeds = [torch.from_numpy(a).to(device) for a in (embedding, coords, labels)]
@@ -91,11 +92,11 @@ class PromptDecoder:
             scores, masks = self._eager(*feeds, *no_mask)
         return scores[0].cpu().numpy(), masks[0].cpu().numpy()
 
-    def _chosen(self, image_id, embedding, original_size, point_coords=None, point_labels=None, box=None,
+    def _chosen(self, image_key, embedding, original_size, point_coords=None, point_labels=None, box=None,
                 multimask_output: bool = True) -> Tuple[np.ndarray, np.ndarray]:
         """The scores [C] and low-res logits [C,256,256] SamPredictor.predict gives: the three
         multimask outputs (mask tokens 1-3), or the single one (token 0)."""
-        scores, logits = self.low_res_masks(image_id, embedding, original_size, point_coords, point_labels, box)
+        scores, logits = self.low_res_masks(image_key, embedding, original_size, point_coords, point_labels, box)
         which = slice(1, 4) if multimask_output else slice(0, 1)
         return scores[which], logits[which]
 
@@ -106,16 +107,16 @@ class PromptDecoder:
                                                  input_size, original_size)
         return (masks[0] > self.model.mask_threshold).numpy()
 
-    def predict(self, image_id: str, embedding: np.ndarray, input_size: Tuple[int, int],
+    def predict(self, image_key: Hashable, embedding: np.ndarray, input_size: Tuple[int, int],
                 original_size: Tuple[int, int], **prompt) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """SamPredictor.predict's (masks [C,H,W] bool, scores [C], low-res logits [C,256,256]) for
         `prompt` (its point_coords, point_labels, box, multimask_output)."""
-        scores, logits = self._chosen(image_id, embedding, original_size, **prompt)
+        scores, logits = self._chosen(image_key, embedding, original_size, **prompt)
         return self._upsampled(logits, input_size, original_size), scores, logits
 
-    def best_mask(self, image_id: str, embedding: np.ndarray, input_size: Tuple[int, int],
+    def best_mask(self, image_key: Hashable, embedding: np.ndarray, input_size: Tuple[int, int],
                   original_size: Tuple[int, int], **prompt) -> Tuple[np.ndarray, np.ndarray, int]:
         """(the highest-scoring mask [H,W] bool, scores [C], its index) of `predict`, upsampling only it."""
-        scores, logits = self._chosen(image_id, embedding, original_size, **prompt)
+        scores, logits = self._chosen(image_key, embedding, original_size, **prompt)
         index = int(np.argmax(scores))
         return self._upsampled(logits[index:index + 1], input_size, original_size)[0], scores, index

@@ -100,6 +100,25 @@ def test_the_apis_masks_are_the_predictors(service, encoded):
                     assert mask_iou(best, masks[index]) >= 0.999
 
 
+def test_each_embedding_of_an_image_gets_its_own_decode(service, encoded):
+    """The page's resized copy and the photo's own encode share an image id, not an embedding: a prompt
+    on either is decoded from that embedding, never from the per-image part kept for the other."""
+    import dataclasses
+
+    enc = encoded[0]
+    copy = dataclasses.replace(enc, embedding=np.ascontiguousarray(enc.embedding[:, :, ::-1]), from_copy=True)
+    assert copy.image_id == enc.image_id and copy.key != enc.key
+    points, box = prompts(enc.height, enc.width)[0]
+    exact = service.engine.low_res_masks(enc, *_arrays(points, box))
+    from_copy = service.engine.low_res_masks(copy, *_arrays(points, box))
+    again = service.engine.low_res_masks(enc, *_arrays(points, box))
+    assert np.abs(from_copy[1] - exact[1]).max() > 1.0
+    np.testing.assert_array_equal(again[1], exact[1])
+    predictor = service.engine.predictor_for(copy)
+    _, iou, low_res = predictor.predict(*_arrays(points, box), multimask_output=True)
+    np.testing.assert_allclose(from_copy[1][1:], low_res, atol=2e-3, rtol=0)
+
+
 def test_the_wire_format_keeps_the_masks(service, encoded):
     """float16 logits: every mask, upsampled as the page upsamples it, keeps IoU >= 0.999 against the
     float32 logits' mask; scores are exact."""
