@@ -50,6 +50,9 @@ def build_demo(service: Service, thumbnails=None) -> gr.Blocks:
     with gr.Blocks(title="MobileSAM", delete_cache=(3600, 3600)) as demo:
         session_image = gr.State(None)
         client_info = gr.Textbox(visible=False, elem_id="msam-info")
+        # the share link's image has its own: the load event must never overwrite an upload's info
+        # between that event's end and its `.then` (the page then lost the photo just chosen)
+        link_info = gr.Textbox(visible=False, elem_id="msam-link-info")
         page_image = gr.Textbox(visible=False)  # the id of the image the page shows (set by PAGE_IMAGE_ID)
         gr.Markdown(INTRO)
         gr.Markdown(HELP_MOUSE, elem_id="msam-help-mouse")
@@ -83,10 +86,10 @@ def build_demo(service: Service, thumbnails=None) -> gr.Blocks:
         uploaded.then(None, [client_info], None, js=SET_IMAGE_JS)
         # a refused file leaves the upload box (the photo being worked on stays: see encode_upload)
         uploaded.failure(None, None, image_input, js="() => null", api_name=False)
-        demo.load(page.restore_from_link, None, [client_info, session_image, compare_on, compare_model,
+        demo.load(page.restore_from_link, None, [link_info, session_image, compare_on, compare_model,
                                                      compare_status],
                   show_progress_on=[compare_status], api_name=False
-                  ).then(None, [client_info], None, js=LINK_IMAGE_JS)
+                  ).then(None, [link_info], None, js=LINK_IMAGE_JS)
         # the user's changes only (.input / .select), not the events' updates of these components
         for listener in (compare_on.input, compare_model.select):
             switched = listener(page.set_compare, [compare_on, compare_model, session_image, page_image],

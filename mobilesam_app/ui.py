@@ -65,14 +65,16 @@ class PageEvents:
         """Page opened from a shared link (?image=<id>&...[&compare=vit_b]): re-encode that stored image,
         with SAM too when the link was made in compare mode.
 
-        Returns (client info JSON, session image id, compare mode on, comparison model, status Markdown).
+        Returns (client info JSON, session image id, compare mode on, comparison model, status Markdown);
+        without a link, nothing changes (`gr.skip()` each): a photo chosen while the page loaded, whose
+        upload event may end first, keeps its session state.
         """
         params = request.query_params if request is not None else None
         image_id, compare_model = _first_value(params, "image"), _first_value(params, "compare")
+        if not image_id:
+            return (gr.skip(),) * 5
         want_compare = self.service.sam_models is not None and self.service.sam_models.valid(compare_model)
         default_model = compare_model if want_compare else self.service.default_compare_model()
-        if not image_id:
-            return json.dumps(None), None, False, default_model, cmp.HELP
         image = self.service.engine.store.get(image_id) if is_image_id(image_id) else None
         if image is None:
             gr.Warning("The shared image is no longer available on this server; please upload it again.")

@@ -6,6 +6,7 @@ import os
 from types import SimpleNamespace
 
 import numpy as np
+import gradio as gr
 import pytest
 from PIL import Image
 from starlette.applications import Starlette
@@ -405,3 +406,34 @@ def test_segment_everything_with_no_mask_says_why_the_picture_is_the_plain_photo
                                                                   tmp_path / "a.json", 0.25)
     assert events.segment_everything_ui(image_id, 8, progress=lambda *a, **k: None)[2] == "1 masks in 0.2 s (8×8 grid)"
 
+
+
+def test_a_page_opened_without_a_link_keeps_what_the_user_chose_meanwhile():
+    """The page-load event of a page opened without `?image=` changes none of its outputs: a photo chosen
+    on the early control may have its upload event end before the load event (its `.then` then read
+    the load's empty info and the page lost the photo)."""
+    from starlette.datastructures import QueryParams
+
+    h = _bare_page_events()
+    request = SimpleNamespace(query_params=QueryParams("points=1,2,1"))
+    outputs = h.restore_from_link(request, progress=lambda *a, **k: None)
+    assert len(outputs) == 5 and all(o == gr.skip() for o in outputs)
+
+
+def test_the_page_load_event_never_writes_the_uploads_image_info(app_url):
+    """In the running app's wiring, the load event (a share link's image) writes its own hidden info
+    box, which its `.then` reads; the info box an upload's `.then` reads is written by uploads and
+    compare mode only."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{app_url}/config", timeout=30) as r:
+        config = json.load(r)
+    ids = {c["props"].get("elem_id"): c["id"] for c in config["components"] if c.get("props")}
+    upload_info, link_info = ids["msam-info"], ids["msam-link-info"]
+    deps = config["dependencies"]
+    loads = [d for d in deps if any(t[1] == "load" for t in d["targets"])]
+    assert loads and all(upload_info not in d["outputs"] for d in loads)
+    assert any(link_info in d["outputs"] for d in loads)
+    after_load = [d for d in deps if d.get("trigger_after") in {x["id"] for x in loads}]
+    assert after_load and all(d["inputs"] == [link_info] for d in after_load)

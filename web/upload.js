@@ -26,6 +26,7 @@ const COMPARE_TOGGLE = "#msam-compare-toggle input[type=checkbox]";
 const UPLOAD_BOX = "#msam-upload";
 const EARLY_CONTROL = "#msam-early"; // web/early.js
 const UPLOAD_BOX_WAIT_MS = 300_000; // how long a photo chosen early waits for the upload box (a slow link)
+const INPUT_WAIT_MS = 5_000; // how long a dropped or pasted photo waits for the upload box's file input
 
 export class ResizedUpload {
   /**
@@ -108,27 +109,31 @@ export class ResizedUpload {
 
   /** Hand a dropped or pasted `file` on to the upload box as if chosen in it: its file input (once
    * its clear button has emptied it, when it shows a photo: the photo shown here stays), else a drop.
-   * `waitMs`: how long to wait for the upload box to appear (a photo chosen before it existed). */
+   * `waitMs`: how long to wait for the upload box and its file input (a photo chosen before they
+   * existed; Gradio may render the box before its input on a busy device). */
   async #handOnFile(file, waitMs = 0) {
-    for (const t0 = performance.now(); !document.querySelector(UPLOAD_BOX) && performance.now() - t0 < waitMs;) {
-      await sleep(100);
-    }
-    let input = document.querySelector(UPLOAD_INPUT);
-    if (!input) {
-      document.querySelector(CLEAR_BUTTON)?.click();
-      for (let i = 0; i < 100 && !input; i++) {
-        await sleep(20);
-        input = document.querySelector(UPLOAD_INPUT);
+    const deadline = performance.now() + Math.max(waitMs, INPUT_WAIT_MS);
+    let cleared = false;
+    for (;;) {
+      const input = document.querySelector(UPLOAD_INPUT);
+      if (input) {
+        const dt = new DataTransfer();
+        dt.items.add(file);
+        input.files = dt.files;
+        this.#handOn(input, new Event("change", { bubbles: true }));
+        return;
       }
+      const clear = cleared ? null : document.querySelector(CLEAR_BUTTON);
+      if (clear) {
+        clear.click(); // the box shows a photo: emptied, it shows its file input again
+        cleared = true;
+      }
+      if (performance.now() >= deadline) break;
+      await sleep(50);
     }
-    if (!input) {
-      this.#handOn(document.querySelector(DROP_TARGET), dropEvent(file));
-      return;
-    }
-    const dt = new DataTransfer();
-    dt.items.add(file);
-    input.files = dt.files;
-    this.#handOn(input, new Event("change", { bubbles: true }));
+    const target = document.querySelector(DROP_TARGET);
+    if (target) this.#handOn(target, dropEvent(file));
+    else console.warn("[msam] the upload box never came: the original photo was not uploaded (no share link)");
   }
 
   #start(file, handOn) {
