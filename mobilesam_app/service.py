@@ -105,12 +105,18 @@ class Service:
         holder = {}
 
         def work() -> EncodedImage:
+            start = time.perf_counter()
             holder["image"] = image = self.load_image(path)
             adopted = self.resized.adopt(image)  # the page sent it resized first: encoded already
             if adopted is not None:
+                log.info("upload %s (%dx%d): its resized copy's embedding, %.0f ms", os.path.basename(path),
+                         image.shape[1], image.shape[0], 1000 * (time.perf_counter() - start))
                 return adopted
             progress(0.2, desc=f"Encoding with {cmp.label(self.engine.model_type)}")
-            return self.encode(image)
+            encoded = self.encode(image)
+            log.info("upload %s (%dx%d): encoded, %.0f ms", os.path.basename(path), image.shape[1], image.shape[0],
+                     1000 * (time.perf_counter() - start))
+            return encoded
 
         encoded = work() if key is None else self._uploads.run(key, work)
         return encoded, holder.get("image")

@@ -302,7 +302,7 @@ def test_click_while_the_decoder_loads_gets_the_servers_mask_then_the_pages(brow
 
 
 def test_a_photo_chosen_before_gradios_page_has_loaded_is_encoded_and_its_original_follows(
-        browser, app_url, vit_t_model):
+        browser, app_url, app_cache, vit_t_model):
     """On a slow link Gradio's upload box appears seconds after the page opens. The early control, in
     the page's HTML (web/early.js), takes a photo at once: its resized copy is encoded while Gradio's
     JavaScript is still held back; once the page is there the photo is shown, a click on it gets the
@@ -348,8 +348,11 @@ def test_a_photo_chosen_before_gradios_page_has_loaded_is_encoded_and_its_origin
     }""")
     if not link:  # what the page held, to tell a lost original from a lost answer
         state = page.evaluate("""() => { const a = window.msam._app;
-            return {info: a.info, status: a.status, upload: a.upload.last}; }""")
-        pytest.fail(f"no share link within 120 s; the page: {json.dumps(state)[:2000]}; console: {console[-20:]}")
+            return {info: a.info, status: a.status, upload: a.upload.last, handedOn: a.upload.handedOn,
+                    box: document.querySelector('#msam-upload')?.innerText}; }""")
+        log = (app_cache / "app.log").read_text(errors="replace").splitlines()[-15:]
+        pytest.fail(f"no share link within 120 s; the page: {json.dumps(state)[:2000]}; console: {console[-20:]}; "
+                    f"the app's log: {log}")
     image_id = parse_qs(urlparse(link).query)["image"][0]
     with urllib.request.urlopen(f"{app_url}/msam/image/{image_id}.png", timeout=60) as r:
         stored = np.asarray(Image.open(io.BytesIO(r.read())).convert("RGB"))

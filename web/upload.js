@@ -46,6 +46,7 @@ export class ResizedUpload {
     this.onDrop = (e) => this.#interceptDrop(e);
     this.onPaste = (e) => this.#interceptPaste(e);
     this.last = null; // {ms, bytes, width, height, resizedWidth, resizedHeight} of the last photo sent
+    this.handedOn = null; // {to: "input" | "drop" | "nothing", waitedMs} of the last original handed on
   }
 
   install(doc = document) {
@@ -112,7 +113,8 @@ export class ResizedUpload {
    * `waitMs`: how long to wait for the upload box and its file input (a photo chosen before they
    * existed; Gradio may render the box before its input on a busy device). */
   async #handOnFile(file, waitMs = 0) {
-    const deadline = performance.now() + Math.max(waitMs, INPUT_WAIT_MS);
+    const t0 = performance.now();
+    const deadline = t0 + Math.max(waitMs, INPUT_WAIT_MS);
     let cleared = false;
     for (;;) {
       const input = document.querySelector(UPLOAD_INPUT);
@@ -120,6 +122,7 @@ export class ResizedUpload {
         const dt = new DataTransfer();
         dt.items.add(file);
         input.files = dt.files;
+        this.handedOn = { to: "input", waitedMs: performance.now() - t0 };
         this.#handOn(input, new Event("change", { bubbles: true }));
         return;
       }
@@ -132,6 +135,7 @@ export class ResizedUpload {
       await sleep(50);
     }
     const target = document.querySelector(DROP_TARGET);
+    this.handedOn = { to: target ? "drop" : "nothing", waitedMs: performance.now() - t0 };
     if (target) this.#handOn(target, dropEvent(file));
     else console.warn("[msam] the upload box never came: the original photo was not uploaded (no share link)");
   }
