@@ -90,12 +90,16 @@ export class MsamApp {
       showLocal: (photo, width, height, name) => this.showLocalPhoto(photo, width, height, name),
       encoded: (token, info) => { if (token === this.loadToken) this.setImage(info, null, { local: token }); },
       status: (token, text, kind) => { if (token === this.loadToken && !this.ready) this.setStatus(text, kind); },
+      live: () => this.gradioLive,
     });
     this.decoderNote = ""; // the decoder's download progress, shown after the status text
 
     this.stored = new StoredImages();
     this.urlPrompts = null;
     this.userChoseImage = false; // a share link's late restore must not replace the user's choice
+    // Gradio's page is live once its load event has run (it hands the share link's image, or none,
+    // to setImage with fromLink): an upload handed to its upload box before may be lost (upload.js)
+    this.gradioLive = new Promise((resolve) => { this._gradioIsLive = resolve; });
     try {
       const p = parseObjectsLink(location.search) || parsePrompts(location.search);
       if (p.imageId) this.urlPrompts = p;
@@ -207,6 +211,7 @@ export class MsamApp {
    * link, restored by the server as the page opened; it is dropped if the user has chosen an image
    * meanwhile (the restore of an image no longer cached can take longer than a new upload). */
   setImage(infoArg, prompts, { fromLink = false, local = null } = {}) {
+    if (fromLink) this._gradioIsLive();
     if (fromLink && this.userChoseImage) return Promise.resolve(false);
     const replaced = this.#adoptOriginal(infoArg);
     if (replaced) return replaced;

@@ -27,6 +27,10 @@ const UPLOAD_BOX = "#msam-upload";
 const EARLY_CONTROL = "#msam-early"; // web/early.js
 const UPLOAD_BOX_WAIT_MS = 300_000; // how long a photo chosen early waits for the upload box (a slow link)
 const INPUT_WAIT_MS = 5_000; // how long a dropped or pasted photo waits for the upload box's file input
+const LIVE_WAIT_MS = 10_000; // how long a hand-on waits for Gradio's page to be live (host.live)
+const TAKE_WAIT_MS = 5_000; // how long the upload box has to show that it took a file
+const HAND_ON_TRIES = 3;
+const UPLOAD_BOX_PHOTO = "#msam-upload img";
 
 export class ResizedUpload {
   /**
@@ -35,6 +39,7 @@ export class ResizedUpload {
    * @param {(photo, width, height, fileName) => number} host.showLocal show the chosen photo, take clicks; returns a token
    * @param {(token, info) => void} host.encoded the server's info for the photo shown as `token`
    * @param {(token, text, kind) => void} host.status progress / errors for the photo shown as `token`
+   * @param {() => Promise<void>} [host.live] resolves once Gradio's page has run its load event
    */
   constructor(host) {
     this.host = host;
@@ -111,33 +116,57 @@ export class ResizedUpload {
   /** Hand a dropped or pasted `file` on to the upload box as if chosen in it: its file input (once
    * its clear button has emptied it, when it shows a photo: the photo shown here stays), else a drop.
    * `waitMs`: how long to wait for the upload box and its file input (a photo chosen before they
-   * existed; Gradio may render the box before its input on a busy device). */
+   * existed). A file handed to the box before Gradio's page is live (its load event done,
+   * `host.live`) can be dropped without a trace (a fresh-profile test, 1 run in 2 on a busy host):
+   * the hand-on waits for that (bounded) and is made again if the box did not take the file. */
   async #handOnFile(file, waitMs = 0) {
     const t0 = performance.now();
-    const deadline = t0 + Math.max(waitMs, INPUT_WAIT_MS);
-    let cleared = false;
-    for (;;) {
-      const input = document.querySelector(UPLOAD_INPUT);
-      if (input) {
-        const dt = new DataTransfer();
-        dt.items.add(file);
-        input.files = dt.files;
-        this.handedOn = { to: "input", waitedMs: performance.now() - t0 };
-        this.#handOn(input, new Event("change", { bubbles: true }));
-        return;
-      }
-      const clear = cleared ? null : document.querySelector(CLEAR_BUTTON);
-      if (clear) {
-        clear.click(); // the box shows a photo: emptied, it shows its file input again
-        cleared = true;
-      }
-      if (performance.now() >= deadline) break;
-      await sleep(50);
+    let input = await this.#uploadInput(t0 + Math.max(waitMs, INPUT_WAIT_MS));
+    if (input) await Promise.race([this.host.live ? this.host.live() : null, sleep(LIVE_WAIT_MS)]);
+    for (let attempt = 1; input && attempt <= HAND_ON_TRIES; attempt++) {
+      const dt = new DataTransfer();
+      dt.items.add(file);
+      input.files = dt.files;
+      this.handedOn = { to: "input", waitedMs: performance.now() - t0, attempts: attempt };
+      this.#handOn(input, new Event("change", { bubbles: true }));
+      if (await this.#boxTook(input, TAKE_WAIT_MS)) return;
+      input = document.querySelector(UPLOAD_INPUT);
+    }
+    if (input) {
+      console.warn("[msam] the upload box did not take the original photo (no share link for it)");
+      return;
     }
     const target = document.querySelector(DROP_TARGET);
     this.handedOn = { to: target ? "drop" : "nothing", waitedMs: performance.now() - t0 };
     if (target) this.#handOn(target, dropEvent(file));
     else console.warn("[msam] the upload box never came: the original photo was not uploaded (no share link)");
+  }
+
+  /** The upload box's file input, waited for until `deadline` (its clear button pressed once if the
+   * box shows a photo); null if it did not come. */
+  async #uploadInput(deadline) {
+    let cleared = false;
+    for (;;) {
+      const input = document.querySelector(UPLOAD_INPUT);
+      if (input) return input;
+      const clear = cleared ? null : document.querySelector(CLEAR_BUTTON);
+      if (clear) {
+        clear.click(); // the box shows a photo: emptied, it shows its file input again
+        cleared = true;
+      }
+      if (performance.now() >= deadline) return null;
+      await sleep(50);
+    }
+  }
+
+  /** Whether the upload box took the file handed to `input` within `ms`: Gradio replaces the input
+   * while it uploads, then shows the photo. */
+  async #boxTook(input, ms) {
+    for (const t0 = performance.now(); ;) {
+      if (!input.isConnected || document.querySelector(UPLOAD_BOX_PHOTO)) return true;
+      if (performance.now() - t0 >= ms) return false;
+      await sleep(50);
+    }
   }
 
   #start(file, handOn) {
