@@ -291,10 +291,10 @@ class MemoryFiles:
         except OSError:
             return None
         if len(entry.data) >= self.MIN_COMPRESS:
-            with self._lock:
-                start, entry.compressing = not entry.compressing, True
-            if start:  # once per version of the file
-                self._pool.submit(self._compress, name, entry)
+            with self._lock:  # submitted under the lock: whoever sees `compressing` set finds the job queued
+                if not entry.compressing:  # once per version of the file
+                    entry.compressing = True
+                    self._pool.submit(self._compress, name, entry)
         return entry
 
     @staticmethod
@@ -372,7 +372,9 @@ class VerifiedFiles:
             entry = _MemoryFile(0, data)
             entry.digest = expected
             self._data[path] = entry
-        self._pool.submit(MemoryFiles._compress, path.name, entry)
+            # submitted under the lock: a thread that finds the entry (a request, then
+            # wait_compressed) finds its compression queued ahead of anything it submits
+            self._pool.submit(MemoryFiles._compress, path.name, entry)
         return entry
 
     def read(self, path: Path) -> Optional[bytes]:

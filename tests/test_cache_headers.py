@@ -59,6 +59,40 @@ def test_decoder_under_its_digest_is_immutable_and_compressed(tmp_path):
         assert again.status_code == 304 and again.content == b""
 
 
+
+class _PreemptedOnRelease:
+    """A lock whose release, in the compression pool's thread, is followed by a pause: the thread
+    preempted right after it (a busy host, and that thread runs at the lowest priority)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+
+    def __enter__(self):
+        self.lock.acquire()
+
+    def __exit__(self, *exc):
+        self.lock.release()
+        if threading.current_thread().name.startswith("mobilesam-compress"):
+            time.sleep(0.3)
+
+
+def test_wait_compressed_waits_for_a_file_another_thread_just_verified(tmp_path):
+    """The pool verifies a decoder (prepare, at start-up) while a request reads it: once the request
+    has the entry, wait_compressed returns only after its compression (a full-suite run on a busy host
+    once found the copy still missing)."""
+    path = _decoder(tmp_path, bytes(range(256)) * 4000)
+    files = server.VerifiedFiles()
+    files._lock = _PreemptedOnRelease()
+    files.prepare([path])
+    deadline = time.time() + 10
+    while path not in files._data:  # verified by the pool, which is now paused
+        assert time.time() < deadline
+        time.sleep(0.01)
+    entry = files.entry(path)  # the request: served from memory
+    files.wait_compressed()
+    assert set(entry.compressed) >= {"gzip"}
+
+
 def test_decoder_under_another_digest_or_none_is_revalidated(tmp_path):
     data = b"a decoder" * 5000
     path = _decoder(tmp_path, data)

@@ -9,12 +9,13 @@ from conftest import ROOT
 
 from mobilesam_app.store import image_id_of
 
-from support import HubLikeParent, app_frame, load_photo
+from support import HubLikeParent, app_frame, load_photo, mask_from_bits, mask_iou
 
 PHOTO = ROOT / "examples" / "dogs.jpg"
-
-
-
+# The isolated page decodes with several threads, whose kernels sum in another order than the one
+# thread of the framed page: a pixel whose logit is within rounding of 0 can flip (1 of 267,329 once).
+# The same mask, up to that.
+SAME_MASK_IOU = 0.9999
 
 
 def mask_after_click(frame, x, y):
@@ -52,7 +53,9 @@ def test_framed_page_says_it_is_slow_and_opens_the_full_page(app_url, browser):
         assert full.evaluate("crossOriginIsolated") is True
         assert full.locator(".msam-isolation").count() == 0
         load_photo(full, PHOTO, image_id_of(photo))
-        assert mask_after_click(full, w // 2, h // 2) == framed  # the same mask, decoded with threads
+        threaded = mask_after_click(full, w // 2, h // 2)  # the same mask, decoded with threads
+        assert (threaded["width"], threaded["height"]) == (w, h)
+        assert mask_iou(mask_from_bits(threaded), mask_from_bits(framed)) >= SAME_MASK_IOU
         assert full.evaluate("() => window.msam.getState().ort.isolated") is True
     finally:
         page.context.close()
