@@ -218,6 +218,15 @@ def onnx_seed(checkpoint: Path) -> Path:
     return _ONNX_SEEDS[checkpoint]
 
 
+def copy_of_onnx_seed(checkpoint: Path, folder: Path) -> Path:
+    """`folder` (made if missing) holding a copy of the session's ONNX exports for `checkpoint`
+    (`onnx_seed`), for tests that use an export rather than test it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in onnx_seed(checkpoint).iterdir():
+        shutil.copy2(path, folder / path.name)
+    return folder
+
+
 def _checkpoint_in(args) -> Optional[Path]:
     args = [str(a) for a in args]
     return Path(args[args.index("--checkpoint") + 1]) if "--checkpoint" in args[:-1] else None

@@ -10,15 +10,18 @@ from conftest import golden_index, golden_mask_ious, load_golden_embedding, load
 from mobilesam import SamPredictor  # noqa: E402
 from mobilesam.accel.encoder import BACKENDS, ImageEncoder  # noqa: E402
 from mobilesam.onnx_cache import cached_encoder  # noqa: E402
+from support import copy_of_onnx_seed  # noqa: E402
 
 EMBEDDING_ATOL = 1e-4  # the goldens' bound for embeddings (exact on the golden subsample; elsewhere
 # the repository's copy is rounded to 2**-5, so the whole array is held to 1e-4 + 2**-6)
 
 
 @pytest.fixture(scope="module")
-def onnx_encoder(vit_t_model, tmp_path_factory):
-    encoder = ImageEncoder(vit_t_model, "vit_t", backend="onnxruntime",
-                           cache_dir=tmp_path_factory.mktemp("encoder_cache"), background=False)
+def onnx_encoder(vit_t_model, vit_t_checkpoint, tmp_path_factory):
+    """The encoder on a cache holding the session's export (support.onnx_seed, made by the same
+    `cached_encoder`; test_encoder_export_is_cached exports again, test_onnx_export.py checks the CLI's)."""
+    cache = copy_of_onnx_seed(vit_t_checkpoint, tmp_path_factory.mktemp("encoder_cache"))
+    encoder = ImageEncoder(vit_t_model, "vit_t", backend="onnxruntime", cache_dir=cache, background=False)
     assert encoder.active == "onnxruntime", encoder.error
     return encoder
 
@@ -62,13 +65,16 @@ def test_background_export_falls_back_to_pytorch_until_ready(vit_t_model, onnx_e
     np.testing.assert_allclose(first, second, atol=EMBEDDING_ATOL, rtol=0)
 
 
-def test_engine_encodes_with_the_fast_encoder(vit_t_model, tmp_path):
+def test_engine_encodes_with_the_fast_encoder(vit_t_model, vit_t_checkpoint, tmp_path):
     from mobilesam_app.engine import Engine
     from mobilesam_app.store import ImageStore
 
+    # the export sits next to the decoder exports (onnx/ beside images/): the session's copied there is used
+    seeded = {p.name: p.stat().st_mtime_ns for p in copy_of_onnx_seed(vit_t_checkpoint, tmp_path / "onnx").iterdir()}
     engine = Engine(vit_t_model, "vit_t", ImageStore(tmp_path / "images"), encoder_backend="onnxruntime")
     assert engine.encoder.wait_ready(timeout=300), engine.encoder.error
-    assert (tmp_path / "onnx").is_dir()  # the export sits next to the decoder exports
+    assert engine.encoder.active == "onnxruntime" and engine.encoder.cache_dir == tmp_path / "onnx"
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "onnx").iterdir()} == seeded  # used, not exported again
     encoded = engine.encode(load_sample("truck.jpg"))
     assert (encoded.input_height, encoded.input_width) == (683, 1024)
     load_golden_embedding("vit_t", "truck").assert_close(encoded.embedding, EMBEDDING_ATOL)

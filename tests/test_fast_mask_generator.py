@@ -25,15 +25,10 @@ def image():
 @pytest.fixture(scope="module")
 def onnx_dir(vit_t_checkpoint, tmp_path_factory):
     """A copy of the session's onnxruntime encoder export (support.onnx_seed; the export itself is
-    tested in test_accel_encoder.py): these tests compare the records, not the export."""
-    import shutil
+    tested in test_onnx_export.py and test_accel_encoder.py): these tests compare the records, not the export."""
+    from support import copy_of_onnx_seed
 
-    from support import onnx_seed
-
-    folder = tmp_path_factory.mktemp("onnx")
-    for path in onnx_seed(vit_t_checkpoint).iterdir():
-        shutil.copy2(path, folder / path.name)
-    return folder
+    return copy_of_onnx_seed(vit_t_checkpoint, tmp_path_factory.mktemp("onnx"))
 
 
 @pytest.fixture(scope="module")
