@@ -17,11 +17,11 @@ EMBEDDING_ATOL = 1e-4  # the goldens' bound for embeddings (exact on the golden 
 
 
 @pytest.fixture(scope="module")
-def onnx_encoder(vit_t_model, vit_t_checkpoint, tmp_path_factory):
-    """The encoder on a cache holding the session's export (support.onnx_seed, made by the same
-    `cached_encoder`; test_encoder_export_is_cached exports again, test_onnx_export.py checks the CLI's)."""
-    cache = copy_of_onnx_seed(vit_t_checkpoint, tmp_path_factory.mktemp("encoder_cache"))
-    encoder = ImageEncoder(vit_t_model, "vit_t", backend="onnxruntime", cache_dir=cache, background=False)
+def onnx_encoder(vit_t_model, tmp_path_factory):
+    """The encoder on an empty cache, which it exports into (the engine's test below uses the session's
+    export instead; test_encoder_export_is_cached exports a truncated file again)."""
+    encoder = ImageEncoder(vit_t_model, "vit_t", backend="onnxruntime",
+                           cache_dir=tmp_path_factory.mktemp("encoder_cache"), background=False)
     assert encoder.active == "onnxruntime", encoder.error
     return encoder
 
