@@ -305,8 +305,9 @@ def test_click_while_the_decoder_loads_gets_the_servers_mask_then_the_pages(brow
     "open: the early photo's original is sometimes not taken by Gradio's upload box, so no share link comes "
     "(3 of 6 full-suite runs before web/upload.js waited for Gradio's load event and handed it on again; "
     "after: 0 of 4 runs under CPU load, 1 full-suite pass, then 1 failure in 7 runs of this test with the "
-    "drop/paste ones; later 0 of 18 such runs, 8 of them beside two busy loops, and it passed in 4 full-suite runs). On "
-    "failure the test prints the page's state, where the original was handed on and the app's log."))
+    "drop/paste ones; later 0 of 18 such runs, 8 of them beside two busy loops, and it passed in 4 "
+    "full-suite runs). On failure the test prints the page's state, where the original was handed on and "
+    "the app's log."))
 def test_a_photo_chosen_before_gradios_page_has_loaded_is_encoded_and_its_original_follows(
         browser, app_url, app_cache, vit_t_model):
     """On a slow link Gradio's upload box appears seconds after the page opens. The early control, in
