@@ -45,10 +45,15 @@ def test_low_res_filtering_gives_the_official_records(vit_t_model, image, torch_
 
 
 def test_low_res_filtering_with_crops_and_small_regions(vit_t_model, image):
-    settings = dict(SETTINGS, points_per_side=3, crop_n_layers=1, min_mask_region_area=20)
+    # Every mask of the four crops touches its crop's inner edge on the stand-in weights and is dropped
+    # there (after the same filtering), and the crops' NMS would keep one record: with it off and no IoU
+    # threshold the full-image crop keeps a dozen, which the small-region clean-up then changes.
+    settings = dict(SETTINGS, points_per_side=2, crop_n_layers=1, crop_nms_thresh=1.0, pred_iou_thresh=0.0,
+                    min_mask_region_area=20)
     ours = SamAutomaticMaskGenerator(vit_t_model, **settings).generate(image)
     official = SamAutomaticMaskGenerator(vit_t_model, **settings)
     official.upsample_all_first = True
+    assert len(ours) >= 5  # the comparison is not vacuous
     assert ours == official.generate(image)
 
 
