@@ -59,7 +59,6 @@ def test_decoder_under_its_digest_is_immutable_and_compressed(tmp_path):
         assert again.status_code == 304 and again.content == b""
 
 
-
 class _PreemptedOnRelease:
     """A lock whose release, in the compression pool's thread, is followed by a pause: the thread
     preempted right after it (a busy host, and that thread runs at the lowest priority)."""
@@ -91,6 +90,7 @@ def test_wait_compressed_waits_for_a_file_another_thread_just_verified(tmp_path)
     entry = files.entry(path)  # the request: served from memory
     files.wait_compressed()
     assert set(entry.compressed) >= {"gzip"}
+    files._pool.shutdown()
 
 
 def test_decoder_under_another_digest_or_none_is_revalidated(tmp_path):
