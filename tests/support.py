@@ -632,6 +632,20 @@ def page_with_photo(browser, app_url, name):
     return page, image, image.shape[:2]
 
 
+def share_link(page, timeout_s: float = 120.0) -> Optional[str]:
+    """The page's share link once it is offered (`msam.getShareLink()` is a Promise of null until the
+    original photo is stored), asked again every 0.2 s; None if it did not come within `timeout_s`.
+    (Not `wait_for_function`: it takes the Promise itself as a truthy answer.)"""
+    page = getattr(page, "page", page)
+    return page.evaluate("""async (ms) => {
+        for (const end = performance.now() + ms; ;) {
+            const link = await window.msam.getShareLink();
+            if (link || performance.now() > end) return link || null;
+            await new Promise((r) => setTimeout(r, 200));
+        }
+    }""", timeout_s * 1000)
+
+
 def mask_from_bits(bits: dict) -> np.ndarray:
     """The H×W bool mask of the page's base64 mask bits ({width, height, data}, web/exports.js)."""
     data = np.frombuffer(base64.b64decode(bits["data"]), dtype=np.uint8)

@@ -6,7 +6,6 @@ import io
 import json
 import re
 import subprocess
-import time
 import urllib.request
 from urllib.parse import parse_qs, urlparse
 
@@ -15,7 +14,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, SAMPLES, golden_index, golden_prompt_kwargs, load_sample, mask_iou
-from support import mask_from_bits
+from support import mask_from_bits, share_link
 
 PHOTOS = ["truck.jpg", "groceries.jpg", "dogs.jpg", "picture1.jpg", "picture3.jpg"]
 
@@ -156,10 +155,9 @@ def test_click_before_ready_and_share_link_restore_the_original(browser, page, a
     got = np.frombuffer(base64.b64decode(bits["data"] if isinstance(bits, dict) else bits), np.uint8)
     assert mask_iou(got.reshape(h, w).astype(bool), centre_click_mask(vit_t_model, image)) >= 0.97
 
-    page.wait_for_function("() => window.msam.getShareLink()", timeout=120_000)
-    link = page.evaluate("() => window.msam.getShareLink()")
+    link = share_link(page)
     image_id = page.evaluate("() => window.msam.getState().imageId")
-    assert f"image={image_id}" in link and "points=" in link
+    assert link and f"image={image_id}" in link and "points=" in link
     with urllib.request.urlopen(f"{app_url}/msam/image/{image_id}.png", timeout=60) as r:
         stored = np.asarray(Image.open(io.BytesIO(r.read())).convert("RGB"))
     assert np.array_equal(stored, image)  # the original, full size, not the copy
@@ -252,10 +250,7 @@ def test_dropped_or_pasted_photo_goes_resized_then_original(page, app_url, how, 
     assert sent["resized"]["bytes"] < len(data)  # the copy went first, not the original
     # the share link (a Promise: null until the original is stored) names the original's id
     page.wait_for_function("(before) => window.msam.getState().imageId !== before", arg=before, timeout=120_000)
-    deadline, link = time.time() + 120, None
-    while not link and time.time() < deadline:
-        link = page.evaluate("async () => await window.msam.getShareLink()")
-        time.sleep(0 if link else 0.25)
+    link = share_link(page)
     assert link, "no share link after the original was sent"
     image_id = parse_qs(urlparse(link).query)["image"][0]
     assert image_id == page.evaluate("() => window.msam.getState().imageId")
@@ -345,14 +340,7 @@ def test_a_photo_chosen_before_gradios_page_has_loaded_is_encoded_and_its_origin
     assert mask_iou(got, centre_click_mask(vit_t_model, image)) >= 0.97  # from the resized copy's embedding
 
     # the link is offered once the original is on the server (the page asks until it is there)
-    link = page.evaluate("""async () => {
-        for (let i = 0; i < 600; i++) {
-            const link = await window.msam.getShareLink();
-            if (link) return link;
-            await new Promise((r) => setTimeout(r, 200));
-        }
-        return null;
-    }""")
+    link = share_link(page)
     if not link:  # what the page held, to tell a lost original from a lost answer
         state = page.evaluate("""() => { const a = window.msam._app;
             return {info: a.info, status: a.status, upload: a.upload.last, handedOn: a.upload.handedOn,
