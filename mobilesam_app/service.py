@@ -107,14 +107,12 @@ class Service:
         def work() -> EncodedImage:
             start = time.perf_counter()
             holder["image"] = image = self.load_image(path)
-            adopted = self.resized.adopt(image)  # the page sent it resized first: encoded already
-            if adopted is not None:
-                log.info("upload %s (%dx%d): its resized copy's embedding, %.0f ms", os.path.basename(path),
-                         image.shape[1], image.shape[0], 1000 * (time.perf_counter() - start))
-                return adopted
-            progress(0.2, desc=f"Encoding with {cmp.label(self.engine.model_type)}")
-            encoded = self.encode(image)
-            log.info("upload %s (%dx%d): encoded, %.0f ms", os.path.basename(path), image.shape[1], image.shape[0],
+            encoded = self.resized.adopt(image)  # the page sent it resized first: encoded already
+            how = "its resized copy's embedding"
+            if encoded is None:
+                progress(0.2, desc=f"Encoding with {cmp.label(self.engine.model_type)}")
+                encoded, how = self.encode(image), "encoded"
+            log.info("upload %s (%dx%d): %s, %.0f ms", os.path.basename(path), image.shape[1], image.shape[0], how,
                      1000 * (time.perf_counter() - start))
             return encoded
 
